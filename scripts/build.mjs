@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Bundles every CNI executable and the CLI into one CommonJS file each (DESIGN.md §5: start-up
+// time is a product feature; one file means one read and no module resolution walk).
+// Dynamic import() inside the sources becomes a lazy in-file require, so a verb loads only the
+// code it needs. koffi and better-sqlite3 carry native binaries and stay external: they are
+// resolved from node_modules next to dist/.
+import { build } from 'esbuild';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+const CNI_TYPES = [
+  'shoal-bridge',
+  'shoal-macvlan',
+  'shoal-ipvlan',
+  'shoal-vxlan',
+  'shoal-ipam',
+  'shoal-portmap',
+  'shoal-dns',
+];
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['koffi', 'better-sqlite3'],
+  banner: { js: '#!/usr/bin/env node' },
+  legalComments: 'none',
+  sourcemap: false,
+  logLevel: 'warning',
+  // Keep class names: error classes are matched by name in logs and their `name` is shown.
+  keepNames: true,
+  // import.meta.url has no meaning in a CJS bundle; modules that need their own location use
+  // __filename through this define instead.
+  define: { 'import.meta.url': 'importMetaUrl' },
+  inject: [path.join(root, 'scripts/import-meta-url.js')],
+};
+
+async function main() {
+  await rm(dist, { recursive: true, force: true });
+  await mkdir(path.join(dist, 'cni'), { recursive: true });
+  await mkdir(path.join(dist, 'bin'), { recursive: true });
+  // The package is "type": "module"; these bundles are CommonJS and have no extension, so a
+  // package.json here tells Node how to load them whatever the parent says.
+  await writeFile(path.join(dist, 'package.json'), JSON.stringify({ type: 'commonjs' }) + '\n');
+
+  const entries = [
+    ...CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), out: path.join(dist, 'cni', type) })),
+    { in: path.join(root, 'src/cli/main.ts'), out: path.join(dist, 'bin', 'shoal') },
+  ];
+  await Promise.all(
+    entries.map((entry) => build({ ...common, entryPoints: [entry.in], outfile: entry.out })),
+  );
+  for (const entry of entries) await chmod(entry.out, 0o755);
+  const built = (await readdir(path.join(dist, 'cni'))).sort();
+  console.error(`built ${built.length} CNI plugins in dist/cni and the CLI in dist/bin/shoal`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
