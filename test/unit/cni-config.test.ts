@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import * as z from 'zod/mini';
+import { interfaceName, parseCidr, parseConfig, parseNetConf, pluginConfig, portMappingSchema, subnet } from '../../cni/config.js';
+import { CniError } from '../../cni/errors.js';
+
+function message(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CniError);
+    expect((err as CniError).cniCode).toBe(7);
+    return (err as Error).message;
+  }
+  throw new Error('expected a code-7 error');
+}
+
+const base = { cniVersion: '1.0.0', name: 'net1', type: 'shoal-bridge' };
+
+describe('base network config', () => {
+  it('accepts the spec example and keeps unknown fields', () => {
+    const conf = parseNetConf({
+      ...base,
+      bridge: 'cni0',
+      ipam: { type: 'host-local', subnet: '10.1.0.0/16', gateway: '10.1.0.1' },
+      dns: { nameservers: ['10.1.0.1'] },
+      args: { labels: { appVersion: '1.0' } },
+    });
+    expect((conf as Record<string, unknown>).bridge).toBe('cni0');
+    expect((conf.ipam as Record<string, unknown>).subnet).toBe('10.1.0.0/16');
+  });
+  it('names a missing field', () => {
+    expect(message(() => parseNetConf({ cniVersion: '1.0.0', type: 'x' }))).toBe('invalid network config: field "name" is required');
+  });
+  it('names a wrong type with its value', () => {
+    expect(message(() => parseNetConf({ ...base, type: 7 }))).toBe('invalid network config: field "type": 7 must be a string');
+  });
+  it('names a bad nameserver by index', () => {
+    expect(message(() => parseNetConf({ ...base, dns: { nameservers: ['10.0.0.1', 'dns.example'] } }))).toBe(
+      'invalid network config: field "dns.nameservers[1]": "dns.example" is not an IP address',
+    );
+  });
+  it('rejects an empty ipam.type', () => {
+    expect(message(() => parseNetConf({ ...base, ipam: { type: '' } }))).toContain('field "ipam.type": "" must not be empty');
+  });
+  it('checks logLevel', () => {
+    expect(message(() => parseNetConf({ ...base, logLevel: 'loud' }))).toContain('field "logLevel": "loud" must be one of');
+  });
+  it('counts further problems and lists them in details', () => {
+    try {
+      parseNetConf({ cniVersion: '1.0.0', name: '-x', type: '', capabilities: { portMappings: 'yes' } });
+    } catch (err) {
+      expect((err as Error).message).toMatch(/\(and 2 more problems\)$/);
+      expect((err as CniError).details).toContain('field "capabilities.portMappings": "yes" must be true or false');
+      return;
+    }
+    throw new Error('expected an error');
+  });
+});
+
+describe('plugin config schemas', () => {
+  const ipamSchema = pluginConfig({
+    ipam: z.looseObject({
+      type: z.string(),
+      ranges: z.array(z.array(z.looseObject({ subnet, gateway: z.optional(z.string()) }))),
+    }),
+    bridge: z.optional(interfaceName),
+    portMappings: z.optional(z.array(portMappingSchema)),
+  });
+  it('names a nested path and the value: host bits set', () => {
+    const conf = { ...base, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: '10.0.0.1/24' }]] } };
+    expect(message(() => parseConfig(ipamSchema, conf))).toBe(
+      'invalid network config: field "ipam.ranges[0][0].subnet": "10.0.0.1/24" has host bits set',
+    );
+  });
+  it('accepts a proper subnet, v4 and v6', () => {
+    const conf = { ...base, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: 'fd00:1::/64' }]] } };
+    expect(parseConfig(ipamSchema, conf).ipam.ranges[0]).toHaveLength(2);
+  });
+  it('names a bad interface name', () => {
+    expect(message(() => parseConfig(ipamSchema, { ...base, ipam: { type: 'x', ranges: [] }, bridge: 'a-very-long-bridge-name' }))).toBe(
+      'invalid network config: field "bridge": "a-very-long-bridge-name" is not a valid interface name (it is longer than 15 bytes)',
+    );
+  });
+  it('names a bad port', () => {
+    const conf = { ...base, ipam: { type: 'x', ranges: [] }, portMappings: [{ hostPort: 8080, containerPort: 70000 }] };
+    expect(message(() => parseConfig(ipamSchema, conf))).toBe('invalid network config: field "portMappings[0].containerPort": 70000 must be 1-65535');
+  });
+  it('prefixes paths with "where" when validating a sub-object', () => {
+    expect(message(() => parseConfig(z.looseObject({ subnet }), { subnet: 'nope' }, 'ipam'))).toBe(
+      'invalid network config: field "ipam.subnet": "nope" is not in CIDR notation (like "10.1.0.0/24")',
+    );
+  });
+  it('quotes keys that are not identifiers', () => {
+    const schema = z.looseObject({ runtimeConfig: z.record(z.string(), z.number()) });
+    expect(message(() => parseConfig(schema, { runtimeConfig: { 'cni.dev/x': 'a' } }))).toContain('field "runtimeConfig["cni.dev/x"]": "a" must be a number');
+  });
+});
+
+describe('parseCidr', () => {
+  it.each([
+    ['10.0.0.0/8', false],
+    ['10.0.0.1/8', true],
+    ['0.0.0.0/0', false],
+    ['192.168.1.255/32', false],
+    ['fd00::/8', false],
+    ['fd00::1/64', true],
+    ['::ffff:10.0.0.0/120', false],
+    ['::ffff:10.0.0.1/120', true],
+  ])('%s host bits set: %s', (text, hostBits) => {
+    expect(parseCidr(text)?.hostBitsSet).toBe(hostBits);
+  });
+  it.each(['10.0.0.0', '10.0.0.0/33', 'fd00::/129', 'x/8', '10.0.0.0/-1', '10.0.0.0/8/8'])('rejects %s', (text) => {
+    expect(parseCidr(text)).toBeUndefined();
+  });
+});
