@@ -1,0 +1,212 @@
+/**
+ * The record snapshot: an immutable view of every network's names, built once per change and
+ * swapped atomically (aardvark-dns keeps its backend the same way). Queries in flight keep the
+ * snapshot they started with; the next query sees the new one.
+ *
+ * Scope: a client sees the networks its source address belongs to (one of its endpoint
+ * addresses, a gateway, or inside a subnet), and nothing else.
+ */
+import { cidrContains, normalizeName, parseAddress, parseCidr, reverseName, type Cidr, type ParsedAddress } from './ip.js';
+import type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput, HandlerResult } from './types.js';
+
+export interface AddressSet {
+  v4: Buffer[];
+  v6: Buffer[];
+}
+
+export interface NetworkRecords {
+  readonly name: string;
+  readonly domain: string | undefined;
+  readonly ttl: number;
+  readonly upstreams: readonly string[] | undefined;
+  /** Container names and aliases: bare, `name.<network>`, `name.<domain>`. */
+  readonly names: ReadonlyMap<string, AddressSet>;
+  /** Custom hosts: as given, and `name.<domain>`. */
+  readonly hosts: ReadonlyMap<string, AddressSet>;
+  /** Reverse name -> target, for container addresses (and hosts in `hostPtr`). */
+  readonly ptr: ReadonlyMap<string, string>;
+  readonly hostPtr: ReadonlyMap<string, string>;
+  readonly subnets: readonly Cidr[];
+  /** Name -> address pairs (bare names, aliases and hosts): the `shoal_dns_records` gauge. */
+  readonly recordCount: number;
+}
+
+export interface Scope {
+  /** Stable key of the network set (sorted names joined). */
+  readonly key: string;
+  readonly networks: readonly NetworkRecords[];
+  /** Memo of local outcomes for this snapshot and network set: qtype -> name -> result. */
+  readonly answers: Map<number, Map<string, HandlerResult | null>>;
+}
+
+export interface SnapshotOptions {
+  /** Default TTL of local answers, seconds. */
+  localTtl?: number;
+  /** Bound on the per-snapshot caches (source -> scope, encoded answers). */
+  cacheSize?: number;
+}
+
+
+export class RecordSnapshot {
+  readonly networks: ReadonlyMap<string, NetworkRecords>;
+  readonly version: number;
+  private readonly memberOf: Map<string, Set<string>>; // address bytes (hex) -> networks
+  private readonly scopes = new Map<string, Scope>();
+  private readonly scopesByKey = new Map<string, Scope>();
+  private answerCount = 0;
+  private readonly cacheSize: number;
+
+  private constructor(networks: Map<string, NetworkRecords>, members: Map<string, Set<string>>, version: number, cacheSize: number) {
+    this.networks = networks;
+    this.memberOf = members;
+    this.version = version;
+    this.cacheSize = cacheSize;
+  }
+
+  static empty(): RecordSnapshot {
+    return RecordSnapshot.build({ networks: [], endpoints: [] });
+  }
+
+  static build(input: DnsRecordsInput, options: SnapshotOptions = {}, version = 0): RecordSnapshot {
+    const localTtl = options.localTtl ?? 5;
+    const configs = new Map<string, DnsNetworkConfig>();
+    for (const n of input.networks) configs.set(n.name, n);
+    for (const e of input.endpoints) if (!configs.has(e.network)) configs.set(e.network, { name: e.network });
+    const members = new Map<string, Set<string>>();
+    const networks = new Map<string, NetworkRecords>();
+    for (const cfg of configs.values()) {
+      const eps = input.endpoints.filter((e) => e.network === cfg.name);
+      networks.set(cfg.name, buildNetwork(cfg, eps, localTtl, members));
+    }
+    return new RecordSnapshot(networks, members, version, options.cacheSize ?? 10_000);
+  }
+
+  /** The networks a client at `source` may see. Cached per source address. */
+  scopeFor(source: string): Scope {
+    const cached = this.scopes.get(source);
+    if (cached) return cached;
+    const addr = parseAddress(source);
+    const scope = this.scopeOf(addr ? this.networksOf(addr) : []);
+    if (this.scopes.size >= this.cacheSize) this.scopes.clear();
+    this.scopes.set(source, scope);
+    return scope;
+  }
+
+  private networksOf(addr: ParsedAddress): string[] {
+    const names = new Set<string>(this.memberOf.get(addr.bytes.toString('hex')) ?? []);
+    for (const net of this.networks.values()) {
+      if (net.subnets.some((c) => cidrContains(c, addr))) names.add(net.name);
+    }
+    return [...names].sort();
+  }
+
+  /** One Scope object per network set, so every client of the same networks shares its memo. */
+  private scopeOf(sorted: string[]): Scope {
+    const key = sorted.join('\0');
+    let scope = this.scopesByKey.get(key);
+    if (!scope) {
+      scope = { key, networks: sorted.map((n) => this.networks.get(n) as NetworkRecords), answers: new Map() };
+      this.scopesByKey.set(key, scope);
+    }
+    return scope;
+  }
+
+  /** Memoized local outcome (undefined: not computed yet; null: local handlers passed). */
+  cachedAnswer(scope: Scope, type: number, name: string): HandlerResult | null | undefined {
+    return scope.answers.get(type)?.get(name);
+  }
+
+  rememberAnswer(scope: Scope, type: number, name: string, result: HandlerResult | null): void {
+    if (this.answerCount >= this.cacheSize) {
+      for (const s of this.scopesByKey.values()) s.answers.clear();
+      this.answerCount = 0;
+    }
+    let byName = scope.answers.get(type);
+    if (!byName) scope.answers.set(type, (byName = new Map()));
+    byName.set(name, result);
+    this.answerCount += 1;
+  }
+}
+
+function addAddress(map: Map<string, AddressSet>, name: string, addr: ParsedAddress): void {
+  let set = map.get(name);
+  if (!set) {
+    set = { v4: [], v6: [] };
+    map.set(name, set);
+  }
+  const list = addr.family === 4 ? set.v4 : set.v6;
+  if (!list.some((b) => b.equals(addr.bytes))) list.push(addr.bytes);
+}
+
+/** Names a record answers to: bare, `.<network>`, `.<domain>` (all normalized). */
+function spellings(name: string, network: string, domain: string | undefined): string[] {
+  const bare = normalizeName(name);
+  if (!bare) return [];
+  const out = [bare, `${bare}.${normalizeName(network)}`];
+  if (domain) out.push(`${bare}.${domain}`);
+  return out;
+}
+
+function endpointAddresses(e: DnsEndpoint): ParsedAddress[] {
+  const out: ParsedAddress[] = [];
+  for (const a of [...(e.ipv4 ?? []), ...(e.ipv6 ?? [])]) {
+    const p = parseAddress(a);
+    if (p) out.push(p);
+  }
+  return out;
+}
+
+function buildNetwork(cfg: DnsNetworkConfig, endpoints: DnsEndpoint[], localTtl: number, members: Map<string, Set<string>>): NetworkRecords {
+  const domain = cfg.domain ? normalizeName(cfg.domain) : undefined;
+  const names = new Map<string, AddressSet>();
+  const hosts = new Map<string, AddressSet>();
+  const ptr = new Map<string, string>();
+  const hostPtr = new Map<string, string>();
+  let recordCount = 0;
+  const member = (addr: ParsedAddress): void => {
+    const key = addr.bytes.toString('hex');
+    let set = members.get(key);
+    if (!set) members.set(key, (set = new Set()));
+    set.add(cfg.name);
+  };
+  for (const e of endpoints) {
+    const addrs = endpointAddresses(e);
+    const all = [e.name, ...(e.aliases ?? [])].filter((n) => n && normalizeName(n));
+    for (const n of all) for (const s of spellings(n, cfg.name, domain)) for (const a of addrs) addAddress(names, s, a);
+    recordCount += all.length * addrs.length;
+    const target = `${normalizeName(e.name)}.${domain ?? normalizeName(cfg.name)}`;
+    for (const a of addrs) {
+      member(a);
+      if (!ptr.has(reverseName(a))) ptr.set(reverseName(a), target);
+    }
+  }
+  for (const [host, list] of Object.entries(cfg.hosts ?? {})) {
+    const n = normalizeName(host);
+    if (!n) continue;
+    const keys = domain && !n.endsWith(`.${domain}`) ? [n, `${n}.${domain}`] : [n];
+    for (const raw of list) {
+      const a = parseAddress(raw);
+      if (!a) continue;
+      for (const k of keys) addAddress(hosts, k, a);
+      if (!hostPtr.has(reverseName(a))) hostPtr.set(reverseName(a), n);
+      recordCount += 1;
+    }
+  }
+  for (const g of cfg.gateways ?? []) {
+    const a = parseAddress(g);
+    if (a) member(a);
+  }
+  const subnets = (cfg.subnets ?? []).map(parseCidr).filter((c): c is Cidr => c !== undefined);
+  return {
+    name: cfg.name,
+    domain,
+    ttl: cfg.ttl ?? localTtl,
+    upstreams: cfg.upstreams && cfg.upstreams.length ? [...cfg.upstreams] : undefined,
+    names,
+    hosts,
+    ptr,
+    hostPtr,
+    subnets,
+    recordCount,
+  };
+}

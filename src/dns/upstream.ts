@@ -1,0 +1,127 @@
+/**
+ * One exchange with one upstream over UDP or TCP. Sockets are opened by the daemon's process in
+ * the host namespace, so loopback resolvers (systemd-resolved's 127.0.0.53) are reachable.
+ * Each UDP exchange uses its own connected ephemeral socket (a fresh source port per query)
+ * and accepts only a reply from the upstream with the query's id.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { isIPv6 } from 'node:net';
+import { ShoalError } from '../errors.js';
+
+export interface Upstream {
+  host: string;
+  port: number;
+  /** `host:port` (`[v6]:port`), the metrics label. */
+  label: string;
+}
+
+/** `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353`. */
+export function parseUpstream(text: string): Upstream | undefined {
+  const t = text.trim();
+  let host = t;
+  let port = 53;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (bracket) {
+    host = bracket[1] as string;
+    if (bracket[2]) port = Number(bracket[2]);
+  } else if (!isIPv6(t)) {
+    const m = /^([^:]+):(\d+)$/.exec(t);
+    if (m) {
+      host = m[1] as string;
+      port = Number(m[2]);
+    }
+  }
+  if (net.isIP(host.split('%')[0] ?? '') === 0 || port < 1 || port > 65535) return undefined;
+  return { host, port, label: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}` };
+}
+
+export type Protocol = 'udp' | 'tcp';
+
+export interface UpstreamTransport {
+  exchange(upstream: Upstream, query: Buffer, protocol: Protocol, timeoutMs: number): Promise<Buffer>;
+}
+
+export class UpstreamTimeout extends ShoalError {
+  constructor(upstream: Upstream, protocol: Protocol, timeoutMs: number) {
+    super('DNS_UPSTREAM_TIMEOUT', `failed to query "${upstream.label}": no ${protocol} answer within ${timeoutMs} ms`);
+  }
+}
+
+function failed(upstream: Upstream, cause: unknown): ShoalError {
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  return new ShoalError('DNS_UPSTREAM_ERROR', `failed to query "${upstream.label}": ${msg}`, { cause });
+}
+
+function matches(query: Buffer, reply: Buffer): boolean {
+  return reply.length >= 12 && reply.readUInt16BE(0) === query.readUInt16BE(0) && (reply.readUInt16BE(2) & 0x8000) !== 0;
+}
+
+function udpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket(isIPv6(upstream.host) ? 'udp6' : 'udp4');
+    let done = false;
+    const finish = (err: Error | undefined, reply?: Buffer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.close();
+      if (err) reject(err);
+      else resolve(reply as Buffer);
+    };
+    const timer = setTimeout(() => finish(new UpstreamTimeout(upstream, 'udp', timeoutMs)), timeoutMs);
+    sock.on('error', (err) => finish(failed(upstream, err)));
+    sock.on('message', (msg) => {
+      if (matches(query, msg)) finish(undefined, msg); // else stray: keep waiting
+    });
+    // Connected: the kernel delivers only the upstream's datagrams, and an ICMP unreachable
+    // surfaces at once as ECONNREFUSED instead of a timeout.
+    sock.connect(upstream.port, upstream.host, () => {
+      if (done) return;
+      sock.send(query, (err) => {
+        if (err) finish(failed(upstream, err));
+      });
+    });
+  });
+}
+
+function tcpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: upstream.host, port: upstream.port });
+    let buf: Buffer = Buffer.alloc(0);
+    let done = false;
+    const finish = (err: Error | undefined, reply?: Buffer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(reply as Buffer);
+    };
+    const timer = setTimeout(() => finish(new UpstreamTimeout(upstream, 'tcp', timeoutMs)), timeoutMs);
+    sock.on('error', (err) => finish(failed(upstream, err)));
+    sock.on('close', () => finish(failed(upstream, new Error('connection closed before an answer'))));
+    sock.on('connect', () => {
+      const framed = Buffer.allocUnsafe(query.length + 2);
+      framed.writeUInt16BE(query.length, 0);
+      query.copy(framed, 2);
+      sock.write(framed);
+    });
+    sock.on('data', (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (buf.length < len + 2) return;
+        const msg = buf.subarray(2, len + 2);
+        buf = buf.subarray(len + 2);
+        if (matches(query, msg)) return finish(undefined, Buffer.from(msg));
+      }
+    });
+  });
+}
+
+export const socketTransport: UpstreamTransport = {
+  exchange(upstream, query, protocol, timeoutMs) {
+    return protocol === 'udp' ? udpExchange(upstream, query, timeoutMs) : tcpExchange(upstream, query, timeoutMs);
+  },
+};
