@@ -1,0 +1,49 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Versioned schema migrations, tracked in SQLite's `user_version`. Append only: entry i moves
+ * the schema from version i to i+1. Never edit a released entry — databases in the field have
+ * already run it.
+ */
+const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
+  (db) => {
+    // WITHOUT ROWID: the key is the only access path, so store rows in the key's B-tree and
+    // range scans by prefix walk it directly.
+    db.exec(`
+      CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        create_revision INTEGER NOT NULL,
+        mod_revision INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO meta (name, value) VALUES ('revision', 0);
+    `);
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings the schema up to date. Runs inside BEGIN IMMEDIATE and re-reads the version there, so
+ * when many CNI processes open a fresh database at once exactly one of them migrates.
+ * Returns the version found, for the caller's error message when it is too new.
+ */
+export function migrate(db: Database.Database): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current >= SCHEMA_VERSION) return current;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const locked = db.pragma('user_version', { simple: true }) as number;
+    for (let version = locked; version < SCHEMA_VERSION; version++) MIGRATIONS[version]!(db);
+    if (locked < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    db.exec('COMMIT');
+    return locked;
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}

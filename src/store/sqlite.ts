@@ -1,0 +1,266 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
+import { migrate, SCHEMA_VERSION } from './schema.js';
+import { prefixEnd } from './store.js';
+import type { CasExpectation, KeyValue, ListOptions, Store, Txn } from './store.js';
+
+export interface SqliteStoreOptions {
+  /** How long a writer waits for another process's write lock before giving up. */
+  busyTimeoutMs?: number;
+}
+
+const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
+
+interface Row {
+  key: string;
+  value: string;
+  create_revision: number;
+  mod_revision: number;
+}
+
+function toKeyValue(row: Row): KeyValue {
+  return { key: row.key, value: row.value, createRevision: row.create_revision, modRevision: row.mod_revision };
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+}
+
+/**
+ * The embedded store: one SQLite file, WAL mode (readers never block the writer), and every
+ * write inside `BEGIN IMMEDIATE`, which takes the database's single write lock up front. That
+ * lock is what makes concurrent CNI processes safe: an allocation reads and writes under it, so
+ * two processes can never both see an address as free. A process killed mid-transaction leaves
+ * an uncommitted WAL tail that SQLite discards on the next open.
+ */
+export class SqliteStore implements Store {
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly busyTimeoutMs: number;
+  /** Serialises this process's transactions: they share one connection. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** The revision the open transaction writes at, once it has written anything. */
+  private txnRevision: number | undefined;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(file: string, options: SqliteStoreOptions = {}) {
+    this.file = file;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      this.db = new Database(file, { timeout: this.busyTimeoutMs });
+    } catch (err) {
+      throw new StoreError('open', file, err);
+    }
+    try {
+      this.configure();
+    } catch (err) {
+      this.db.close();
+      if (err instanceof StoreSchemaError) throw err;
+      if (isBusy(err)) throw new StoreBusyError(file, this.busyTimeoutMs, err);
+      throw new StoreError('open', file, err);
+    }
+  }
+
+  private configure(): void {
+    // journal_mode=WAL is persistent in the file, so only the first opener pays for switching;
+    // everyone else just reads it. The switch itself can report BUSY without consulting the
+    // busy handler when another process is creating the file at the same moment: retry it.
+    const deadline = Date.now() + this.busyTimeoutMs;
+    for (;;) {
+      try {
+        if (this.db.pragma('journal_mode', { simple: true }) !== 'wal') this.db.pragma('journal_mode = WAL');
+        break;
+      } catch (err) {
+        if (!isBusy(err) || Date.now() > deadline) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
+    }
+    // NORMAL in WAL mode: a commit survives the process being killed (the WAL is in the OS
+    // page cache); only a power cut can lose the last commits, and with them the containers
+    // that used those addresses. FULL would add an fsync to every ADD.
+    this.db.pragma('synchronous = NORMAL');
+    const found = migrate(this.db);
+    if (found > SCHEMA_VERSION) throw new StoreSchemaError(this.file, found, SCHEMA_VERSION);
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  // ---- synchronous primitives; callers hold the queue --------------------------------------
+
+  private getSync(key: string): KeyValue | undefined {
+    const row = this.stmt('SELECT key, value, create_revision, mod_revision FROM kv WHERE key = ?').get(key) as Row | undefined;
+    return row && toKeyValue(row);
+  }
+
+  private bounds(prefix: string, options: ListOptions): [string, string, string] {
+    const from = options.from !== undefined && options.from > prefix ? options.from : prefix;
+    return [from, prefixEnd(prefix), options.to ?? prefixEnd(prefix)];
+  }
+
+  private listSync(prefix: string, options: ListOptions = {}): KeyValue[] {
+    const rows = this.stmt(
+      'SELECT key, value, create_revision, mod_revision FROM kv WHERE key >= ? AND key < ? AND key <= ? ORDER BY key LIMIT ?',
+    ).all(...this.bounds(prefix, options), options.limit ?? -1) as Row[];
+    return rows.map(toKeyValue);
+  }
+
+  private countSync(prefix: string, options: ListOptions = {}): number {
+    const row = this.stmt('SELECT count(*) AS n FROM kv WHERE key >= ? AND key < ? AND key <= ?').get(
+      ...this.bounds(prefix, options),
+    ) as { n: number };
+    return row.n;
+  }
+
+  /** The revision this transaction's writes carry: the stored one plus one, bumped once. */
+  private writeRevision(): number {
+    if (this.txnRevision === undefined) {
+      const row = this.stmt("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value").get() as { value: number };
+      this.txnRevision = row.value;
+    }
+    return this.txnRevision;
+  }
+
+  private putSync(key: string, value: string): void {
+    const revision = this.writeRevision();
+    this.stmt(
+      `INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision`,
+    ).run(key, value, revision, revision);
+  }
+
+  private deleteSync(key: string): boolean {
+    const existed = this.stmt('SELECT 1 FROM kv WHERE key = ?').get(key) !== undefined;
+    if (!existed) return false;
+    this.writeRevision();
+    this.stmt('DELETE FROM kv WHERE key = ?').run(key);
+    return true;
+  }
+
+  private readonly txnView: Txn = {
+    get: async (key) => this.getSync(key),
+    list: async (prefix, options) => this.listSync(prefix, options),
+    count: async (prefix, options) => this.countSync(prefix, options),
+    put: async (key, value) => this.putSync(key, value),
+    delete: async (key) => this.deleteSync(key),
+  };
+
+  // ---- public API ----------------------------------------------------------------------------
+
+  /** Runs `fn` after every earlier operation of this process on this store has finished. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  transaction<T>(fn: (txn: Txn) => Promise<T>): Promise<T> {
+    return this.exclusive(async () => {
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+      } catch (err) {
+        if (isBusy(err)) throw new StoreBusyError(this.file, this.busyTimeoutMs, err);
+        throw new StoreError('begin a transaction on', this.file, err);
+      }
+      this.txnRevision = undefined;
+      try {
+        // Only this process's own awaits happen in here; SQLite calls are synchronous, so the
+        // lock is held for the callback's CPU time, not for any I/O wait.
+        const result = await fn(this.txnView);
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      } finally {
+        this.txnRevision = undefined;
+      }
+    });
+  }
+
+  get(key: string): Promise<KeyValue | undefined> {
+    return this.exclusive(async () => this.getSync(key));
+  }
+
+  list(prefix: string, options?: ListOptions): Promise<KeyValue[]> {
+    return this.exclusive(async () => this.listSync(prefix, options));
+  }
+
+  count(prefix: string, options?: Omit<ListOptions, 'limit'>): Promise<number> {
+    return this.exclusive(async () => this.countSync(prefix, options));
+  }
+
+  put(key: string, value: string): Promise<void> {
+    return this.transaction((txn) => txn.put(key, value));
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.transaction((txn) => txn.delete(key));
+  }
+
+  compareAndSwap(key: string, expect: CasExpectation, value: string): Promise<boolean> {
+    return this.transaction(async (txn) => {
+      const current = await txn.get(key);
+      const matches =
+        'absent' in expect
+          ? current === undefined
+          : 'modRevision' in expect
+            ? current?.modRevision === expect.modRevision
+            : current?.value === expect.value;
+      if (!matches) return false;
+      await txn.put(key, value);
+      return true;
+    });
+  }
+
+  revision(): Promise<number> {
+    return this.exclusive(async () => this.revisionSync());
+  }
+
+  private revisionSync(): number {
+    return (this.stmt("SELECT value FROM meta WHERE name = 'revision'").get() as { value: number }).value;
+  }
+
+  watch(onChange: (revision: number) => void, options: { intervalMs?: number } = {}): () => void {
+    // The starting point is read now (unless this process is inside a transaction), so a write
+    // right after watch() returns is reported.
+    let last: number | undefined = this.db.inTransaction ? undefined : this.revisionSync();
+    // Through the queue like every read: a transaction of this process that is awaiting
+    // something must not have its uncommitted revision reported.
+    const poll = (): void => {
+      if (!this.db.open) return;
+      void this.exclusive(async () => this.revisionSync()).then((now) => {
+        if (last !== undefined && now !== last) onChange(now);
+        last = now;
+      }, () => undefined);
+    };
+    if (last === undefined) poll();
+    const timer = setInterval(poll, options.intervalMs ?? 500);
+    // A watcher alone must not keep a CNI process (or a test) alive.
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /** `PRAGMA integrity_check`: "ok" when the file is sound. For tests and `shoal doctor`. */
+  integrityCheck(): string {
+    return this.db.pragma('integrity_check', { simple: true }) as string;
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
