@@ -5,7 +5,7 @@
 // code it needs. koffi and better-sqlite3 carry native binaries and stay external: they are
 // resolved from node_modules next to dist/.
 import { build } from 'esbuild';
-import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,9 +40,13 @@ const common = {
 };
 
 async function main() {
-  await rm(dist, { recursive: true, force: true });
+  // Build into a private directory and rename each file into place: tests and runtimes may be
+  // executing dist/ while a rebuild runs, and must see the old or the new file, never a gap.
+  const staging = path.join(dist, `.build-${process.pid}`);
+  await rm(staging, { recursive: true, force: true });
   await mkdir(path.join(dist, 'cni'), { recursive: true });
   await mkdir(path.join(dist, 'bin'), { recursive: true });
+  await mkdir(staging, { recursive: true });
   // The package is "type": "module"; these bundles are CommonJS and have no extension, so a
   // package.json here tells Node how to load them whatever the parent says.
   await writeFile(path.join(dist, 'package.json'), JSON.stringify({ type: 'commonjs' }) + '\n');
@@ -51,11 +55,19 @@ async function main() {
     ...CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), out: path.join(dist, 'cni', type) })),
     { in: path.join(root, 'src/cli/main.ts'), out: path.join(dist, 'bin', 'shoal') },
   ];
-  await Promise.all(
-    entries.map((entry) => build({ ...common, entryPoints: [entry.in], outfile: entry.out })),
-  );
-  for (const entry of entries) await chmod(entry.out, 0o755);
-  const built = (await readdir(path.join(dist, 'cni'))).sort();
+  try {
+    await Promise.all(
+      entries.map(async (entry) => {
+        const tmp = path.join(staging, path.basename(entry.out));
+        await build({ ...common, entryPoints: [entry.in], outfile: tmp });
+        await chmod(tmp, 0o755);
+      }),
+    );
+    for (const entry of entries) await rename(path.join(staging, path.basename(entry.out)), entry.out);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+  const built = (await readdir(path.join(dist, 'cni'))).filter((f) => !f.startsWith('.')).sort();
   console.error(`built ${built.length} CNI plugins in dist/cni and the CLI in dist/bin/shoal`);
 }
 
