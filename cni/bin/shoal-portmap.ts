@@ -1,7 +1,14 @@
 // Entry point of the `shoal-portmap` CNI executable (bundled to dist/cni/shoal-portmap).
-// Until its own issue lands, the plugin answers VERSION and reports the other verbs as not
-// implemented (see cni/stub.ts). Keep this file thin: it is all a VERSION call loads.
+// Keep this file thin: it is all a VERSION call loads; the plugin code is imported by the verbs.
 import { pluginMain } from '../skel.js';
-import { notImplementedPlugin } from '../stub.js';
 
-void pluginMain(notImplementedPlugin('shoal-portmap'));
+const impl = () => import('../../src/portmap/plugin.js');
+void pluginMain({
+  name: 'shoal-portmap',
+  about: 'Shoal CNI plugin shoal-portmap: publishes host ports into the container (nftables DNAT)',
+  cniArgs: ['K8S_POD_NAME'],
+  add: async (req) => (await impl()).add(req),
+  del: async (req) => (await impl()).del(req),
+  check: async (req) => (await impl()).check(req),
+  gc: async (req) => (await impl()).gc(req),
+});

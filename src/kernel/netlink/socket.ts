@@ -43,19 +43,25 @@ export class NetlinkSocket {
   private readonly rx = Buffer.alloc(RECEIVE_BUFFER_BYTES);
   private closed = false;
   private readonly timeoutMs: number;
+  /** NETLINK_ROUTE, or NETLINK_NETFILTER for conntrack (../conntrack.ts). */
+  readonly protocol: number;
   /** Datagrams read so far (tests use it to prove a dump really came in several parts). */
   datagramsReceived = 0;
 
-  private constructor(fd: number, portId: number, timeoutMs: number) {
+  private constructor(fd: number, portId: number, timeoutMs: number, protocol: number) {
     this.fd = fd;
+    this.protocol = protocol;
     this.portId = portId;
     this.timeoutMs = timeoutMs;
     this.seq = Math.floor(Math.random() * 0x7fffffff);
   }
 
-  /** Opens a NETLINK_ROUTE socket in the calling thread's current netns. */
-  static open(timeoutMs = RECEIVE_TIMEOUT_MS): NetlinkSocket {
-    const fd = ffi.socket(ffi.AF_NETLINK, ffi.SOCK_RAW, NETLINK_ROUTE);
+  /**
+   * Opens a netlink socket in the calling thread's current netns: NETLINK_ROUTE by default, or
+   * another netlink protocol (NETLINK_NETFILTER for conntrack) with the same request/dump rules.
+   */
+  static open(timeoutMs = RECEIVE_TIMEOUT_MS, protocol = NETLINK_ROUTE): NetlinkSocket {
+    const fd = ffi.socket(ffi.AF_NETLINK, ffi.SOCK_RAW, protocol);
     try {
       // Extended acks carry the kernel's reason text; strict checking makes the kernel reject
       // malformed requests instead of silently ignoring parts of them.
@@ -66,7 +72,7 @@ export class NetlinkSocket {
       addr.writeUInt16LE(ffi.AF_NETLINK, 0);
       ffi.bind(fd, addr);
       const bound = ffi.getsockname(fd, 12);
-      return new NetlinkSocket(fd, bound.readUInt32LE(4), timeoutMs);
+      return new NetlinkSocket(fd, bound.readUInt32LE(4), timeoutMs, protocol);
     } catch (err) {
       ffi.close(fd);
       throw err;
@@ -79,16 +85,20 @@ export class NetlinkSocket {
    * `failed to create link "br0"`.
    */
   request(msg: OutgoingMessage, what: string): IncomingMessage[] {
-    if (isGetType(msg.type) && (msg.flags & NLM_F_DUMP) === NLM_F_DUMP) {
+    if ((this.protocol !== NETLINK_ROUTE || isGetType(msg.type)) && (msg.flags & NLM_F_DUMP) === NLM_F_DUMP) {
       throw new TypeError(`${what}: dump requests go through dump()`);
     }
     const seq = this.send({ ...msg, flags: msg.flags | NLM_F_REQUEST | NLM_F_ACK }, what);
     return this.receive(seq, what, false).messages;
   }
 
-  /** Sends an RTM_GET* dump and collects every part until NLMSG_DONE. */
+  /**
+   * Sends an RTM_GET* dump and collects every part until NLMSG_DONE. Other protocols number
+   * their GET messages differently (nfnetlink: subsystem << 8 | msg), so the type check is
+   * rtnetlink's only.
+   */
   dump(msg: OutgoingMessage, what: string): IncomingMessage[] {
-    if (!isGetType(msg.type)) throw new TypeError(`${what}: only RTM_GET* messages can be dumped (type ${msg.type})`);
+    if (this.protocol === NETLINK_ROUTE && !isGetType(msg.type)) throw new TypeError(`${what}: only RTM_GET* messages can be dumped (type ${msg.type})`);
     for (let attempt = 1; ; attempt += 1) {
       const seq = this.send({ ...msg, flags: msg.flags | NLM_F_REQUEST | NLM_F_DUMP }, what);
       const { messages, interrupted } = this.receive(seq, what, true);
