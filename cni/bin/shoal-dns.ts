@@ -1,7 +1,18 @@
-// Entry point of the `shoal-dns` CNI executable (bundled to dist/cni/shoal-dns).
-// Until its own issue lands, the plugin answers VERSION and reports the other verbs as not
-// implemented (see cni/stub.ts). Keep this file thin: it is all a VERSION call loads.
+// Entry point of the `shoal-dns` CNI executable (bundled to dist/cni/shoal-dns): a chained
+// plugin that registers the container's name and aliases in the DNS registry and returns
+// prevResult with the network's DNS merged in. The plugin code (and the store) load only inside
+// each verb, so VERSION pays for this file and the skel alone.
 import { pluginMain } from '../skel.js';
-import { notImplementedPlugin } from '../stub.js';
 
-void pluginMain(notImplementedPlugin('shoal-dns'));
+const impl = () => import('../../src/dns/registry-plugin.js');
+
+void pluginMain({
+  name: 'shoal-dns',
+  about: 'Shoal DNS plugin: registers container names for the Shoal daemon\'s DNS server',
+  // podman sends the container name as K8S_POD_NAME (with IgnoreUnknown=1).
+  cniArgs: ['K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
+  add: async (req) => (await impl()).add(req),
+  del: async (req) => (await impl()).del(req),
+  check: async (req) => (await impl()).check(req),
+  gc: async (req) => (await impl()).gc(req),
+});

@@ -6,6 +6,7 @@ export interface CliCommand {
 
 const commands: Array<[string, CliCommand]> = [
   ['version', { summary: 'print the Shoal version and the CNI versions it speaks', load: () => import('./version.js') }],
+  ['daemon', { summary: 'run the Shoal daemon: DNS server, metrics, control API', load: () => import('./daemon.js') }],
   ['cni', { summary: 'manage the CNI plugin executables (cni install --dir DIR)', load: () => import('./cni-install.js') }],
   ['port', { summary: 'list the published ports of a container, like docker port', load: () => import('./port.js') }],
 ];

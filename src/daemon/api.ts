@@ -1,0 +1,75 @@
+/**
+ * The control API: HTTP over a unix socket (mode 0600, so only root talks to it), JSON in and
+ * out. `curl --unix-socket /run/shoal/shoald.sock http://shoald/v1/status`.
+ *
+ *   GET  /v1/status     daemon, store, listeners, counts
+ *   GET  /v1/networks   DNS-enabled networks with their listener state
+ *   GET  /v1/endpoints  registered endpoints (?network=<name> filters)
+ *   POST /v1/reload     same as SIGHUP; answers with the status after the reload
+ */
+import { chmodSync, unlinkSync } from 'node:fs';
+import http from 'node:http';
+import type { Logger } from 'pino';
+
+export interface ApiHandlers {
+  status(): Promise<unknown> | unknown;
+  networks(): Promise<unknown> | unknown;
+  endpoints(network?: string): Promise<unknown> | unknown;
+  reload(): Promise<unknown>;
+}
+
+type Route = (url: URL) => Promise<unknown> | unknown;
+
+export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logger): Promise<http.Server> {
+  const routes: Record<string, Record<string, Route>> = {
+    '/v1/status': { GET: () => h.status() },
+    '/v1/networks': { GET: () => h.networks() },
+    '/v1/endpoints': { GET: (url) => h.endpoints(url.searchParams.get('network') ?? undefined) },
+    '/v1/reload': { POST: () => h.reload() },
+  };
+  const server = http.createServer((req, res) => {
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}) =>
+      res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(`${JSON.stringify(body)}\n`);
+    const url = new URL(req.url ?? '/', 'http://shoald');
+    const methods = routes[url.pathname];
+    if (!methods) return send(404, { error: `no such endpoint "${url.pathname}"` });
+    const route = methods[req.method ?? 'GET'];
+    if (!route) return send(405, { error: `method ${req.method} not allowed on "${url.pathname}"` }, { allow: Object.keys(methods).join(', ') });
+    // The body of POST /v1/reload is ignored; drain it so the connection can be reused.
+    req.resume();
+    Promise.resolve()
+      .then(() => route(url))
+      .then(
+        (body) => send(200, body),
+        (err: unknown) => {
+          logger?.error({ event: 'api_error', path: url.pathname, err }, `failed to serve "${url.pathname}"`);
+          send(500, { error: (err as Error).message ?? String(err) });
+        },
+      );
+  });
+  // A socket left by a daemon that died without cleanup (the pid file lock is ours now).
+  try {
+    unlinkSync(socketPath);
+  } catch {
+    // not there
+  }
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`failed to listen on "${socketPath}": ${err.message}`, { cause: err })));
+    // The umask covers the window between bind() and the chmod below: the socket is never
+    // connectable by others, not even for a moment.
+    const old = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => {
+        try {
+          chmodSync(socketPath, 0o600);
+          resolve(server);
+        } catch (err) {
+          server.close();
+          reject(new Error(`failed to set the mode of "${socketPath}": ${(err as Error).message}`, { cause: err }));
+        }
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
+}

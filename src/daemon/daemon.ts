@@ -1,0 +1,249 @@
+/**
+ * The daemon, composed (DESIGN §3 "composition root"): store -> registry reads -> DNS records,
+ * listeners and firewall rules; metrics and the control API around them. Each piece lives in
+ * its own module; this file only wires them and owns the life cycle (start, sync, reload, stop).
+ *
+ * Sync model: the store's revision is polled every `watchIntervalMs` (25 ms by default, so a
+ * CNI ADD is served well within 100 ms); any change (or SIGHUP, or a pending listener's retry
+ * timer) requests a sync, and syncs never overlap: a request during one schedules exactly one
+ * more.
+ */
+import { unlinkSync } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import pkg from '../../package.json' with { type: 'json' };
+import { ShoalDns } from '../dns/index.js';
+import { loadRegistry, type RegistryContents } from '../dns/registry.js';
+import { ShoalError } from '../errors.js';
+import { ipamStats } from '../ipam/stats.js';
+import { warmThreadpool } from '../kernel/netns.js';
+import { closeStateStores, openStateStore, STORE_FILE_NAME } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { startApiServer } from './api.js';
+import { registryChanges } from './changes.js';
+import { DnsFirewall } from './firewall.js';
+import { desiredListenAddresses, ListenerReconciler } from './listeners.js';
+import { createRegistry, startMetricsServer } from './metrics.js';
+import type { DaemonOptions, StoreSpec } from './options.js';
+import { acquirePidFile, releasePidFile } from './pidfile.js';
+
+async function openStore(spec: StoreSpec): Promise<Store> {
+  if (spec.kind === 'etcd') {
+    throw new ShoalError('ENOTIMPLEMENTED', `failed to open store "etcd://${spec.endpoints.join(',')}": the etcd store is not implemented in this build; use sqlite:<path>`);
+  }
+  // The default file goes through openStateStore, so every module of this process shares one
+  // connection to it (two connections of one process would wait on each other's lock).
+  if (path.basename(spec.file) === STORE_FILE_NAME) return openStateStore(path.dirname(spec.file));
+  const { SqliteStore } = await import('../store/sqlite.js');
+  return new SqliteStore(spec.file);
+}
+
+function closeServer(server: http.Server | undefined, graceMs: number): Promise<void> {
+  if (!server) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Daemon {
+  private store: Store | undefined;
+  private dns: ShoalDns | undefined;
+  private listeners: ListenerReconciler | undefined;
+  private firewall: DnsFirewall | undefined;
+  private metricsServer: http.Server | undefined;
+  private apiServer: http.Server | undefined;
+  private stopWatch: (() => void) | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private contents: RegistryContents | undefined;
+  private syncing: Promise<void> | undefined;
+  private again: { force: boolean; checkConflicts: boolean } | undefined;
+  private lastSync: { at: string; revision: number; durationMs: number; reason: string } | undefined;
+  private stopping = false;
+  private pidFileHeld = false;
+  private readonly startedAt = Date.now();
+  registry: Registry | undefined;
+
+  constructor(
+    private readonly opts: DaemonOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    try {
+      // libuv's pool threads must be born in the host namespace (DESIGN §6).
+      await warmThreadpool();
+      acquirePidFile(this.opts.pidFile);
+      this.pidFileHeld = true;
+      const store = await openStore(this.opts.store);
+      this.store = store;
+      this.registry = createRegistry({ ipamStats: () => ipamStats(store) });
+      this.dns = new ShoalDns({
+        registry: this.registry,
+        logger: this.logger,
+        localTtl: this.opts.localTtl,
+        resolvConfPath: this.opts.resolvConf,
+        maxConcurrentForwards: this.opts.maxConcurrentForwards,
+      });
+      const dns = this.dns;
+      this.listeners = new ListenerReconciler(
+        { add: (a, p) => dns.addListener(a, p), remove: (a, p) => dns.removeListener(a, p) },
+        this.opts.dnsPort,
+        this.logger,
+      );
+      if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
+      await this.requestSync('start', { checkConflicts: true });
+      if (this.opts.metrics) this.metricsServer = await startMetricsServer(this.registry, this.opts.metrics, this.logger);
+      this.apiServer = await startApiServer(
+        this.opts.socket,
+        {
+          status: () => this.status(),
+          networks: () => this.networks(),
+          endpoints: (network) => (this.contents?.endpoints ?? []).filter((e) => network === undefined || e.network === network),
+          reload: async () => {
+            await this.reload('api');
+            return this.status();
+          },
+        },
+        this.logger,
+      );
+      this.stopWatch = store.watch(() => void this.requestSync('store'), { intervalMs: this.opts.watchIntervalMs });
+      // Gateways that were not on the host yet are retried on a timer too, not only on changes.
+      this.retryTimer = setInterval(() => {
+        if (this.listeners?.pending.size) void this.requestSync('retry');
+      }, this.opts.retryIntervalMs);
+      this.logger.info(
+        {
+          event: 'daemon_started',
+          version: pkg.version,
+          pid: process.pid,
+          metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : 'off',
+          socket: this.opts.socket,
+          store: this.opts.store,
+          dnsPort: this.opts.dnsPort,
+        },
+        'shoald started',
+      );
+    } catch (err) {
+      await this.stop('start failed').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Runs a sync now, or once more after the one in progress. Never rejects. */
+  requestSync(reason: string, o: { force?: boolean; checkConflicts?: boolean } = {}): Promise<void> {
+    if (this.syncing) {
+      this.again = { force: (this.again?.force ?? false) || !!o.force, checkConflicts: (this.again?.checkConflicts ?? false) || !!o.checkConflicts };
+      // The loop of the sync in progress runs the coalesced one before it settles.
+      return this.syncing;
+    }
+    const run = async (): Promise<void> => {
+      let next: { reason: string; force: boolean; checkConflicts: boolean } | undefined = { reason, force: !!o.force, checkConflicts: !!o.checkConflicts };
+      while (next && !this.stopping) {
+        await this.sync(next.reason, next).catch((err: unknown) =>
+          this.logger.error({ event: 'daemon_sync_failed', reason: next?.reason, err }, `failed to sync "dns registry": ${(err as Error).message}`),
+        );
+        next = this.again ? { reason: 'coalesced', ...this.again } : undefined;
+        this.again = undefined;
+      }
+    };
+    this.syncing = run().finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async sync(reason: string, o: { force: boolean; checkConflicts: boolean }): Promise<void> {
+    const store = this.store;
+    const dns = this.dns;
+    if (!store || !dns || !this.listeners) return;
+    const t0 = performance.now();
+    const revision = await store.revision();
+    const contents = await loadRegistry(store);
+    for (const c of registryChanges(this.contents, contents)) {
+      const { record, ...fields } = c;
+      this.logger.info({ ...fields, record }, c.event.replace(/_/g, ' '));
+    }
+    this.contents = contents;
+    dns.setRecords(contents);
+    await this.listeners.reconcile(desiredListenAddresses(contents.networks));
+    this.firewall?.sync(contents.networks, { force: o.force, checkConflicts: o.checkConflicts });
+    const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    this.lastSync = { at: new Date().toISOString(), revision, durationMs, reason };
+    this.logger.debug({ event: 'daemon_synced', reason, revision, durationMs }, 'synced');
+  }
+
+  /** SIGHUP / POST /v1/reload: re-read everything, re-apply firewall rules, retry listeners. */
+  async reload(source: string): Promise<void> {
+    this.logger.info({ event: 'daemon_reload', source }, 'reloading');
+    this.contents = undefined; // every record is logged again: a reload shows the full state
+    await this.requestSync(`reload (${source})`, { force: true, checkConflicts: true });
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      version: pkg.version,
+      node: process.version,
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      store: this.opts.store,
+      dnsPort: this.opts.dnsPort,
+      metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : null,
+      listeners: [...(this.listeners?.active ?? [])].sort(),
+      pendingListeners: [...(this.listeners?.pending ?? [])].map(([address, code]) => ({ address, code })),
+      networks: this.contents?.networks.length ?? 0,
+      endpoints: this.contents?.endpoints.length ?? 0,
+      firewall: this.firewall ? { enabled: true, networks: this.firewall.networks } : { enabled: false },
+      lastSync: this.lastSync ?? null,
+    };
+  }
+
+  networks(): unknown[] {
+    const c = this.contents ?? { networks: [], endpoints: [] };
+    return c.networks.map((n) => ({
+      ...n,
+      endpoints: c.endpoints.filter((e) => e.network === n.name).length,
+      listeners: desiredListenAddresses([n]).map((address) => {
+        const pending = this.listeners?.pending.get(address);
+        return pending ? { address, state: 'pending', code: pending } : { address, state: this.listeners?.active.has(address) ? 'listening' : 'none' };
+      }),
+    }));
+  }
+
+  /**
+   * Graceful stop: no new syncs, answer what is in flight (forwards get up to `graceMs`), then
+   * close listeners and servers, remove our firewall rules, the socket and the pid file.
+   */
+  async stop(reason: string, graceMs = 2500): Promise<void> {
+    this.stopping = true;
+    this.logger.info({ event: 'daemon_stopping', reason }, 'stopping');
+    this.stopWatch?.();
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    await this.syncing;
+    const deadline = Date.now() + graceMs;
+    while (this.dns && this.dns.forwarder.inFlight > 0 && Date.now() < deadline) await sleep(20);
+    await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs)]);
+    await this.listeners?.closeAll();
+    await this.dns?.close();
+    this.firewall?.clear();
+    if (this.store) {
+      if (path.basename((this.opts.store as { file?: string }).file ?? '') === STORE_FILE_NAME) closeStateStores();
+      else this.store.close();
+    }
+    if (this.apiServer) {
+      try {
+        unlinkSync(this.opts.socket);
+      } catch {
+        // Node already removed it
+      }
+    }
+    if (this.pidFileHeld) releasePidFile(this.opts.pidFile);
+    this.logger.info({ event: 'daemon_stopped', reason }, 'shoald stopped');
+  }
+}

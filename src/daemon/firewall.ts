@@ -1,0 +1,149 @@
+/**
+ * The DNS accept rules: in Shoal's own `inet shoal` table, a `dns_input` base chain (hook input)
+ * with one rule per (network, subnet -> gateway) pair accepting UDP and TCP to the DNS port.
+ * Every rule's comment is `dns:<network>`, so a network's rules are replaced or removed exactly.
+ *
+ * The limit of this (tested in 680-daemon-firewall): nftables evaluates every base chain on a
+ * hook, and `accept` ends only the chain it is in. A drop in another table's input chain (a host
+ * firewall with `policy drop`, iptables-nft's `filter INPUT`) still drops the packet, whatever
+ * our table accepts, at any priority. Nothing inside Shoal's tables can override it, and Shoal
+ * does not write into other software's tables. What the daemon does instead: it detects input
+ * base chains with policy drop in other tables and logs the exact rule the operator must add
+ * there (`dns_firewall_conflict`).
+ */
+import type { Logger } from 'pino';
+import { NftTransaction, SHOAL_TABLE, applyTransaction } from '../kernel/nftables.js';
+import { runNft } from '../kernel/nftables-exec.js';
+import { parseAddress, parseCidr, stripAddress } from '../dns/ip.js';
+import type { RegistryNetwork } from '../dns/registry.js';
+
+export const DNS_CHAIN = 'dns_input';
+
+export function ownerOf(network: string): string {
+  return `dns:${network}`;
+}
+
+/** Pure: the rule expressions for one network (same-family subnet/gateway pairs). */
+export function dnsAcceptRules(network: RegistryNetwork, port: number): string[] {
+  const rules: string[] = [];
+  for (const g of network.gateways ?? []) {
+    const gw = parseAddress(g);
+    if (!gw) continue;
+    for (const s of network.subnets ?? []) {
+      const c = parseCidr(s);
+      if (!c || c.family !== gw.family || !s.includes('/')) continue;
+      const fam = gw.family === 4 ? 'ip' : 'ip6';
+      rules.push(`${fam} saddr ${s} ${fam} daddr ${stripAddress(g)} meta l4proto { tcp, udp } th dport ${port} accept`);
+    }
+  }
+  return rules;
+}
+
+/** Pure: the transaction that moves the applied state to `desired` (network -> rules). */
+export function firewallTransaction(applied: ReadonlyMap<string, string[]>, desired: ReadonlyMap<string, string[]>): NftTransaction | undefined {
+  const tx = new NftTransaction();
+  let changes = 0;
+  const same = (a: string[] | undefined, b: string[]) => a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
+  for (const [network, rules] of desired) {
+    if (same(applied.get(network), rules)) continue;
+    if (changes++ === 0) {
+      tx.addTable(SHOAL_TABLE).addChain(SHOAL_TABLE, DNS_CHAIN, { type: 'filter', hook: 'input', priority: 'filter', policy: 'accept' });
+    }
+    tx.deleteRulesByOwner(SHOAL_TABLE, ownerOf(network), { chain: DNS_CHAIN });
+    for (const r of rules) tx.addRule(SHOAL_TABLE, DNS_CHAIN, r, ownerOf(network));
+  }
+  for (const network of applied.keys()) {
+    if (desired.has(network)) continue;
+    changes += 1;
+    tx.deleteRulesByOwner(SHOAL_TABLE, ownerOf(network), { chain: DNS_CHAIN });
+  }
+  return changes ? tx : undefined;
+}
+
+export interface ForeignDropChain {
+  family: string;
+  table: string;
+  chain: string;
+}
+
+/**
+ * Input base chains with policy drop in tables that are not Shoal's. Read-only, chain headers
+ * only (`nft -j list chains`): the rules of other software's tables are never read or changed.
+ */
+export function foreignInputDropChains(): ForeignDropChain[] {
+  const res = runNft(['-j', 'list', 'chains']);
+  if (res.status !== 0) return [];
+  const out: ForeignDropChain[] = [];
+  try {
+    const doc = JSON.parse(res.stdout) as { nftables?: Array<{ chain?: Record<string, unknown> }> };
+    for (const item of doc.nftables ?? []) {
+      const c = item.chain;
+      if (!c || c.hook !== 'input' || c.policy !== 'drop' || String(c.table).startsWith('shoal')) continue;
+      out.push({ family: String(c.family), table: String(c.table), chain: String(c.name) });
+    }
+  } catch {
+    return [];
+  }
+  return out;
+}
+
+export class DnsFirewall {
+  private applied = new Map<string, string[]>();
+  private warned = new Set<string>();
+
+  constructor(
+    private readonly port: number,
+    private readonly logger?: Logger,
+    private readonly apply: (tx: NftTransaction) => unknown = applyTransaction,
+    private readonly foreignDrops: () => ForeignDropChain[] = foreignInputDropChains,
+  ) {}
+
+  /** Brings the rules to the networks given; failures are logged and retried on the next sync. */
+  sync(networks: readonly RegistryNetwork[], opts: { force?: boolean; checkConflicts?: boolean } = {}): void {
+    if (opts.force) this.applied = new Map([...this.applied.keys()].map((k) => [k, []]));
+    const desired = new Map<string, string[]>();
+    for (const n of networks) {
+      const rules = dnsAcceptRules(n, this.port);
+      if (rules.length) desired.set(n.name, rules);
+    }
+    const tx = firewallTransaction(this.applied, desired);
+    if (tx) {
+      try {
+        this.apply(tx);
+        this.applied = desired;
+        this.logger?.debug({ event: 'dns_firewall_synced', networks: [...desired.keys()] }, 'DNS accept rules synced');
+      } catch (err) {
+        this.logger?.warn({ event: 'dns_firewall_failed', err }, `failed to sync "${SHOAL_TABLE.family} ${SHOAL_TABLE.name}" DNS rules: ${(err as Error).message}`);
+      }
+    }
+    if (opts.checkConflicts) this.checkConflicts(networks);
+  }
+
+  private checkConflicts(networks: readonly RegistryNetwork[]): void {
+    let chains: ForeignDropChain[];
+    try {
+      chains = this.foreignDrops();
+    } catch {
+      return;
+    }
+    for (const c of chains) {
+      const id = `${c.family} ${c.table} ${c.chain}`;
+      if (this.warned.has(id)) continue;
+      this.warned.add(id);
+      const example = networks.flatMap((n) => dnsAcceptRules(n, this.port))[0] ?? `<subnet> daddr <gateway> meta l4proto { tcp, udp } th dport ${this.port} accept`;
+      this.logger?.warn(
+        { event: 'dns_firewall_conflict', family: c.family, table: c.table, chain: c.chain },
+        `input chain "${id}" drops by default; Shoal's accept cannot override another table's drop, so DNS from containers needs a rule there, e.g.: nft insert rule ${id} ${example}`,
+      );
+    }
+  }
+
+  /** Removes every rule this daemon added (graceful stop). */
+  clear(): void {
+    this.sync([]);
+  }
+
+  get networks(): string[] {
+    return [...this.applied.keys()];
+  }
+}

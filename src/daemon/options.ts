@@ -1,0 +1,169 @@
+/**
+ * `shoal daemon` flags -> DaemonOptions. Pure (env is passed in) so every default and every
+ * refusal is unit-tested. Errors read `invalid flag "--x": <value> <problem>`.
+ */
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ShoalError } from '../errors.js';
+import { resolveStateDir, STORE_FILE_NAME } from '../store/open.js';
+
+export const DEFAULT_RUN_DIR = '/run/shoal';
+export const DEFAULT_METRICS_ADDR = '127.0.0.1:9590';
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type DaemonLogLevel = (typeof LOG_LEVELS)[number];
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export type StoreSpec = { kind: 'sqlite'; file: string } | { kind: 'etcd'; endpoints: string[] };
+
+export interface DaemonOptions {
+  metrics: HostPort | undefined;
+  socket: string;
+  runDir: string;
+  stateDir: string;
+  store: StoreSpec;
+  logLevel: DaemonLogLevel;
+  dnsPort: number;
+  pidFile: string;
+  resolvConf: string;
+  localTtl: number;
+  maxConcurrentForwards: number;
+  /** How often the store's revision is polled, ms: bounds how fast a CNI ADD is served. */
+  watchIntervalMs: number;
+  /** How often listeners that could not bind (address not on the host yet) are retried, ms. */
+  retryIntervalMs: number;
+  firewall: boolean;
+}
+
+export class DaemonUsageError extends ShoalError {
+  constructor(message: string) {
+    super('EUSAGE', message);
+  }
+}
+
+export const DAEMON_HELP = `Usage: shoal daemon [OPTIONS]
+
+Runs the Shoal daemon: the DNS server on every Shoal network's gateway, Prometheus metrics,
+and the control API. Follows the state store, so CNI ADD/DEL show up without a restart.
+
+Options:
+  --metrics-addr HOST:PORT   serve GET /metrics here (default ${DEFAULT_METRICS_ADDR}; "off" disables)
+  --socket PATH              control API socket, mode 0600 (default $SHOAL_RUN_DIR/shoald.sock,
+                             run dir default ${DEFAULT_RUN_DIR})
+  --pid-file PATH            pid file; refuses to start while another live daemon holds it
+                             (default <run dir>/shoald.pid)
+  --state-dir DIR            state directory (default $SHOAL_STATE_DIR, else /var/lib/shoal)
+  --store SPEC               sqlite:<file or state dir> (default sqlite:<state dir>/${STORE_FILE_NAME});
+                             etcd://host:port[,host:port] is not implemented in this build
+  --log-level LEVEL          ${LOG_LEVELS.join(', ')} (default info); JSON lines on stdout
+  --dns-port PORT            DNS port on each gateway (default 53)
+  --resolv-conf PATH         upstreams for networks without their own (default /etc/resolv.conf)
+  --local-ttl SECONDS        TTL of container answers (default 5)
+  --max-concurrent-forwards N  upstream queries in flight before REFUSED (default 1024)
+  --watch-interval MS        store poll interval (default 25)
+  --no-firewall              do not add the DNS accept rules to the "inet shoal" table
+  -h, --help                 this text
+
+Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads (re-reads the store, resyncs listeners
+and firewall rules).
+`;
+
+function bad(flag: string, value: unknown, problem: string): never {
+  throw new DaemonUsageError(`invalid flag "--${flag}": ${JSON.stringify(value)} ${problem}`);
+}
+
+/** `127.0.0.1:9590`, `[::1]:9590`, `:9590` (all addresses). */
+export function parseHostPort(flag: string, text: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  if (!m) bad(flag, text, 'is not HOST:PORT (like 127.0.0.1:9590 or [::1]:9590)');
+  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : (m[2] as string));
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) bad(flag, text, 'has a port outside 1-65535');
+  if (m[1] !== undefined && isIP(host) !== 6) bad(flag, text, 'has an invalid IPv6 address');
+  return { host, port };
+}
+
+function intFlag(flag: string, text: string | undefined, def: number, min: number, max: number): number {
+  if (text === undefined) return def;
+  if (!/^\d+$/.test(text)) bad(flag, text, 'is not a whole number');
+  const n = Number(text);
+  if (n < min || n > max) bad(flag, text, `must be ${min}-${max}`);
+  return n;
+}
+
+/** `sqlite:<path>`: a directory means "the store file in it"; anything else is the file. */
+export function parseStoreSpec(text: string, isDirectory: (p: string) => boolean): StoreSpec {
+  if (text.startsWith('etcd://')) {
+    const endpoints = text.slice('etcd://'.length).split(',').filter(Boolean);
+    if (endpoints.length === 0) bad('store', text, 'names no etcd endpoint');
+    return { kind: 'etcd', endpoints };
+  }
+  if (!text.startsWith('sqlite:')) bad('store', text, 'must be sqlite:<path> or etcd://host:port[,host:port...]');
+  const p = text.slice('sqlite:'.length);
+  if (p === '') bad('store', text, 'names no path');
+  const abs = path.resolve(p);
+  return { kind: 'sqlite', file: isDirectory(abs) ? path.join(abs, STORE_FILE_NAME) : abs };
+}
+
+export function parseDaemonArgs(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  isDirectory: (p: string) => boolean = () => false,
+): { help: true } | { help: false; options: DaemonOptions } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        'metrics-addr': { type: 'string' },
+        socket: { type: 'string' },
+        'pid-file': { type: 'string' },
+        'state-dir': { type: 'string' },
+        store: { type: 'string' },
+        'log-level': { type: 'string' },
+        'dns-port': { type: 'string' },
+        'resolv-conf': { type: 'string' },
+        'local-ttl': { type: 'string' },
+        'max-concurrent-forwards': { type: 'string' },
+        'watch-interval': { type: 'string' },
+        'no-firewall': { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new DaemonUsageError(`${(err as Error).message}; run "shoal daemon --help"`);
+  }
+  const v = parsed.values;
+  if (v.help) return { help: true };
+  const runDir = path.resolve(env['SHOAL_RUN_DIR'] || DEFAULT_RUN_DIR);
+  const stateDir = path.resolve(resolveStateDir(v['state-dir'], env));
+  const metricsText = v['metrics-addr'] ?? DEFAULT_METRICS_ADDR;
+  const level = v['log-level'] ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) bad('log-level', level, `must be one of ${LOG_LEVELS.join(', ')}`);
+  const store = v.store === undefined ? { kind: 'sqlite' as const, file: path.join(stateDir, STORE_FILE_NAME) } : parseStoreSpec(v.store, isDirectory);
+  return {
+    help: false,
+    options: {
+      metrics: metricsText === 'off' ? undefined : parseHostPort('metrics-addr', metricsText),
+      socket: path.resolve(v.socket ?? path.join(runDir, 'shoald.sock')),
+      runDir,
+      stateDir,
+      store,
+      logLevel: level as DaemonLogLevel,
+      dnsPort: intFlag('dns-port', v['dns-port'], 53, 1, 65535),
+      pidFile: path.resolve(v['pid-file'] ?? path.join(runDir, 'shoald.pid')),
+      resolvConf: v['resolv-conf'] ?? '/etc/resolv.conf',
+      localTtl: intFlag('local-ttl', v['local-ttl'], 5, 0, 86400),
+      maxConcurrentForwards: intFlag('max-concurrent-forwards', v['max-concurrent-forwards'], 1024, 1, 1_000_000),
+      watchIntervalMs: intFlag('watch-interval', v['watch-interval'], 25, 5, 60_000),
+      retryIntervalMs: 1000,
+      firewall: !v['no-firewall'],
+    },
+  };
+}
