@@ -25,6 +25,7 @@ import { startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
 import { desiredListenAddresses, ListenerReconciler } from './listeners.js';
+import { LoopbackProxies } from './loopback-proxies.js';
 import { createRegistry, startMetricsServer } from './metrics.js';
 import type { DaemonOptions, StoreSpec } from './options.js';
 import { acquirePidFile, releasePidFile } from './pidfile.js';
@@ -59,6 +60,8 @@ export class Daemon {
   private dns: ShoalDns | undefined;
   private listeners: ListenerReconciler | undefined;
   private firewall: DnsFirewall | undefined;
+  private proxies: LoopbackProxies | undefined;
+  private proxyTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private apiServer: http.Server | undefined;
   private stopWatch: (() => void) | undefined;
@@ -100,6 +103,7 @@ export class Daemon {
         this.logger,
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
+      this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       await this.requestSync('start', { checkConflicts: true });
       if (this.opts.metrics) this.metricsServer = await startMetricsServer(this.registry, this.opts.metrics, this.logger);
       this.apiServer = await startApiServer(
@@ -117,6 +121,8 @@ export class Daemon {
       );
       this.stopWatch = store.watch(() => void this.requestSync('store'), { intervalMs: this.opts.watchIntervalMs });
       // Gateways that were not on the host yet are retried on a timer too, not only on changes.
+      // Published ports live in portmap record files, not the store: follow their directory.
+      this.proxyTimer = setInterval(() => void this.proxies?.sync().catch((err: unknown) => this.logger.error({ event: 'lb_proxy_sync_failed', err }, 'failed to sync published port proxies')), this.opts.watchIntervalMs * 4);
       this.retryTimer = setInterval(() => {
         if (this.listeners?.pending.size) void this.requestSync('retry');
       }, this.opts.retryIntervalMs);
@@ -174,6 +180,7 @@ export class Daemon {
     dns.setRecords(contents);
     await this.listeners.reconcile(desiredListenAddresses(contents.networks));
     this.firewall?.sync(contents.networks, { force: o.force, checkConflicts: o.checkConflicts });
+    await this.proxies?.sync(o.force);
     const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
     this.lastSync = { at: new Date().toISOString(), revision, durationMs, reason };
     this.logger.debug({ event: 'daemon_synced', reason, revision, durationMs }, 'synced');
@@ -196,6 +203,7 @@ export class Daemon {
       dnsPort: this.opts.dnsPort,
       metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : null,
       listeners: [...(this.listeners?.active ?? [])].sort(),
+      loopbackProxies: (this.proxies?.active ?? []).map((t) => ({ service: `[::1]:${t.hostPort}/${t.protocol}`, backend: `${t.backend.host}:${t.backend.port}` })),
       pendingListeners: [...(this.listeners?.pending ?? [])].map(([address, code]) => ({ address, code })),
       networks: this.contents?.networks.length ?? 0,
       endpoints: this.contents?.endpoints.length ?? 0,
@@ -225,11 +233,13 @@ export class Daemon {
     this.logger.info({ event: 'daemon_stopping', reason }, 'stopping');
     this.stopWatch?.();
     if (this.retryTimer) clearInterval(this.retryTimer);
+    if (this.proxyTimer) clearInterval(this.proxyTimer);
     await this.syncing;
     const deadline = Date.now() + graceMs;
     while (this.dns && this.dns.forwarder.inFlight > 0 && Date.now() < deadline) await sleep(20);
     await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs)]);
     await this.listeners?.closeAll();
+    await this.proxies?.closeAll();
     await this.dns?.close();
     this.firewall?.clear();
     if (this.store) {
