@@ -1,7 +1,18 @@
-// Entry point of the `shoal-bridge` CNI executable (bundled to dist/cni/shoal-bridge).
-// Until its own issue lands, the plugin answers VERSION and reports the other verbs as not
-// implemented (see cni/stub.ts). Keep this file thin: it is all a VERSION call loads.
+// Entry point of the `shoal-bridge` CNI executable (bundled to dist/cni/shoal-bridge): the skel
+// does the protocol, src/bridge/bridge-plugin.ts the work. Kept thin for start-up time: the
+// plugin code (kernel layer, zod schemas, IPAM) is imported inside each verb, never for VERSION.
 import { pluginMain } from '../skel.js';
-import { notImplementedPlugin } from '../stub.js';
 
-void pluginMain(notImplementedPlugin('shoal-bridge'));
+const impl = () => import('../../src/bridge/bridge-plugin.js');
+
+void pluginMain({
+  name: 'shoal-bridge',
+  about: 'Shoal bridge plugin: containers on a Linux bridge through veth pairs',
+  // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM.
+  cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
+  add: async (req) => (await impl()).add(req),
+  del: async (req) => (await impl()).del(req),
+  check: async (req) => (await impl()).check(req),
+  status: async (req) => (await impl()).status(req),
+  gc: async (req) => (await impl()).gc(req),
+});

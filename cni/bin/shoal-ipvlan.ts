@@ -1,7 +1,16 @@
-// Entry point of the `shoal-ipvlan` CNI executable (bundled to dist/cni/shoal-ipvlan).
-// Until its own issue lands, the plugin answers VERSION and reports the other verbs as not
-// implemented (see cni/stub.ts). Keep this file thin: it is all a VERSION call loads.
+// Entry point of the `shoal-ipvlan` CNI executable (bundled to dist/cni/shoal-ipvlan): the skel does
+// the protocol, src/bridge/sublink-plugin.ts the work, imported only inside each verb.
 import { pluginMain } from '../skel.js';
-import { notImplementedPlugin } from '../stub.js';
 
-void pluginMain(notImplementedPlugin('shoal-ipvlan'));
+const impl = () => import('../../src/bridge/sublink-plugin.js');
+
+void pluginMain({
+  name: 'shoal-ipvlan',
+  about: 'Shoal ipvlan plugin: a ipvlan link on a parent interface, moved into the container',
+  cniArgs: ['IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
+  add: async (req) => (await impl()).add('ipvlan', req),
+  del: async (req) => (await impl()).del('ipvlan', req),
+  check: async (req) => (await impl()).check('ipvlan', req),
+  status: async (req) => (await impl()).status(req),
+  gc: async (req) => (await impl()).gc(req),
+});

@@ -9,6 +9,7 @@ import {
   IFF_UP,
   IFINFOMSG_LEN,
   IFLA_ADDRESS,
+  IFLA_GROUP,
   IFLA_BRPORT_ISOLATED,
   IFLA_BRPORT_LEARNING,
   IFLA_BRPORT_MODE,
@@ -97,13 +98,14 @@ export type LinkInfoSpec =
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag };
 
 /** Attributes every kind of link may carry at creation. */
-export function commonLinkAttrs(o: { name?: string; mtu?: number; mac?: string; masterIndex?: number; parentIndex?: number }): Attr[] {
+export function commonLinkAttrs(o: { name?: string; mtu?: number; mac?: string; masterIndex?: number; parentIndex?: number; group?: number }): Attr[] {
   const attrs: Attr[] = [];
   if (o.name !== undefined) attrs.push(attr.str(IFLA_IFNAME, o.name));
   if (o.mtu !== undefined) attrs.push(attr.u32(IFLA_MTU, o.mtu));
   if (o.mac !== undefined) attrs.push(attr.bytes(IFLA_ADDRESS, macToBytes(o.mac)));
   if (o.masterIndex !== undefined) attrs.push(attr.u32(IFLA_MASTER, o.masterIndex));
   if (o.parentIndex !== undefined) attrs.push(attr.u32(IFLA_LINK, o.parentIndex));
+  if (o.group !== undefined) attrs.push(attr.u32(IFLA_GROUP, o.group));
   return attrs;
 }
 
@@ -179,6 +181,8 @@ export interface Link {
   mac: string | undefined;
   /** ifindex of the bridge (or other master) this link is attached to. */
   masterIndex: number | undefined;
+  /** Device group (IFLA_GROUP); 0 is the kernel's default group. */
+  group: number | undefined;
   /** IFLA_LINK: the veth peer's or the macvlan/ipvlan parent's ifindex (in linkNetnsId's netns when set). */
   parentIndex: number | undefined;
   linkNetnsId: number | undefined;
@@ -210,6 +214,7 @@ export function decodeLink(payload: Buffer): Link {
     mtu: a.u32(IFLA_MTU),
     mac: mac && mac.length === 6 ? bytesToMac(mac) : undefined,
     masterIndex: a.u32(IFLA_MASTER),
+    group: a.u32(IFLA_GROUP),
     parentIndex: a.u32(IFLA_LINK),
     linkNetnsId: a.s32(IFLA_LINK_NETNSID),
     operstate: a.u8(IFLA_OPERSTATE),

@@ -8,6 +8,7 @@ import { attr, type Attr } from './netlink/codec.js';
 import {
   AF_BRIDGE,
   AF_UNSPEC,
+  IFF_PROMISC,
   IFF_UP,
   IFLA_EXT_MASK,
   IFLA_IFNAME,
@@ -190,6 +191,16 @@ export function setLinkUp(nl: Rtnl, ref: LinkRef): void {
 
 export function setLinkDown(nl: Rtnl, ref: LinkRef): void {
   setLink(nl, ref, 'set down link', [], { flags: 0, change: IFF_UP });
+}
+
+/** Turns promiscuous mode on or off (IFF_PROMISC through the ifinfomsg flag change mask). */
+export function setLinkPromisc(nl: Rtnl, ref: LinkRef, on: boolean): void {
+  setLink(nl, ref, `set promisc ${on ? 'on' : 'off'} on link`, [], { flags: on ? IFF_PROMISC : 0, change: IFF_PROMISC });
+}
+
+/** Puts the link in device group `group` (nftables matches it as iifgroup/oifgroup). */
+export function setLinkGroup(nl: Rtnl, ref: LinkRef, group: number): void {
+  setLink(nl, ref, `set group ${group} on link`, commonLinkAttrs({ group }));
 }
 
 export function setLinkMtu(nl: Rtnl, ref: LinkRef, mtu: number): void {

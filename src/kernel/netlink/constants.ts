@@ -69,6 +69,8 @@ export const AF_INET6 = 10;
 // struct ifinfomsg (16 bytes)
 export const IFINFOMSG_LEN = 16;
 export const IFF_UP = 0x1;
+/** Promiscuous mode (the bridge plugin's `promiscMode`). */
+export const IFF_PROMISC = 0x100;
 export const IFF_LOWER_UP = 0x10000;
 
 export const IFLA_ADDRESS = 1;
@@ -77,6 +79,8 @@ export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_MASTER = 10;
+/** Device group: nftables matches it as iifgroup/oifgroup. */
+export const IFLA_GROUP = 27;
 export const IFLA_PROTINFO = 12;
 export const IFLA_TXQLEN = 13;
 export const IFLA_OPERSTATE = 16;

@@ -1,0 +1,110 @@
+/**
+ * The host bridge: created on first use and shared by every container of the network. Creation
+ * is idempotent under races (32 concurrent ADDs: one creates, the others see EEXIST and use
+ * it); the gateway address is added the same way. The bridge is never deleted by DEL, as in the
+ * reference plugin: other containers may still be on it.
+ */
+import { readFileSync } from 'node:fs';
+import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
+import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
+import { createLink, getLink, setLinkGroup, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
+import { AF_INET, AF_INET6 } from '../kernel/netlink/constants.js';
+import { bytesToIp, ipToBytes, parseCidr } from '../kernel/netlink/inet.js';
+import type { Rtnl } from '../kernel/rtnl.js';
+import { writeSysctl } from '../kernel/sysctl.js';
+import { isIpv6 } from './addressing.js';
+import { LinkConflictError } from './errors.js';
+import { SHOAL_BRIDGE_GROUP } from './firewall.js';
+
+export interface BridgeOptions {
+  name: string;
+  mtu: number | undefined;
+  promiscMode: boolean;
+}
+
+/** The bridge, created if missing, up, in Shoal's device group, with the requested settings. */
+export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
+  let link: Link;
+  try {
+    link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, up: true });
+  } catch (err) {
+    if (!(err instanceof LinkExistsError)) throw err;
+    link = getLink(host, o.name);
+    if (link.kind !== 'bridge') {
+      throw new LinkConflictError(`failed to use bridge "${o.name}": a link of kind ${link.kind ?? 'unknown'} already has that name`, { cause: err });
+    }
+  }
+  // On every ADD, not only on creation: a racing creator may not have got this far yet.
+  if (!link.up) setLinkUp(host, link.index);
+  if (link.group !== SHOAL_BRIDGE_GROUP) setLinkGroup(host, link.index, SHOAL_BRIDGE_GROUP);
+  if (o.promiscMode && (link.flags & 0x100) === 0) setLinkPromisc(host, link.index, true);
+  if (o.mtu !== undefined && link.mtu !== o.mtu && link.masterIndex === undefined) {
+    // The reference sets the MTU when it creates the bridge; a bridge without ports takes it.
+    try {
+      setLinkMtu(host, link.index, o.mtu);
+    } catch {
+      // A bridge with ports clamps to its smallest port: not worth failing the ADD over.
+    }
+  }
+  return link;
+}
+
+/**
+ * Puts `cidr` (the gateway) on the bridge. As the reference's ensureAddr: an IPv4 bridge holds
+ * one address; a different one (or, for IPv6, one of an overlapping subnet) is an error unless
+ * `forceAddress`, which replaces it.
+ */
+export function ensureGatewayAddress(host: Rtnl, bridge: Link, cidr: string, forceAddress: boolean): void {
+  const v6 = isIpv6(cidr);
+  const want = parseCidr(cidr);
+  const wantIp = bytesToIp(ipToBytes(want.ip));
+  for (const a of listAddresses(host, { link: bridge.index, family: v6 ? AF_INET6 : AF_INET })) {
+    if (a.ip === wantIp && a.prefixLen === want.prefixLen) return;
+    if (v6 && a.scope !== 0) continue; // link-local fe80:: addresses
+    const overlaps = !v6 || overlapsV6(a.cidr, cidr);
+    if (!overlaps) continue;
+    if (!forceAddress) {
+      throw new LinkConflictError(`failed to set gateway address on bridge "${bridge.name}": it already has ${a.cidr}, different from ${cidr} (set "forceAddress" to replace it)`);
+    }
+    deleteAddress(host, bridge.index, a.cidr);
+  }
+  try {
+    addAddress(host, bridge.index, cidr, v6 ? { nodad: true } : { broadcast: true });
+  } catch (err) {
+    // A racing ADD added the same address first.
+    if (err instanceof NetlinkError && err.errnoName === 'EEXIST') return;
+    throw err;
+  }
+}
+
+function overlapsV6(a: string, b: string): boolean {
+  const pa = Number(a.split('/')[1]);
+  const pb = Number(b.split('/')[1]);
+  const shorter = Math.min(pa, pb);
+  const prefixOf = (cidr: string) => expandV6(cidr.split('/')[0] ?? '').slice(0, shorter);
+  return prefixOf(a) === prefixOf(b);
+}
+
+function expandV6(ip: string): string {
+  const [head = '', tail] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => parseInt(g || '0', 16).toString(2).padStart(16, '0')).join('');
+}
+
+/** Routing between the bridge and the rest of the host (the reference's enableIPForward). */
+export function enableForwarding(families: { v4: boolean; v6: boolean }): void {
+  if (families.v4) writeIfDifferent('net.ipv4.ip_forward');
+  if (families.v6) writeIfDifferent('net.ipv6.conf.all.forwarding');
+}
+
+function writeIfDifferent(key: string): void {
+  // Reading is cheaper than writing and keeps the common case free of side effects.
+  try {
+    if (readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim() === '1') return;
+  } catch {
+    // fall through to the write, which reports a clear error
+  }
+  writeSysctl(key, '1');
+}

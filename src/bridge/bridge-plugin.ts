@@ -1,0 +1,179 @@
+/**
+ * shoal-bridge: the reference bridge plugin's behaviour (same options, same result shape) on
+ * Shoal's kernel layer, plus `isolate` and `internal`. See README.md for the options.
+ *
+ * ADD keeps an undo stack (DESIGN §4.2): a failed ADD deletes the veth, releases the IPAM
+ * allocation and removes the container's rules. Shared things (the bridge, its gateway
+ * address, the network's isolation rules) are never undone: other containers use them.
+ */
+import { withRollback } from '../../cni/invoke.js';
+import type { CniRequest } from '../../cni/skel.js';
+import type { CniInterface, CniResult } from '../../cni/types.js';
+import { LinkExistsError } from '../kernel/errors.js';
+import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags } from '../kernel/link.js';
+import { NftTransaction } from '../kernel/nftables.js';
+import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
+import { netnsExists } from '../kernel/netns.js';
+import { isIpv6, planAddresses } from './addressing.js';
+import { enableForwarding, ensureBridge, ensureGatewayAddress } from './bridge-device.js';
+import { parseBridgeConf, parseBridgeConfForDel, requestedMac, type BridgeConf } from './config.js';
+import { configureInterface, verifyInterface } from './container-iface.js';
+import { AttachmentCheckError, LinkConflictError } from './errors.js';
+import { addAttachmentRules, addNetworkPolicy, deleteAttachmentRules, macspoofRule, MACSPOOF_CHAIN, missingMasquerade, readShoalTables, attachmentRules } from './firewall.js';
+import { applyTransaction } from '../kernel/nftables.js';
+import * as ipam from './ipam.js';
+import { attachmentOwner, hostVethName } from './names.js';
+import { collectStaleRules } from './gc.js';
+
+/** Index of the container interface in the result: [bridge, host veth, container]. */
+const CONTAINER_INDEX = 2;
+
+function closeAll(...handles: Array<Rtnl | undefined>): void {
+  for (const h of handles) h?.close();
+}
+
+export async function add(req: CniRequest): Promise<CniResult> {
+  const conf = parseBridgeConf(req.config);
+  const mac = requestedMac(req);
+  // The container's socket first: a missing netns fails before anything is allocated.
+  const ctr = openRtnl(req.netns);
+  const host = openRtnl();
+  try {
+    return await withRollback(async (undo) => {
+      const bridge = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promiscMode: conf.promiscMode });
+      const vethName = hostVethName(conf.network, req.containerId, req.ifname);
+      try {
+        createLink(host, {
+          kind: 'veth',
+          name: vethName,
+          mtu: conf.mtu,
+          master: bridge.index,
+          up: true,
+          peer: { name: req.ifname, netns: req.netns, mtu: conf.mtu, mac },
+        });
+      } catch (err) {
+        if (!(err instanceof LinkExistsError)) throw err;
+        const where = findLink(ctr, req.ifname) ? `"${req.ifname}" already exists in ${req.netns}` : `host link "${vethName}" already exists (a DEL for this container was missed)`;
+        throw new LinkConflictError(`failed to create veth "${vethName}" for "${req.ifname}": ${where}`, { cause: err });
+      }
+      undo.push(`delete veth "${vethName}"`, () => deleteLinkIfExists(host, vethName));
+      if (conf.hairpinMode) setBridgePortFlags(host, vethName, { hairpin: true });
+
+      const allocated = await ipam.allocate(req, undo);
+      const plan = planAddresses(allocated, { ...conf, interfaceIndex: CONTAINER_INDEX });
+      configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: !conf.enabledad });
+      for (const cidr of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, cidr, conf.forceAddress);
+      if (conf.isGateway) enableForwarding({ v4: plan.ips.some((i) => !isIpv6(i.address)), v6: plan.ips.some((i) => isIpv6(i.address)) });
+
+      const ctrLink = getLink(ctr, req.ifname);
+      const hostLink = getLink(host, vethName);
+      applyRules(conf, req, plan.ips.map((i) => i.address), vethName, ctrLink.mac, undo);
+
+      // Re-read the bridge: its MAC follows its ports' until it is set, as the reference notes.
+      const bridgeNow = getLink(host, bridge.index);
+      const interfaces: CniInterface[] = [
+        withMtu({ name: bridgeNow.name, mac: bridgeNow.mac }, bridgeNow.mtu),
+        withMtu({ name: vethName, mac: hostLink.mac }, hostLink.mtu),
+        withMtu({ name: req.ifname, mac: ctrLink.mac, sandbox: req.netns }, ctrLink.mtu),
+      ];
+      const result: CniResult = { interfaces, ips: plan.ips, routes: plan.routes };
+      if (allocated.dns) result.dns = allocated.dns;
+      return result;
+    }, req.log);
+  } finally {
+    closeAll(ctr, host);
+  }
+}
+
+function withMtu(iface: CniInterface, mtu: number | undefined): CniInterface {
+  return mtu === undefined ? iface : { ...iface, mtu };
+}
+
+/** One nft transaction for the network's policy and this container's rules (no call when empty). */
+function applyRules(conf: BridgeConf, req: CniRequest, addresses: string[], vethName: string, mac: string | undefined, undo: { push(what: string, fn: () => unknown): void }): void {
+  const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
+  const tx = new NftTransaction();
+  addNetworkPolicy(tx, { network: conf.network, bridge: conf.bridge, isolate: conf.isolate, internal: conf.internal });
+  const masquerade = conf.ipMasq && !conf.internal ? addresses : [];
+  const macspoof = conf.macspoofchk && mac ? { hostVeth: vethName, mac } : undefined;
+  addAttachmentRules(tx, { owner, masquerade, macspoof });
+  if (tx.isEmpty) return;
+  applyTransaction(tx);
+  if (masquerade.length || macspoof) undo.push(`delete nftables rules of "${owner}"`, () => deleteAttachmentRules((o) => o === owner));
+}
+
+export async function del(req: CniRequest): Promise<void> {
+  const conf = parseBridgeConfForDel(req.config);
+  // IPAM first and always (DESIGN §4.2): a missing netns or link must not leak the address.
+  if (req.config.ipam?.type) await ipam.release(req);
+  const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
+  // Reading the ruleset costs an nft run; a network without per-container rules skips it.
+  // Rules left by an earlier config of the network are GC's to collect.
+  if (conf.ipMasq || conf.macspoofchk) deleteAttachmentRules((o) => o === owner);
+  const host = openRtnl();
+  try {
+    // Deleting the host end removes the pair now; netns teardown would do it only eventually.
+    if (deleteLinkIfExists(host, hostVethName(conf.network, req.containerId, req.ifname))) return;
+  } finally {
+    host.close();
+  }
+  if (!req.netns || !netnsExists(req.netns)) return;
+  const ctr = openRtnl(req.netns);
+  try {
+    const link = findLink(ctr, req.ifname);
+    if (link?.kind === 'veth') deleteLinkIfExists(ctr, link.index);
+  } finally {
+    ctr.close();
+  }
+}
+
+export async function check(req: CniRequest): Promise<void> {
+  const conf = parseBridgeConf(req.config);
+  if (req.config.ipam?.type) await ipam.check(req);
+  const prev = req.prevResult ?? {};
+  const ifaces = prev.interfaces ?? [];
+  const index = ifaces.findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);
+  if (index < 0) throw new AttachmentCheckError(`failed to check "${req.ifname}": prevResult has no interface "${req.ifname}" in sandbox ${req.netns}`);
+  const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index);
+  const vethName = hostVethName(conf.network, req.containerId, req.ifname);
+  const host = openRtnl();
+  const ctr = openRtnl(req.netns);
+  try {
+    const bridge = findLink(host, conf.bridge);
+    if (bridge?.kind !== 'bridge') throw new AttachmentCheckError(`failed to check bridge "${conf.bridge}": ${bridge ? `it is a ${bridge.kind ?? 'non-bridge'} link` : 'it does not exist'}`);
+    const hostVeth = findLink(host, vethName);
+    if (!hostVeth) throw new AttachmentCheckError(`failed to check veth "${vethName}": it does not exist`);
+    if (hostVeth.masterIndex !== bridge.index) throw new AttachmentCheckError(`failed to check veth "${vethName}": it is not attached to bridge "${conf.bridge}"`);
+    if (!hostVeth.up) throw new AttachmentCheckError(`failed to check veth "${vethName}": the link is down`);
+    const link = verifyInterface(ctr, req.ifname, { ips, routes: prev.routes ?? [], mac: ifaces[index]?.mac });
+    if (link.kind !== 'veth' || link.parentIndex !== hostVeth.index) {
+      throw new AttachmentCheckError(`failed to check "${req.ifname}": it is not the peer of host veth "${vethName}"`);
+    }
+    const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
+    if ((conf.ipMasq && !conf.internal) || conf.macspoofchk) {
+      const tables = readShoalTables();
+      if (conf.ipMasq && !conf.internal) {
+        const missing = missingMasquerade(tables, owner, ips.map((i) => i.address));
+        if (missing.length) throw new AttachmentCheckError(`failed to check masquerade of "${owner}": no rule for ${missing.join(', ')}`);
+      }
+      if (conf.macspoofchk && link.mac) {
+        const want = macspoofRule(vethName, link.mac);
+        const has = attachmentRules(tables, (o) => o === owner).some((r) => r.chain === MACSPOOF_CHAIN);
+        if (!has) throw new AttachmentCheckError(`failed to check MAC spoofing rule of "${owner}": missing (${want})`);
+      }
+    }
+  } finally {
+    closeAll(host, ctr);
+  }
+}
+
+export async function status(req: CniRequest): Promise<void> {
+  parseBridgeConfForDel(req.config);
+  if (req.config.ipam?.type) await ipam.status(req);
+}
+
+export async function gc(req: CniRequest): Promise<void> {
+  const conf = parseBridgeConfForDel(req.config);
+  if (req.config.ipam?.type) await ipam.gc(req);
+  if (req.validAttachments) collectStaleRules(conf.network, req.validAttachments, req.log);
+}

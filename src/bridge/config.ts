@@ -1,0 +1,182 @@
+/**
+ * Network config of the L2 plugins (shoal-bridge, shoal-macvlan, shoal-ipvlan): zod/mini
+ * schemas with the reference plugins' option names and meanings, Shoal's additions, and the
+ * MAC address a runtime may ask for. Validation failures are code 7 naming the field; options
+ * this kernel cannot honour (a bridge `vlan`) are code 2 naming the field and value.
+ */
+import * as z from 'zod/mini';
+import { interfaceName, macAddress, parseConfig, pluginConfig } from '../../cni/config.js';
+import { invalidConfig, unsupportedField } from '../../cni/errors.js';
+import type { CniRequest } from '../../cni/skel.js';
+
+const mtu = z.number().check(z.int('must be a whole number'), z.gte(68, 'must be 68-65535'), z.lte(65535, 'must be 68-65535'));
+const ipamSection = z.looseObject({ type: z.string().check(z.minLength(1, 'must not be empty')) });
+
+export const bridgeSchema = pluginConfig({
+  bridge: z.optional(interfaceName),
+  isGateway: z.optional(z.boolean()),
+  isDefaultGateway: z.optional(z.boolean()),
+  forceAddress: z.optional(z.boolean()),
+  ipMasq: z.optional(z.boolean()),
+  mtu: z.optional(mtu),
+  hairpinMode: z.optional(z.boolean()),
+  promiscMode: z.optional(z.boolean()),
+  vlan: z.optional(z.number().check(z.int('must be a whole number'), z.gte(0, 'must be 0-4094'), z.lte(4094, 'must be 0-4094'))),
+  vlanTrunk: z.optional(z.array(z.unknown())),
+  preserveDefaultVlan: z.optional(z.boolean()),
+  macspoofchk: z.optional(z.boolean()),
+  enabledad: z.optional(z.boolean()),
+  isolate: z.optional(z.union([z.boolean(), z.literal('strict')])),
+  internal: z.optional(z.boolean()),
+  ipam: ipamSection,
+});
+
+/** The bridge plugin's options with defaults applied. */
+export interface BridgeConf {
+  network: string;
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  mtu: number | undefined;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  macspoofchk: boolean;
+  enabledad: boolean;
+  /** false, true (other Shoal bridges) or 'strict' (every other bridge of the host). */
+  isolate: boolean | 'strict';
+  internal: boolean;
+}
+
+export const DEFAULT_BRIDGE = 'cni0';
+
+/**
+ * Parses and checks the bridge config. Defaults follow the reference plugin (bridge "cni0",
+ * everything else off); `isolate` is off here too so a conflist written for the reference
+ * behaves the same, and the Shoal CLI writes `"isolate": true` into the networks it creates.
+ */
+export function parseBridgeConf(config: unknown): BridgeConf {
+  const c = parseConfig(bridgeSchema, config);
+  // This kernel has no bridge vlan_filtering: refuse rather than silently ignore the option.
+  if (c.vlan !== undefined && c.vlan !== 0) {
+    throw unsupportedField('vlan', c.vlan, 'this kernel has no bridge VLAN filtering (vlan_filtering), so VLAN tagging cannot be honoured');
+  }
+  if (c.vlanTrunk !== undefined && c.vlanTrunk.length > 0) {
+    throw unsupportedField('vlanTrunk', c.vlanTrunk, 'this kernel has no bridge VLAN filtering (vlan_filtering)');
+  }
+  if (c.hairpinMode && c.promiscMode) {
+    throw invalidConfig('promiscMode', true, 'cannot be set together with "hairpinMode" (as in the reference bridge plugin)');
+  }
+  const isDefaultGateway = c.isDefaultGateway ?? false;
+  return {
+    network: c.name,
+    bridge: c.bridge ?? DEFAULT_BRIDGE,
+    // As the reference: a default gateway is a gateway.
+    isGateway: (c.isGateway ?? false) || isDefaultGateway,
+    isDefaultGateway,
+    forceAddress: c.forceAddress ?? false,
+    ipMasq: c.ipMasq ?? false,
+    mtu: c.mtu,
+    hairpinMode: c.hairpinMode ?? false,
+    promiscMode: c.promiscMode ?? false,
+    macspoofchk: c.macspoofchk ?? false,
+    enabledad: c.enabledad ?? false,
+    isolate: c.isolate ?? false,
+    internal: c.internal ?? false,
+  };
+}
+
+/**
+ * DEL, STATUS and GC: the same fields, without refusing options ADD refuses (a `vlan`), so a
+ * runtime's cleanup after a refused ADD does not fail too.
+ */
+export function parseBridgeConfForDel(config: unknown): BridgeConf {
+  const c = config as Record<string, unknown>;
+  const { vlan: _vlan, vlanTrunk: _trunk, promiscMode: _promisc, ...rest } = c;
+  return parseBridgeConf(rest);
+}
+
+export const MACVLAN_MODES = ['bridge', 'private', 'vepa', 'passthru'] as const;
+export type MacvlanModeName = (typeof MACVLAN_MODES)[number];
+
+export const macvlanSchema = pluginConfig({
+  master: z.optional(interfaceName),
+  mode: z.optional(z.enum(MACVLAN_MODES)),
+  mtu: z.optional(mtu),
+  mac: z.optional(macAddress),
+  linkInContainer: z.optional(z.boolean()),
+  ipam: z.optional(ipamSection),
+});
+
+export interface MacvlanConf {
+  network: string;
+  /** Undefined: the interface of the default route (resolved when the link is made). */
+  master: string | undefined;
+  mode: MacvlanModeName;
+  mtu: number | undefined;
+  mac: string | undefined;
+  linkInContainer: boolean;
+  hasIpam: boolean;
+}
+
+export function parseMacvlanConf(config: unknown): MacvlanConf {
+  const c = parseConfig(macvlanSchema, config);
+  return {
+    network: c.name,
+    master: c.master,
+    mode: c.mode ?? 'bridge',
+    mtu: c.mtu,
+    mac: c.mac,
+    linkInContainer: c.linkInContainer ?? false,
+    hasIpam: c.ipam !== undefined,
+  };
+}
+
+export const IPVLAN_MODES = ['l2', 'l3', 'l3s'] as const;
+export type IpvlanModeName = (typeof IPVLAN_MODES)[number];
+
+export const ipvlanSchema = pluginConfig({
+  master: z.optional(interfaceName),
+  mode: z.optional(z.enum(IPVLAN_MODES)),
+  mtu: z.optional(mtu),
+  linkInContainer: z.optional(z.boolean()),
+  ipam: z.optional(ipamSection),
+});
+
+export interface IpvlanConf {
+  network: string;
+  master: string | undefined;
+  mode: IpvlanModeName;
+  mtu: number | undefined;
+  linkInContainer: boolean;
+  hasIpam: boolean;
+}
+
+export function parseIpvlanConf(config: unknown): IpvlanConf {
+  const c = parseConfig(ipvlanSchema, config);
+  return { network: c.name, master: c.master, mode: c.mode ?? 'l2', mtu: c.mtu, linkInContainer: c.linkInContainer ?? false, hasIpam: c.ipam !== undefined };
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+/**
+ * The MAC the runtime asks for, in the reference's order of precedence: CNI_ARGS `MAC=`, then
+ * `args.cni.mac`, then `runtimeConfig.mac` (capability "mac") — the last one found wins, as
+ * in the reference bridge. Undefined: let the kernel pick.
+ */
+export function requestedMac(req: Pick<CniRequest, 'args' | 'config'>): string | undefined {
+  let mac: string | undefined;
+  let field = '';
+  const fromArgs = req.args['MAC'];
+  if (fromArgs) [mac, field] = [fromArgs, 'CNI_ARGS MAC'];
+  const cni = (req.config.args as { cni?: { mac?: unknown } } | undefined)?.cni;
+  if (cni && typeof cni.mac === 'string' && cni.mac !== '') [mac, field] = [cni.mac, 'args.cni.mac'];
+  const rc = req.config.runtimeConfig?.['mac'];
+  if (typeof rc === 'string' && rc !== '') [mac, field] = [rc, 'runtimeConfig.mac'];
+  if (mac === undefined) return undefined;
+  if (!MAC_RE.test(mac)) throw invalidConfig(field, mac, 'is not a MAC address (like "02:42:ac:11:00:02")');
+  // A multicast (group bit set) address cannot be a unicast interface's address.
+  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) throw invalidConfig(field, mac, 'is a multicast MAC address');
+  return mac.toLowerCase();
+}

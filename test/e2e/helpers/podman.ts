@@ -1,0 +1,75 @@
+/**
+ * Podman 4 with the CNI backend, fully isolated in temp dirs: its own storage root and run
+ * root, a containers.conf pointing `cni_plugin_dirs` at our bundles and `network_config_dir`
+ * at a test dir, and a busybox-static image made with `podman import`. Verified on this
+ * machine: runc needs explicit --ulimit flags, cgroupfs, and no events backend.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const BUSYBOX = '/bin/busybox';
+export const IMAGE = 'localhost/shoal-l2-bb:latest';
+
+export function podmanAvailable(): string | undefined {
+  if (spawnSync('podman', ['--version'], { stdio: 'ignore' }).status !== 0) return 'podman is not installed (Debian package "podman")';
+  if (spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0) return 'runc is not installed (Debian package "runc")';
+  if (!existsSync(BUSYBOX)) return `${BUSYBOX} is missing (Debian package "busybox-static")`;
+  return undefined;
+}
+
+export class Podman {
+  readonly dir: string;
+  readonly networkDir: string;
+  private readonly conf: string;
+
+  constructor(pluginDir: string) {
+    this.dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-podman-'));
+    this.networkDir = path.join(this.dir, 'networks');
+    mkdirSync(this.networkDir);
+    this.conf = path.join(this.dir, 'containers.conf');
+    writeFileSync(
+      this.conf,
+      [
+        '[containers]',
+        'default_ulimits = ["nofile=10000:10000"]',
+        '[network]',
+        'network_backend = "cni"',
+        `cni_plugin_dirs = ["${pluginDir}"]`,
+        `network_config_dir = "${this.networkDir}"`,
+        '[engine]',
+        'events_logger = "none"',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  run(args: string[], timeout = 60_000): { status: number | null; stdout: string; stderr: string } {
+    const res = spawnSync(
+      'podman',
+      ['--root', path.join(this.dir, 'root'), '--runroot', path.join(this.dir, 'runroot'), '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', ...args],
+      { encoding: 'utf8', timeout, env: { ...process.env, CONTAINERS_CONF: this.conf } },
+    );
+    return { status: res.status, stdout: res.stdout ?? '', stderr: res.stderr ?? '' };
+  }
+
+  /** Imports a busybox-static rootfs as IMAGE. */
+  importBusybox(): void {
+    const rootfs = path.join(this.dir, 'rootfs');
+    mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+    for (const d of ['etc', 'proc', 'sys', 'dev', 'tmp']) mkdirSync(path.join(rootfs, d), { recursive: true });
+    copyFileSync(BUSYBOX, path.join(rootfs, 'bin/busybox'));
+    for (const applet of ['sh', 'ping', 'sleep', 'ip', 'wget', 'cat', 'ls', 'timeout', 'httpd']) symlinkSync('busybox', path.join(rootfs, 'bin', applet));
+    const tar = spawnSync('sh', ['-c', `tar -C ${rootfs} -c . | CONTAINERS_CONF=${this.conf} podman --root ${path.join(this.dir, 'root')} --runroot ${path.join(this.dir, 'runroot')} --events-backend none import - ${IMAGE}`], { encoding: 'utf8' });
+    if (tar.status !== 0) throw new Error(`podman import failed: ${tar.stderr}`);
+  }
+
+  /** Removes every container and the storage (best effort), then the temp dir. */
+  destroy(): void {
+    this.run(['rm', '-af', '-t', '0']);
+    this.run(['system', 'reset', '-f']);
+    spawnSync('umount', ['-R', path.join(this.dir, 'root')], { stdio: 'ignore' });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
