@@ -1,0 +1,104 @@
+/**
+ * Turning the current process into a sandboxed command: private mount and UTS namespaces, the
+ * sandbox's resolv.conf / hosts / hostname bind-mounted over the host's, the network namespace
+ * entered, then execvpe. Used only by the CLI's hidden launcher (`shoal __sandbox-exec`), a
+ * short-lived process whose whole job is this, so switching namespaces on the main thread for
+ * good is exactly what is wanted here (unlike withNetns windows, DESIGN §4.3).
+ *
+ * Why these calls work in a multi-threaded Node process: unshare(CLONE_NEWNS|CLONE_NEWUTS) and
+ * setns(CLONE_NEWNET) change only the calling (main) thread, and execve keeps exactly that
+ * thread's namespaces while discarding the other threads. Through koffi rather than
+ * util-linux `unshare`/`nsenter` so no second program (and no second start-up) is involved.
+ */
+import koffi from 'koffi';
+import * as fs from 'node:fs';
+import { SyscallError } from './errors.js';
+import * as ffi from './ffi.js';
+import { openNetnsFd } from './netns.js';
+
+export const CLONE_NEWUTS = 0x04000000;
+const SIGPIPE = 13;
+const SIG_SETMASK = 2;
+const F_SETFD = 2;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/**
+ * Node marks fds 0-2 close-on-exec at start-up (and may make them non-blocking): the command
+ * must get them as a shell would hand them over.
+ */
+function inheritStdio(): void {
+  for (const fd of [0, 1, 2]) {
+    lib().fcntl(fd, F_SETFD, 'int', 0);
+    const fl = lib().fcntl(fd, F_GETFL, 'int', 0);
+    if (fl >= 0 && fl & O_NONBLOCK) lib().fcntl(fd, F_SETFL, 'int', fl & ~O_NONBLOCK);
+  }
+}
+
+export interface SandboxExecSpec {
+  /** Netns path to enter; undefined keeps the current one (--network host). */
+  netns?: string;
+  /** Files bind-mounted over host paths inside the private mount namespace. */
+  binds: Array<{ source: string; target: string }>;
+  hostname?: string;
+  argv: string[];
+  env: Record<string, string>;
+  cwd?: string;
+}
+
+interface Extra {
+  sethostname(name: string, len: number): number;
+  execvpe(file: string, argv: Array<string | null>, envp: Array<string | null>): number;
+  signal(sig: number, handler: null): unknown;
+  sigprocmask(how: number, set: Buffer, old: null): number;
+  fcntl(fd: number, cmd: number, type: 'int', arg: number): number;
+}
+
+let extra: Extra | undefined;
+function lib(): Extra {
+  if (extra) return extra;
+  const libc = koffi.load('libc.so.6');
+  extra = {
+    sethostname: libc.func('int sethostname(const char *, size_t)'),
+    execvpe: libc.func('int execvpe(const char *, const char **, const char **)'),
+    signal: libc.func('void *signal(int, void *)'),
+    sigprocmask: libc.func('int sigprocmask(int, const void *, void *)'),
+    fcntl: libc.func('int fcntl(int, int, ...)'),
+  };
+  return extra;
+}
+
+function fail(call: string, detail: string): never {
+  const errno = koffi.errno();
+  throw new SyscallError(call, errno, ffi.errnoName(errno), detail);
+}
+
+/**
+ * Prepares the namespaces and execs the command; returns only by throwing. A missing bind
+ * target on the host is skipped (nothing may be created on the host's filesystem).
+ */
+export function execInSandbox(spec: SandboxExecSpec): never {
+  const netnsFd = spec.netns ? openNetnsFd(spec.netns) : undefined;
+  ffi.unshare(ffi.CLONE_NEWNS | CLONE_NEWUTS);
+  // Private, recursively: our bind mounts must not propagate back to the host's mount table.
+  ffi.mount('none', '/', null, ffi.MS_REC | ffi.MS_PRIVATE);
+  for (const b of spec.binds) {
+    if (!fs.existsSync(b.target)) continue;
+    ffi.mount(b.source, b.target, null, ffi.MS_BIND);
+  }
+  if (spec.hostname !== undefined && lib().sethostname(spec.hostname, Buffer.byteLength(spec.hostname)) < 0) fail('sethostname', spec.hostname);
+  if (netnsFd !== undefined) {
+    ffi.setns(netnsFd, ffi.CLONE_NEWNET, spec.netns);
+    fs.closeSync(netnsFd);
+  }
+  if (spec.cwd) process.chdir(spec.cwd);
+  // Node ignores SIGPIPE and an exec'd program inherits ignored signals: restore the default,
+  // and unblock every signal, so the command behaves as if started from a shell.
+  lib().signal(SIGPIPE, null);
+  lib().sigprocmask(SIG_SETMASK, Buffer.alloc(128), null);
+  inheritStdio();
+  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
+  lib().execvpe(spec.argv[0]!, [...spec.argv, null], [...env, null]);
+  fail('execvp', spec.argv[0]!);
+}
