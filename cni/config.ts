@@ -11,7 +11,7 @@
  * `import * as z from 'zod/mini'` (never `zod`), and nothing here re-exports the namespace:
  * that would defeat tree-shaking and put all of zod, locales included, into every bundle.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../src/ip-text.js';
 import * as z from 'zod/mini';
 import { CniCode, CniError, showValue } from './errors.js';
 import { CNI_NAME_PATTERN, ifnameProblem } from './env.js';

@@ -10,7 +10,7 @@
  * Parsing validates as it goes and reports code 7 naming the field path (e.g.
  * `prevResult.ips[0].address`), since a prevResult is part of the network config.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../src/ip-text.js';
 import { invalidConfig } from './errors.js';
 import { atLeast } from './version.js';
 

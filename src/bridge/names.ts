@@ -4,10 +4,10 @@
  * per-network chain names. Derived names let DEL and GC find what ADD made even when the
  * container's netns is already gone.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { stableHash } from '../hash.js';
 
 function digest(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\0')).digest('hex');
+  return stableHash(parts.join('\0'), 32);
 }
 
 /**
@@ -21,7 +21,9 @@ export function hostVethName(network: string, containerId: string, ifname: strin
 
 /** A unique throw-away name for a link created in the host before it moves into a netns. */
 export function temporaryLinkName(prefix: 'mv' | 'ipv'): string {
-  return `${prefix}tmp${randomBytes(4).toString('hex')}`;
+  // Unique enough for a name that lives a few milliseconds; a clash fails with EEXIST and rolls
+  // back, it never touches someone else's link.
+  return `${prefix}tmp${Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0')}`;
 }
 
 /** nft keeps at most 128 bytes of a comment. */

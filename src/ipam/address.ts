@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from '../ip-text.js';
 
 /**
  * IP addresses as bigints, plus the few operations the allocator needs. Hand-rolled on

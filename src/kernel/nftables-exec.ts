@@ -2,10 +2,12 @@
  * The one sanctioned exec of the kernel layer (issue 2 §3): the `nft` CLI. Synchronous, so a
  * CNI process stays simple, with a timeout so a wedged nft cannot hang a runtime's ADD.
  */
-import { spawnSync } from 'node:child_process';
 import { NftablesError } from './errors.js';
 
 const NFT_TIMEOUT_MS = 10_000;
+
+/** Loaded on first use: child_process costs ~5 ms, and many ADDs never run nft. */
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 export interface NftResult {
   status: number;
@@ -15,7 +17,7 @@ export interface NftResult {
 
 /** Run `nft <args>` with optional stdin; returns the exit status (callers decide what it means). */
 export function runNft(args: readonly string[], input?: string): NftResult {
-  const res = spawnSync('nft', args, {
+  const res = childProcess().spawnSync('nft', args, {
     input: input ?? '',
     encoding: 'utf8',
     timeout: NFT_TIMEOUT_MS,

@@ -3,7 +3,7 @@
  * IPv6 host IP in brackets ([::1]:8080:80). Ranges and random host ports are not supported: each
  * mapping names both ports. Errors name the spec and the problem in one line.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip-text.js';
 import type { PortMapping } from './attach.js';
 
 export class PortSpecError extends Error {

@@ -4,8 +4,8 @@
  * names (owner comment, chains) its nftables objects carry. Pure: no kernel access, so the
  * whole mapping logic is unit-tested.
  */
-import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
+import { stableHash } from '../hash.js';
+import { isIP } from '../ip-text.js';
 import * as z from 'zod/mini';
 import { parseConfig, pluginConfig, portMappingSchema } from '../../cni/config.js';
 import { CniCode, CniError } from '../../cni/errors.js';
@@ -72,7 +72,7 @@ export interface PortmapPlan {
 export const OWNER_PREFIX = 'portmap/';
 
 const COMMENT_MAX = 128;
-const shortHash = (text: string, n: number) => `h${createHash('sha256').update(text).digest('hex').slice(0, n)}`;
+const shortHash = (text: string, n: number) => `h${stableHash(text, n)}`;
 
 /**
  * The owner comment: `portmap/<network>/<container id>/<ifname>` (DESIGN §2). nft keeps 128
@@ -95,7 +95,7 @@ export function networkOwnerPrefixes(network: string): string[] {
 
 /** Chain names derive from the owner alone, so an owner read back from a comment is enough. */
 export function chainsOf(owner: string): Pick<Attachment, 'dnatChain' | 'snatChain'> {
-  const hash = createHash('sha256').update(owner).digest('hex').slice(0, 16);
+  const hash = stableHash(owner, 16);
   return { dnatChain: `portmap-c-${hash}`, snatChain: `portmap-s-${hash}` };
 }
 

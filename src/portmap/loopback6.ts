@@ -7,7 +7,7 @@
  * IPv6 connection at all. Docker solves both with docker-proxy; Shoal's daemon runs one
  * TcpProxy/UdpProxy per mapping this function returns (src/lb).
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from '../ip-text.js';
 import type { Protocol } from './config.js';
 import type { PortmapRecord } from './state.js';
 

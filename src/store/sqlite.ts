@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
 import { migrate, SCHEMA_VERSION } from './schema.js';
@@ -12,6 +13,25 @@ export interface SqliteStoreOptions {
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
+
+let addonPath: string | null | undefined;
+
+/**
+ * The addon's path, handed to better-sqlite3 as `nativeBinding`: without it the `bindings`
+ * package probes a dozen candidate paths on every CNI process start (~2 ms measured). Falls
+ * back to that probing when the build layout is not the usual one.
+ */
+function nativeBinding(): string | null {
+  if (addonPath !== undefined) return addonPath;
+  try {
+    const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
+    const candidate = path.join(path.dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+    addonPath = existsSync(candidate) ? candidate : null;
+  } catch {
+    addonPath = null;
+  }
+  return addonPath;
+}
 
 interface Row {
   key: string;
@@ -51,7 +71,7 @@ export class SqliteStore implements Store {
     this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     try {
       mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      this.db = new Database(file, { timeout: this.busyTimeoutMs });
+      this.db = new Database(file, { timeout: this.busyTimeoutMs, nativeBinding: nativeBinding() ?? undefined });
     } catch (err) {
       throw new StoreError('open', file, err);
     }

@@ -2,7 +2,7 @@
  * Conversions between the text forms users write (10.0.0.1, fd00::1, 10.0.0.0/24,
  * 02:aa:bb:cc:dd:ee) and the raw bytes netlink attributes carry.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from '../../ip-text.js';
 import { AF_INET, AF_INET6 } from './constants.js';
 
 export type Family = typeof AF_INET | typeof AF_INET6;
