@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelObjects } from '../helpers/kernel-objects.js';
 import { startDnsmasq, loopbackNet, type Dnsmasq } from '../helpers/dns-live.js';
 import { uniqueName } from '../helpers/names.js';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
+import { query } from '../helpers/dns.js';
 import path from 'node:path';
 import {
   api,
@@ -112,6 +115,35 @@ describe('650 daemon DNS with containers', () => {
     const cross = await digIn(ns['c']!.name, red.subnet.gateway, ['bravo', 'A']);
     expect(cross.answers).toEqual([]);
   });
+
+  it('100,000 random and mutated packets to the gateway leave the daemon alive and answering', async () => {
+    // From the host to the test bridge's gateway (an address this file assigned), bounded in
+    // count and time. The daemon composes the same server as 620 tests; this proves the
+    // composition (listeners per gateway, metrics, logging) survives it too.
+    const gw = red.subnet.gateway;
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '0.0.0.0', () => r()));
+    const seeds = [query('bravo'), query('bravo.red.shoal', 'AAAA', { edns: 1232 }), query('x.example.test', 'MX')];
+    const started = Date.now();
+    for (let i = 0; i < 100_000; i += 1) {
+      let pkt: Buffer;
+      if (i % 2 === 0) pkt = randomBytes(i % 512);
+      else {
+        pkt = Buffer.from(seeds[i % seeds.length]!);
+        for (let k = 0; k < 1 + (i % 6); k += 1) pkt[(i * 7 + k * 13) % pkt.length] = (i * 31 + k * 17) & 0xff;
+        if (i % 5 === 0) pkt = pkt.subarray(0, (i >> 3) % pkt.length);
+      }
+      sock.send(pkt, 53, gw);
+      if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+    }
+    sock.close();
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(daemon!.child.exitCode).toBeNull();
+    const text = await metricsText(daemon!.metricsPort);
+    expect(metricValue(text, 'shoal_dns_malformed_requests_total')).toBeGreaterThan(10_000);
+    const r = await digIn(ns['a']!.name, gw, ['bravo', 'A']);
+    expect(r.answers).toEqual([ip['b']]);
+  }, 60_000);
 
   it('a custom host resolves', async () => {
     const r = await digIn(ns['a']!.name, red.subnet.gateway, ['db.internal', 'A']);
