@@ -91,6 +91,11 @@ export function execInSandbox(spec: SandboxExecSpec): never {
   if (netnsFd !== undefined) {
     ffi.setns(netnsFd, ffi.CLONE_NEWNET, spec.netns);
     fs.closeSync(netnsFd);
+    // sysfs shows the network devices of the netns it was mounted from (DESIGN §6), so the
+    // host's /sys would list the host's links inside the sandbox. A fresh sysfs mounted after
+    // setns shows the sandbox's own, as a container runtime arranges it. It hides the host's
+    // submounts of /sys (cgroup, bpf) in the sandbox only: the mount namespace is private.
+    ffi.mount('sysfs', '/sys', 'sysfs', ffi.MS_NOSUID | ffi.MS_NODEV | ffi.MS_NOEXEC);
   }
   if (spec.cwd) process.chdir(spec.cwd);
   // Node ignores SIGPIPE and an exec'd program inherits ignored signals: restore the default,
