@@ -1,6 +1,7 @@
 // Entry point of the `shoal-bridge` CNI executable (bundled to dist/cni/shoal-bridge): the skel
 // does the protocol, src/bridge/bridge-plugin.ts the work. Kept thin for start-up time: the
-// plugin code (kernel layer, zod schemas, IPAM) is imported inside each verb, never for VERSION.
+// plugin code (kernel layer, zod schemas, IPAM; portmap and dns when the config embeds them,
+// src/bridge/embedded.ts) is imported inside each verb, never for VERSION.
 import { pluginMain } from '../skel.js';
 
 const impl = () => import('../../src/bridge/bridge-plugin.js');
@@ -8,7 +9,8 @@ const impl = () => import('../../src/bridge/bridge-plugin.js');
 void pluginMain({
   name: 'shoal-bridge',
   about: 'Shoal bridge plugin: containers on a Linux bridge through veth pairs',
-  // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM.
+  // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM;
+  // K8S_POD_NAME: the container name, for the embedded portmap record and DNS registration.
   cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
   add: async (req) => (await impl()).add(req),
   del: async (req) => (await impl()).del(req),

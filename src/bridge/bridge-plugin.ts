@@ -24,6 +24,7 @@ import { applyTransaction } from '../kernel/nftables.js';
 import * as ipam from './ipam.js';
 import { attachmentOwner, hostVethName } from './names.js';
 import { collectStaleRules } from './gc.js';
+import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded, throwFirst } from './embedded.js';
 
 /** Index of the container interface in the result: [bridge, host veth, container]. */
 const CONTAINER_INDEX = 2;
@@ -78,7 +79,8 @@ export async function add(req: CniRequest): Promise<CniResult> {
       ];
       const result: CniResult = { interfaces, ips: plan.ips, routes: plan.routes };
       if (allocated.dns) result.dns = allocated.dns;
-      return result;
+      if (!hasEmbedded(conf)) return result;
+      return await addEmbedded(req, conf, result, undo);
     }, req.log);
   } finally {
     closeAll(ctr, host);
@@ -104,6 +106,14 @@ function applyRules(conf: BridgeConf, req: CniRequest, addresses: string[], veth
 
 export async function del(req: CniRequest): Promise<void> {
   const conf = parseBridgeConfForDel(req.config);
+  // Reverse chain order: the embedded steps (dns, portmap) before the bridge's own DEL, which
+  // runs even when one of them failed; their first error is raised after it.
+  const errors = hasEmbedded(conf) ? await delEmbedded(req, conf) : [];
+  await delBridge(req, conf);
+  throwFirst(errors);
+}
+
+async function delBridge(req: CniRequest, conf: BridgeConf): Promise<void> {
   // IPAM first and always (DESIGN §4.2): a missing netns or link must not leak the address.
   if (req.config.ipam?.type) await ipam.release(req);
   const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
@@ -165,6 +175,7 @@ export async function check(req: CniRequest): Promise<void> {
   } finally {
     closeAll(host, ctr);
   }
+  if (hasEmbedded(conf)) await checkEmbedded(req, conf);
 }
 
 export async function status(req: CniRequest): Promise<void> {
@@ -174,6 +185,14 @@ export async function status(req: CniRequest): Promise<void> {
 
 export async function gc(req: CniRequest): Promise<void> {
   const conf = parseBridgeConfForDel(req.config);
-  if (req.config.ipam?.type) await ipam.gc(req);
-  if (req.validAttachments) collectStaleRules(conf.network, req.validAttachments, req.log);
+  // Every step collects what it can; the first error is raised at the end.
+  let first: unknown;
+  try {
+    if (req.config.ipam?.type) await ipam.gc(req);
+    if (req.validAttachments) collectStaleRules(conf.network, req.validAttachments, req.log);
+  } catch (err) {
+    first = err;
+  }
+  if (hasEmbedded(conf)) await gcEmbedded(req, conf).catch((err: unknown) => (first ??= err));
+  if (first !== undefined) throw first;
 }

@@ -11,6 +11,11 @@ import type { CniRequest } from '../../cni/skel.js';
 
 const mtu = z.number().check(z.int('must be a whole number'), z.gte(68, 'must be 68-65535'), z.lte(65535, 'must be 68-65535'));
 const ipamSection = z.looseObject({ type: z.string().check(z.minLength(1, 'must not be empty')) });
+/**
+ * An embedded step's section (embedded.ts): only "is an object" is checked here; its fields are
+ * the embedded plugin's own and are validated by that plugin, with the section's name prefixed.
+ */
+const embeddedSection = z.looseObject({});
 
 export const bridgeSchema = pluginConfig({
   bridge: z.optional(interfaceName),
@@ -28,6 +33,8 @@ export const bridgeSchema = pluginConfig({
   enabledad: z.optional(z.boolean()),
   isolate: z.optional(z.union([z.boolean(), z.literal('strict')])),
   internal: z.optional(z.boolean()),
+  portmap: z.optional(embeddedSection),
+  discovery: z.optional(embeddedSection),
   ipam: ipamSection,
 });
 
@@ -47,6 +54,10 @@ export interface BridgeConf {
   /** false, true (other Shoal bridges) or 'strict' (every other bridge of the host). */
   isolate: boolean | 'strict';
   internal: boolean;
+  /** shoal-portmap's options when port publishing runs in-process (embedded.ts); else undefined. */
+  portmap: Record<string, unknown> | undefined;
+  /** shoal-dns's options when DNS registration runs in-process (embedded.ts); else undefined. */
+  discovery: Record<string, unknown> | undefined;
 }
 
 export const DEFAULT_BRIDGE = 'cni0';
@@ -84,17 +95,23 @@ export function parseBridgeConf(config: unknown): BridgeConf {
     enabledad: c.enabledad ?? false,
     isolate: c.isolate ?? false,
     internal: c.internal ?? false,
+    portmap: c.portmap,
+    discovery: c.discovery,
   };
 }
 
 /**
- * DEL, STATUS and GC: the same fields, without refusing options ADD refuses (a `vlan`), so a
- * runtime's cleanup after a refused ADD does not fail too.
+ * DEL, STATUS and GC: the same fields, without refusing options ADD refuses (a `vlan`, a
+ * section that is not an object), so a runtime's cleanup after a refused ADD does not fail too.
  */
 export function parseBridgeConfForDel(config: unknown): BridgeConf {
   const c = config as Record<string, unknown>;
-  const { vlan: _vlan, vlanTrunk: _trunk, promiscMode: _promisc, ...rest } = c;
-  return parseBridgeConf(rest);
+  const { vlan: _vlan, vlanTrunk: _trunk, promiscMode: _promisc, portmap, discovery, ...rest } = c;
+  return { ...parseBridgeConf(rest), portmap: objectOrUndefined(portmap), discovery: objectOrUndefined(discovery) };
+}
+
+function objectOrUndefined(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }
 
 export const MACVLAN_MODES = ['bridge', 'private', 'vepa', 'passthru'] as const;

@@ -4,9 +4,10 @@ import { CreateInputError, DEFAULT_CNI_CONF_DIR } from '../network/manage.js';
 
 export const CREATE_HELP = `Usage: shoal network create [OPTIONS] NAME
 
-Create a network: record it in the state store and write its CNI conflist (main plugin with
-shoal-ipam, then shoal-portmap and shoal-dns) into the CNI config dir, where podman's CNI backend
-and "shoal run" find it. Without --subnet a free private subnet is picked that overlaps neither
+Create a network: record it in the state store and write its CNI conflist into the CNI config
+dir, where podman's CNI backend and "shoal run" find it. A bridge network's conflist is one
+plugin (shoal-bridge running address allocation, published ports and DNS registration in one
+process); macvlan/ipvlan chain shoal-portmap and shoal-dns after the main plugin. Without --subnet a free private subnet is picked that overlaps neither
 the host's routes nor other Shoal networks.
 
 Options:

@@ -1,13 +1,13 @@
 /**
- * Renders the CNI conflist of a network record: the main plugin (shoal-bridge / shoal-macvlan /
- * shoal-ipvlan) with shoal-ipam inside it, then shoal-portmap (capability portMappings) and
- * shoal-dns (capability aliases). Podman's CNI backend reads the file as is, and `shoal network
- * connect` / `shoal run` execute the same chain, so both get identical behaviour.
+ * Renders the CNI conflist of a network record. Podman's CNI backend reads the file as is, and
+ * `shoal network connect` / `shoal run` execute the same chain, so both get identical behaviour.
  *
- * Start-ups per attachment (issue 7, "Speed"): the IPAM runs in-process inside the main plugin
- * (DESIGN §6), so an ADD costs one Node start-up per entry of `plugins`: 3 here. A chained plugin
- * is a separate executable by the CNI contract, so fewer would need one executable doing all
- * three; see src/network/README.md for the measurement and that trade-off.
+ * Start-ups per attachment (issue 7, "Speed"): every entry of `plugins` is one Node start-up
+ * per ADD and per DEL. A bridge network is therefore ONE plugin: shoal-bridge with shoal-ipam,
+ * port publishing (`portmap` section) and DNS registration (`discovery` section) all run
+ * in-process (src/bridge/embedded.ts). It declares the capabilities `portMappings` and
+ * `aliases`, since libcni passes runtimeConfig only to plugins that declare them.
+ * macvlan/ipvlan networks keep the chain main plugin -> shoal-portmap -> shoal-dns.
  *
  * Every plugin gets `stateDir` so the file is self-contained: a runtime that does not pass
  * SHOAL_STATE_DIR (podman does not) still reaches the store the CLI used.
@@ -103,8 +103,9 @@ function mainPlugin(net: NetworkRecord): Record<string, unknown> {
   return p;
 }
 
-function dnsPlugin(net: NetworkRecord): Record<string, unknown> {
-  const p: Record<string, unknown> = { type: 'shoal-dns', capabilities: { aliases: true } };
+/** shoal-dns's options: the standalone plugin's fields, or shoal-bridge's `discovery` section. */
+function dnsOptions(net: NetworkRecord): Record<string, unknown> {
+  const p: Record<string, unknown> = {};
   if (net.dnsSearch[0]) p['domainName'] = net.dnsSearch[0];
   if (net.hosts.length) {
     const hosts: Record<string, string[]> = {};
@@ -112,9 +113,11 @@ function dnsPlugin(net: NetworkRecord): Record<string, unknown> {
     p['hosts'] = hosts;
   }
   if (net.dns.length) p['upstreams'] = net.dns;
-  p['stateDir'] = net.stateDir;
   return p;
 }
+
+/** shoal-portmap's options (`snat` is its default; written out so the file says it). */
+const portmapOptions = (): Record<string, unknown> => ({ snat: true });
 
 export interface Conflist {
   cniVersion: string;
@@ -124,10 +127,16 @@ export interface Conflist {
 }
 
 export function renderConflist(net: NetworkRecord): Conflist {
-  const plugins = [mainPlugin(net), { type: 'shoal-portmap', capabilities: { portMappings: true }, stateDir: net.stateDir }];
+  const main = mainPlugin(net);
+  if (net.driver === 'bridge') {
+    // One plugin, one start-up: portmap and dns run inside shoal-bridge.
+    const bridge = { type: main['type'], capabilities: { portMappings: true, aliases: true }, ...main, portmap: portmapOptions(), discovery: dnsOptions(net) };
+    return { cniVersion: net.cniVersion, name: net.name, plugins: [bridge] };
+  }
+  const plugins = [main, { type: 'shoal-portmap', capabilities: { portMappings: true }, ...portmapOptions(), stateDir: net.stateDir }];
   // shoal-dns hands out the gateway as nameserver; a network without a gateway (macvlan with
   // no --gateway) has nowhere for the daemon to listen, so it gets no DNS plugin.
-  if (net.driver === 'bridge' || net.subnets.some((s) => s.gateway)) plugins.push(dnsPlugin(net));
+  if (net.subnets.some((s) => s.gateway)) plugins.push({ type: 'shoal-dns', capabilities: { aliases: true }, ...dnsOptions(net), stateDir: net.stateDir });
   return { cniVersion: net.cniVersion, name: net.name, plugins };
 }
 

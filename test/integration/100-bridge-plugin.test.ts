@@ -1,6 +1,8 @@
 /**
  * shoal-bridge end to end: the built executable, run as a runtime runs it, against real
- * namespaces, with shoal-ipam in-process. Each scenario runs for every CNI version.
+ * namespaces, with shoal-ipam in-process. Each scenario runs for every CNI version. The
+ * embedded steps (`portmap`, `discovery` sections: shoal-portmap and shoal-dns in-process) are
+ * exercised once, version-independently.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -12,6 +14,13 @@ import { hostVethName } from '../../src/bridge/names.js';
 import { KernelObjects, hostLinkExists, ipJson, ipQuiet, waitNoLeftovers } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { CNI_VERSIONS, execCni, ping, pingEventually, privateBundles, shoalRulesOwnedBy, type CniRun } from '../e2e/helpers/cni-exec.js';
+import { NftTransaction, applyTransaction } from '../../src/kernel/nftables.js';
+import { readTable } from '../../src/kernel/nftables-reader.js';
+import { CHAIN, MAP, tableOf } from '../../src/portmap/rules.js';
+import { listRecords, portmapDir } from '../../src/portmap/state.js';
+import { getEndpoint } from '../../src/dns/registry.js';
+import { openStateStore } from '../../src/store/open.js';
+import { probe, startServers, stopServers } from './portmap-fixture.js';
 
 const PREFIX = 'l2b';
 const objects = new KernelObjects(PREFIX);
@@ -31,6 +40,7 @@ afterAll(async () => {
     removeNetworkPolicy(b);
     ipQuiet(['link', 'del', 'dev', b]);
   }
+  removeIdlePortmapInfra();
   objects.cleanup();
   bin.remove();
   rmSync(stateDir, { recursive: true, force: true });
@@ -38,6 +48,18 @@ afterAll(async () => {
   expect(left).toEqual([]);
   for (const n of networks) expect(shoalRulesOwnedBy(`${n}/`)).toEqual([]);
 });
+
+/** The shared portmap-* chains and maps stay after the last DEL (by design); drop them when idle. */
+function removeIdlePortmapInfra(): void {
+  for (const f of [4, 6] as const) {
+    const t = readTable(tableOf(f));
+    if (!t || t.chains.some((c) => c.name.startsWith('portmap-c-'))) continue;
+    const tx = new NftTransaction();
+    for (const c of Object.values(CHAIN)) if (t.chains.some((x) => x.name === c)) tx.deleteChain(tableOf(f), c);
+    for (const m of Object.values(MAP)) if (t.maps.some((x) => x.name === m)) tx.deleteSet(tableOf(f), m, 'map');
+    if (!tx.isEmpty) applyTransaction(tx);
+  }
+}
 
 let subnetCounter = 0;
 /** A /24 unique to this file's run: 10.231-10.234.x.0/24. */
@@ -339,5 +361,119 @@ describe('shoal-bridge, version-independent behaviour', () => {
     const both = await cni('ADD', promisc.config('1.0.0', { hairpinMode: true }), { id: 'p2', netns: b.path, ifname: 'eth1' });
     expect(both.json).toMatchObject({ code: 7 });
     expect((await cni('DEL', promisc.config('1.0.0'), { id: 'p1', netns: b.path })).code).toBe(0);
+  });
+
+  it('embedded portmap + discovery: publishes the port, registers the name; a failed embedded step leaves nothing; CHECK, GC, DEL', async () => {
+    const net = network();
+    const gateway = net.subnet.replace(/0\/24$/, '1');
+    const port = 40000 + Math.floor(Math.random() * 5000);
+    // What podman sends a plugin declaring both capabilities; stateDir for the records and store.
+    const config = (ports: number[], extra: Record<string, unknown> = {}) =>
+      net.config('1.0.0', {
+        stateDir,
+        capabilities: { portMappings: true, aliases: true },
+        portmap: { snat: true },
+        discovery: { domainName: 'emb.test' },
+        runtimeConfig: { portMappings: ports.map((hostPort) => ({ hostPort, containerPort: 8080, protocol: 'tcp' })), aliases: { [net.name]: ['web-alias'] } },
+        ...extra,
+      });
+    const args = (name: string) => `IgnoreUnknown=1;K8S_POD_NAME=${name}`;
+    const store = await openStateStore(stateDir);
+    const record = (id: string) => getEndpoint(store, { network: net.name, containerId: id, ifname: 'eth0' });
+    const published = () => listRecords(portmapDir(stateDir)).filter((r) => r.network === net.name);
+    const [a, b, c] = [objects.netns(), objects.netns(), objects.netns()];
+    /** Nothing at all of `id`: veth, bridge rules, port rules, port record, allocation, DNS record. */
+    const nothingOf = async (id: string, ns: { name: string }) => {
+      expect(hostLinkExists(hostVethName(net.name, id, 'eth0'))).toBe(false);
+      expect(ipJson<unknown[]>(['link', 'show', 'type', 'veth'], ns.name)).toEqual([]);
+      expect(shoalRulesOwnedBy(`${net.name}/${id}/`)).toEqual([]);
+      expect(shoalRulesOwnedBy(`portmap/${net.name}/${id}/`)).toEqual([]);
+      expect(published().filter((r) => r.containerId === id)).toEqual([]);
+      expect(await holdsNothing(net, id)).toBe(true);
+      expect(await record(id)).toBeUndefined();
+    };
+    const servers = await startServers(a.name, 8080, 8081);
+    try {
+      const add = await cni('ADD', config([port]), { id: 'ea', netns: a.path, cniArgs: args('web1') });
+      expect(add.code, add.stdout + add.stderr).toBe(0);
+      // The bridge's result with shoal-dns's merge: the gateway is the nameserver.
+      expect(add.json?.['dns']).toEqual({ nameservers: [gateway], search: ['emb.test'] });
+      expect((add.json?.['interfaces'] as Array<{ name: string }>).map((i) => i.name)).toEqual([net.bridge, hostVethName(net.name, 'ea', 'eth0'), 'eth0']);
+      // 127.0.0.1:port reaches the server in the container, masqueraded to the gateway (snat).
+      expect(probe(undefined, 'tcp', '127.0.0.1', port)).toBe(`tcp ${gateway}`);
+      expect(published()).toMatchObject([{ containerId: 'ea', name: 'web1', mappings: [{ hostPort: port, containerPort: 8080 }] }]);
+      expect(await record('ea')).toMatchObject({ name: 'web1', aliases: ['web-alias'], ipv4: [`${ipOf(add)}/24`] });
+      expect((await cni('CHECK', config([port], { prevResult: add.json }), { id: 'ea', netns: a.path, cniArgs: args('web1') })).code).toBe(0);
+      // CHECK covers the embedded steps too: a port the runtime asks for that is not published.
+      const wrong = await cni('CHECK', config([port + 1], { prevResult: add.json }), { id: 'ea', netns: a.path, cniArgs: args('web1') });
+      expect(wrong.json).toMatchObject({ msg: expect.stringContaining(`port ${port + 1}/tcp`) });
+
+      // The port is taken: portmap fails after the bridge's work, and the rollback undoes it all.
+      const clash = await cni('ADD', config([port]), { id: 'eb', netns: b.path, cniArgs: args('web2') });
+      expect(clash.code).toBe(1);
+      expect(clash.json).toMatchObject({ msg: expect.stringContaining(`port ${port}/tcp is already published by web1`) });
+      await nothingOf('eb', b);
+      // dns fails (a name that is no DNS name) after portmap published: that is undone as well.
+      const badName = await cni('ADD', config([port + 2]), { id: 'ec', netns: c.path, cniArgs: args('bad!name') });
+      expect(badName.json).toMatchObject({ code: 7, msg: expect.stringContaining('bad!name') });
+      await nothingOf('ec', c);
+      expect(probe(undefined, 'tcp', '127.0.0.1', port + 2)).not.toMatch(/^tcp /);
+      // A bad field inside a section is named with the section's key.
+      const badSection = await cni('ADD', config([], { discovery: { ttl: -1 } }), { id: 'ec', netns: c.path, cniArgs: args('web3') });
+      expect(badSection.json).toMatchObject({ code: 7, msg: expect.stringContaining('field "discovery.ttl": -1') });
+      await nothingOf('ec', c);
+
+      // GC with no valid attachment removes the embedded steps' state as well as the bridge's.
+      const gc = await cni('GC', config([], { cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] }));
+      expect(gc.code, gc.stdout).toBe(0);
+      expect(published()).toEqual([]);
+      expect(await record('ea')).toBeUndefined();
+      expect(shoalRulesOwnedBy(`portmap/${net.name}/`)).toEqual([]);
+      expect(await holdsNothing(net, 'ea')).toBe(true);
+    } finally {
+      stopServers(servers);
+      // DEL (twice: idempotent) removes whatever is left: the veth after GC, everything on failure.
+      for (const [id, ns] of [['ea', a], ['eb', b], ['ec', c]] as const) {
+        for (let i = 0; i < 2; i++) {
+          const del = await cni('DEL', config([port]), { id, netns: ns.path, cniArgs: args('x') });
+          expect(del.code, del.stdout).toBe(0);
+        }
+      }
+    }
+    await nothingOf('ea', a);
+  });
+
+  it('embedded steps: DEL removes the published port and the DNS record', async () => {
+    const net = network();
+    const port = 45000 + Math.floor(Math.random() * 5000);
+    const config = net.config('1.1.0', {
+      stateDir,
+      portmap: {},
+      discovery: {},
+      runtimeConfig: { portMappings: [{ hostPort: port, containerPort: 8080, protocol: 'tcp' }] },
+    });
+    const a = objects.netns();
+    const servers = await startServers(a.name, 8080, 8081);
+    try {
+      const add = await cni('ADD', config, { id: 'da', netns: a.path, cniArgs: 'K8S_POD_NAME=db1' });
+      expect(add.code, add.stdout + add.stderr).toBe(0);
+      expect(probe(undefined, 'tcp', '127.0.0.1', port)).toMatch(/^tcp /);
+      const store = await openStateStore(stateDir);
+      expect(await getEndpoint(store, { network: net.name, containerId: 'da', ifname: 'eth0' })).toMatchObject({ name: 'db1' });
+      // A DEL without the runtimeConfig (a runtime that does not resend it) still finds the port
+      // to unpublish: the bridge skips portmap's DEL only when nothing says a port was published.
+      const { runtimeConfig: _sent, ...withoutRc } = config;
+      const del = await cni('DEL', { ...withoutRc, prevResult: add.json }, { id: 'da', netns: a.path });
+      expect(del.code, del.stdout).toBe(0);
+      expect(probe(undefined, 'tcp', '127.0.0.1', port)).not.toMatch(/^tcp /);
+      expect(await getEndpoint(store, { network: net.name, containerId: 'da', ifname: 'eth0' })).toBeUndefined();
+      expect(listRecords(portmapDir(stateDir)).filter((r) => r.network === net.name)).toEqual([]);
+      expect(shoalRulesOwnedBy(`portmap/${net.name}/`)).toEqual([]);
+      expect(hostLinkExists(hostVethName(net.name, 'da', 'eth0'))).toBe(false);
+      expect(await holdsNothing(net, 'da')).toBe(true);
+    } finally {
+      stopServers(servers);
+      await cni('DEL', config, { id: 'da', netns: a.path });
+    }
   });
 });

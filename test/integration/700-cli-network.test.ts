@@ -87,9 +87,14 @@ describe('shoal network', () => {
     expect(r.stdout.trim()).toBe(NET);
     const list = JSON.parse(fs.readFileSync(path.join(conf, `${NET}.conflist`), 'utf8'));
     expect(list.name).toBe(NET);
-    expect(list.plugins.map((p: { type: string }) => p.type)).toEqual(['shoal-bridge', 'shoal-portmap', 'shoal-dns']);
+    // One plugin, one Node start-up per attachment: ports and DNS run inside shoal-bridge.
+    expect(list.plugins.map((p: { type: string }) => p.type)).toEqual(['shoal-bridge']);
     expect(list.plugins[0]).toMatchObject({ mtu: 1400, isolate: true, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: SUBNET }]] } });
-    expect(list.plugins[2]).toMatchObject({ hosts: { 'db.internal': ['192.0.2.10'] }, upstreams: ['192.0.2.53'] });
+    expect(list.plugins[0]).toMatchObject({
+      capabilities: { portMappings: true, aliases: true },
+      portmap: { snat: true },
+      discovery: { hosts: { 'db.internal': ['192.0.2.10'] }, upstreams: ['192.0.2.53'] },
+    });
 
     const ls = shoal('network', 'ls');
     expect(ls.stdout).toMatch(new RegExp(`${NET}\\s+bridge\\s+${SUBNET.replace(/\./g, '\\.')}\\s+0`));

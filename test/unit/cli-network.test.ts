@@ -66,15 +66,32 @@ describe('subnets', () => {
 });
 
 describe('conflist', () => {
-  it('renders bridge + in-process shoal-ipam, portmap and dns with capabilities', () => {
+  it('renders a bridge network as ONE plugin: shoal-bridge with ipam, portmap and dns in-process', () => {
     const c = renderConflist(record({ hosts: [{ name: 'db', ip: '192.0.2.9' }], dns: ['192.0.2.53'], dnsSearch: ['corp.example'] }));
     expect(c.cniVersion).toBe('1.0.0');
-    expect(c.plugins.map((p) => p['type'])).toEqual(['shoal-bridge', 'shoal-portmap', 'shoal-dns']);
-    const [bridge, portmap, dns] = c.plugins as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+    // One entry of `plugins` is one Node start-up per ADD and per DEL (issue 7).
+    expect(c.plugins.map((p) => p['type'])).toEqual(['shoal-bridge']);
+    const bridge = c.plugins[0]!;
     expect(bridge).toMatchObject({ bridge: 'shoal-n1', isGateway: true, ipMasq: true, hairpinMode: true, isolate: true, stateDir: '/var/lib/shoal' });
+    // libcni passes runtimeConfig only for declared capabilities: the bridge needs both.
+    expect(bridge['capabilities']).toEqual({ portMappings: true, aliases: true });
     expect(bridge['ipam']).toEqual({ type: 'shoal-ipam', ranges: [[{ subnet: '10.250.1.0/24', gateway: '10.250.1.1' }]], routes: [{ dst: '0.0.0.0/0' }], stateDir: '/var/lib/shoal' });
-    expect(portmap['capabilities']).toEqual({ portMappings: true });
-    expect(dns).toMatchObject({ capabilities: { aliases: true }, domainName: 'corp.example', hosts: { db: ['192.0.2.9'] }, upstreams: ['192.0.2.53'] });
+    expect(bridge['portmap']).toEqual({ snat: true });
+    expect(bridge['discovery']).toEqual({ domainName: 'corp.example', hosts: { db: ['192.0.2.9'] }, upstreams: ['192.0.2.53'] });
+    // `dns` is the standard NetConf key for the result's DNS: the embedded sections never use it.
+    expect(bridge['dns']).toBeUndefined();
+    expect(renderConflist(record()).plugins[0]!['discovery']).toEqual({});
+  });
+
+  it('macvlan/ipvlan networks keep the chain main -> shoal-portmap -> shoal-dns (dns only with a gateway)', () => {
+    const mv = renderConflist(record({ driver: 'macvlan', subnets: [{ subnet: '10.250.2.0/24', gateway: '10.250.2.1' }] }));
+    expect(mv.plugins.map((p) => p['type'])).toEqual(['shoal-macvlan', 'shoal-portmap', 'shoal-dns']);
+    const [main, portmap, dns] = mv.plugins as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+    expect(main['capabilities']).toBeUndefined();
+    expect(portmap).toEqual({ type: 'shoal-portmap', capabilities: { portMappings: true }, snat: true, stateDir: '/var/lib/shoal' });
+    expect(dns).toEqual({ type: 'shoal-dns', capabilities: { aliases: true }, stateDir: '/var/lib/shoal' });
+    const noGw = renderConflist(record({ driver: 'ipvlan', subnets: [{ subnet: '10.250.3.0/24' }] }));
+    expect(noGw.plugins.map((p) => p['type'])).toEqual(['shoal-ipvlan', 'shoal-portmap']);
   });
 
   it('internal networks get no masquerade and no default route', () => {
@@ -100,8 +117,10 @@ describe('conflist', () => {
   });
 
   it('gives each plugin only the runtimeConfig of its capabilities, as libcni does', () => {
-    const c = renderConflist(record());
-    const att = { containerId: 'c', netns: '/run/netns/x', ifname: 'eth0', capabilityArgs: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }], aliases: { n1: ['a'] } } };
+    const att = { containerId: 'c', netns: '/run/netns/x', ifname: 'eth0', capabilityArgs: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }], aliases: { n1: ['a'] }, mac: '02:00:00:00:00:01' } };
+    // The one-plugin bridge form gets both (and not `mac`, which it does not declare).
+    expect(pluginConfig(renderConflist(record()), 0, att)['runtimeConfig']).toEqual({ portMappings: att.capabilityArgs.portMappings, aliases: { n1: ['a'] } });
+    const c = renderConflist(record({ driver: 'macvlan', subnets: [{ subnet: '10.250.2.0/24', gateway: '10.250.2.1' }] }));
     expect(pluginConfig(c, 0, att)['runtimeConfig']).toBeUndefined();
     expect(pluginConfig(c, 1, att, { cniVersion: '1.0.0' })).toMatchObject({ name: 'n1', cniVersion: '1.0.0', runtimeConfig: { portMappings: att.capabilityArgs.portMappings }, prevResult: { cniVersion: '1.0.0' } });
     expect(pluginConfig(c, 2, att)['runtimeConfig']).toEqual({ aliases: { n1: ['a'] } });
