@@ -62,12 +62,14 @@ function removeIdlePortmapInfra(): void {
 }
 
 let subnetCounter = 0;
-/** A /24 unique to this file's run: 10.231-10.234.x.0/24. */
+// A random start per run, then consecutive: two networks of one run never share a /24 (a
+// shared subnet on two bridges sends replies out of the wrong one: that was a flaky ping).
+const subnetOffset = Math.floor(Math.random() * 1000);
+/** A /24 unique within this file's run: 10.231-10.234.x.0/24. */
 function nextSubnet(): string {
   subnetCounter += 1;
-  const base = 231 + Math.floor(subnetCounter / 200);
-  const third = (Math.floor(Math.random() * 50) * 5 + subnetCounter) % 250;
-  return `10.${base}.${third}.0/24`;
+  const n = (subnetOffset + subnetCounter) % 1000;
+  return `10.${231 + Math.floor(n / 250)}.${n % 250}.0/24`;
 }
 
 interface Net {

@@ -38,10 +38,11 @@ function parentInNamespace(): { ns: { name: string; path: string }; parent: stri
   return { ns, parent: 'par0' };
 }
 
-let counter = 0;
+// A random start, then consecutive: subnets of one run never repeat.
+let counter = Math.floor(Math.random() * 250);
 function subnet(): string {
   counter += 1;
-  return `10.236.${(Math.floor(Math.random() * 40) * 6 + counter) % 250}.0/24`;
+  return `10.236.${counter % 250}.0/24`;
 }
 
 /**

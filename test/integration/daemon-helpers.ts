@@ -197,10 +197,15 @@ export async function digIn(netns: string, server: string, args: string[], port 
   return { status, answers, raw: stdout };
 }
 
-/** A subnet 10.24x.y.0/24 (x, y random): prefix "10.24x.y." and the gateway ".1". */
+// A random start per run, then consecutive: two networks of one run never share a subnet (two
+// bridges with one subnet send replies out of the wrong one).
+let subnetSeq = Math.floor(Math.random() * 2500);
+
+/** A subnet 10.24x.y.0/24 unique within the run: prefix "10.24x.y." and the gateway ".1". */
 export function testSubnet(): { prefix: string; cidr: string; gateway: string } {
-  const x = Math.floor(Math.random() * 10);
-  const y = 1 + Math.floor(Math.random() * 250);
+  subnetSeq = (subnetSeq + 1) % 2500;
+  const x = Math.floor(subnetSeq / 250);
+  const y = 1 + (subnetSeq % 250);
   const prefix = `10.24${x}.${y}.`;
   return { prefix, cidr: `${prefix}0/24`, gateway: `${prefix}1` };
 }
