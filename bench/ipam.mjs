@@ -63,7 +63,7 @@ async function loadLibrary() {
     format: 'esm',
     outfile,
     external: ['better-sqlite3'],
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    banner: { js: "import { createRequire as __shoalCreateRequire } from 'node:module'; const require = __shoalCreateRequire(import.meta.url);" },
     logLevel: 'warning',
   });
   return import(pathToFileURL(outfile).href);
