@@ -67,7 +67,7 @@ function incompatibleVersion(cniVersion: unknown, cniVersions: unknown, info: Ve
   return new CniError(
     CniCode.IncompatibleVersion,
     `incompatible CNI version: ${asked}${list}; this plugin supports ${supported}`,
-    `config is ${JSON.stringify(cniVersion ?? null)}, plugin supports [${supported}]`,
+    `config cniVersion: ${cniVersion === undefined ? 'missing' : JSON.stringify(cniVersion)}; plugin supports [${supported}]`,
   );
 }
 
