@@ -11,7 +11,7 @@
  * `import * as z from 'zod/mini'` (never `zod`), and nothing here re-exports the namespace:
  * that would defeat tree-shaking and put all of zod, locales included, into every bundle.
  */
-import { isIP } from '../src/ip-text.js';
+import { bytesToBigInt, isIP, parseIp } from '../src/ip-text.js';
 import * as z from 'zod/mini';
 import { CniCode, CniError, showValue } from './errors.js';
 import { CNI_NAME_PATTERN, ifnameProblem } from './env.js';
@@ -207,27 +207,9 @@ export function parseCidr(text: string): ParsedCidr | undefined {
   const prefix = Number(prefixText);
   const width = family === 4 ? 32 : 128;
   if (prefix > width) return undefined;
-  const value = family === 4 ? ipv4ToBigInt(ip) : ipv6ToBigInt(ip);
+  const parsed = parseIp(ip);
+  if (!parsed) return undefined;
+  const value = bytesToBigInt(parsed.bytes);
   const hostMask = (1n << BigInt(width - prefix)) - 1n;
   return { family: family === 4 ? 4 : 6, prefix, hostBitsSet: (value & hostMask) !== 0n };
-}
-
-function ipv4ToBigInt(ip: string): bigint {
-  return ip.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
-}
-
-function ipv6ToBigInt(ip: string): bigint {
-  let text = ip;
-  // An embedded IPv4 tail ("::ffff:1.2.3.4") becomes two hex groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4?.[1]) {
-    const n = ipv4ToBigInt(v4[1]);
-    text = `${text.slice(0, v4.index)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
-  }
-  const [head = '', tail] = text.split('::');
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
-  const zeros = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
 }

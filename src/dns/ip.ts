@@ -3,14 +3,11 @@
  * Pure functions, no allocation beyond the returned values; the hot path never calls them (the
  * record snapshot precomputes and caches what it needs).
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, parseIp, type IpBytes } from '../ip-text.js';
 
 export type Family = 4 | 6;
 
-export interface ParsedAddress {
-  family: Family;
-  bytes: Buffer;
-}
+export type ParsedAddress = IpBytes;
 
 /** Strips a `/prefix` (CNI results carry `10.0.0.5/24`) and an IPv6 `%zone`. */
 export function stripAddress(text: string): string {
@@ -23,42 +20,7 @@ export function stripAddress(text: string): string {
 }
 
 export function parseAddress(text: string): ParsedAddress | undefined {
-  const addr = stripAddress(text);
-  if (isIPv4(addr)) {
-    const bytes = Buffer.alloc(4);
-    addr.split('.').forEach((p, i) => (bytes[i] = Number(p)));
-    return { family: 4, bytes };
-  }
-  if (isIPv6(addr)) return { family: 6, bytes: parseIPv6(addr) };
-  return undefined;
-}
-
-function parseIPv6(addr: string): Buffer {
-  const bytes = Buffer.alloc(16);
-  let text = addr;
-  // Trailing dotted quad (::ffff:1.2.3.4 or 64:ff9b::1.2.3.4).
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  const words: number[] = [];
-  let tailWords: number[] = [];
-  if (tail.includes('.')) {
-    const q = tail.split('.').map(Number);
-    tailWords = [((q[0] ?? 0) << 8) | (q[1] ?? 0), ((q[2] ?? 0) << 8) | (q[3] ?? 0)];
-    text = text.slice(0, lastColon + 1) + '0';
-  }
-  const [head = '', rest] = text.split('::') as [string, string | undefined];
-  const headWords = head === '' ? [] : head.split(':').map((w) => parseInt(w, 16));
-  let restWords = rest === undefined || rest === '' ? [] : rest.split(':').map((w) => parseInt(w, 16));
-  if (tailWords.length) {
-    if (rest === undefined) headWords.splice(headWords.length - 1, 1, ...tailWords);
-    else restWords = [...restWords.slice(0, -1), ...tailWords];
-  }
-  words.push(...headWords);
-  const fill = 8 - headWords.length - restWords.length;
-  for (let i = 0; i < fill; i += 1) words.push(0);
-  words.push(...restWords);
-  words.slice(0, 8).forEach((w, i) => bytes.writeUInt16BE(w & 0xffff, i * 2));
-  return bytes;
+  return parseIp(stripAddress(text));
 }
 
 export interface Cidr {

@@ -1,10 +1,9 @@
-import { isIPv4, isIPv6 } from '../ip-text.js';
+import { bigIntToBytes, bytesToBigInt, formatIp, parseIp } from '../ip-text.js';
 
 /**
- * IP addresses as bigints, plus the few operations the allocator needs. Hand-rolled on
- * node:net rather than ip-num because a CNI process pays for every module it loads (ip-num
- * costs ~25 ms to require here; this file costs nothing measurable) and we need only
- * parse / format / add / compare.
+ * IP addresses as bigints, plus the few operations the allocator needs, on the project's one
+ * text/bytes codec (src/ip-text.ts) rather than ip-num: a CNI process pays for every module it
+ * loads (ip-num costs ~25 ms to require here) and we need only parse / format / add / compare.
  */
 
 export type Family = 4 | 6;
@@ -26,59 +25,12 @@ export function bitsOf(family: Family): number {
 }
 
 export function parseAddress(text: string): Address | undefined {
-  if (isIPv4(text)) {
-    let value = 0n;
-    for (const part of text.split('.')) value = (value << 8n) | BigInt(Number(part));
-    return { family: 4, value };
-  }
-  if (!isIPv6(text)) return undefined;
-  const zone = text.indexOf('%');
-  if (zone >= 0) return undefined; // a zone id has no meaning in an allocation pool
-  let body = text;
-  // An embedded IPv4 tail (::ffff:10.0.0.1) is two hex groups; rewrite it as such.
-  const lastColon = body.lastIndexOf(':');
-  const tail = body.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const v4 = parseAddress(tail);
-    if (!v4) return undefined;
-    body = `${body.slice(0, lastColon + 1)}${(v4.value >> 16n).toString(16)}:${(v4.value & 0xffffn).toString(16)}`;
-  }
-  const [head, rest] = body.split('::') as [string, string | undefined];
-  const groups = (s: string | undefined): bigint[] => (s ? s.split(':').map((g) => BigInt('0x' + g)) : []);
-  const left = groups(head);
-  const right = groups(rest);
-  const all = rest === undefined ? left : [...left, ...new Array<bigint>(8 - left.length - right.length).fill(0n), ...right];
-  let value = 0n;
-  for (const group of all) value = (value << 16n) | group;
-  return { family: 6, value };
+  const parsed = parseIp(text);
+  return parsed && { family: parsed.family, value: bytesToBigInt(parsed.bytes) };
 }
 
 export function formatAddress(address: Address): string {
-  if (address.family === 4) {
-    const v = address.value;
-    return [24n, 16n, 8n, 0n].map((shift) => String((v >> shift) & 0xffn)).join('.');
-  }
-  const groups: number[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((address.value >> shift) & 0xffffn));
-  // RFC 5952: compress the longest run (of two or more) of zero groups, the first one on a tie.
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIp(bigIntToBytes(address.value, address.family === 4 ? 4 : 16));
 }
 
 export function parseCidr(text: string): Cidr | undefined {

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { isIP, isIPv4, isIPv6 } from '../../src/ip-text.js';
+import { bigIntToBytes, bytesToBigInt, formatIp, isIP, isIPv4, isIPv6, parseIp } from '../../src/ip-text.js';
 
 const samples = [
   '0.0.0.0', '10.1.2.3', '255.255.255.255', '256.1.1.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.04', ' 1.2.3.4', '1.2.3.4 ', '1..3.4', '',
@@ -38,6 +38,40 @@ describe('ip-text', () => {
       }
       const s = base.join('');
       expect([s, isIP(s)]).toEqual([s, net.isIP(s)]);
+    }
+  });
+});
+
+describe('parseIp / formatIp', () => {
+  it('round-trips and formats IPv6 in the RFC 5952 short form', () => {
+    const cases: Array<[string, string]> = [
+      ['10.1.2.3', '10.1.2.3'],
+      ['::', '::'],
+      ['::1', '::1'],
+      ['fd00:0:0:0:0:0:0:5', 'fd00::5'],
+      ['FD00:1:0:0:1:0:0:0', 'fd00:1:0:0:1::'],
+      ['::ffff:10.1.2.3', '::ffff:a01:203'],
+      ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+      ['::1.2.3.4', '::102:304'],
+      ['1:0:2:3:4:5:6:7', '1:0:2:3:4:5:6:7'],
+    ];
+    for (const [text, formatted] of cases) {
+      const parsed = parseIp(text);
+      expect(parsed, text).toBeDefined();
+      expect(formatIp(parsed!.bytes), text).toBe(formatted);
+      expect(formatIp(bigIntToBytes(bytesToBigInt(parsed!.bytes), parsed!.bytes.length as 4 | 16))).toBe(formatted);
+    }
+    expect(parseIp('fe80::1%eth0')).toBeUndefined();
+    expect(parseIp('10.0.0.256')).toBeUndefined();
+  });
+
+  it('reads every group of random IPv6 addresses back', () => {
+    for (let i = 0; i < 2000; i++) {
+      const groups = Array.from({ length: 8 }, () => (Math.random() < 0.4 ? 0 : Math.floor(Math.random() * 0x10000)));
+      const text = groups.map((g) => g.toString(16)).join(':');
+      const parsed = parseIp(text)!;
+      expect(formatIp(parsed.bytes)).toBe(formatIp(parseIp(formatIp(parsed.bytes))!.bytes));
+      expect(Array.from({ length: 8 }, (_, k) => parsed.bytes.readUInt16BE(k * 2))).toEqual(groups);
     }
   });
 });
