@@ -20,6 +20,8 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           environment: 'node',
           fileParallelism: false,
+          // Removes the skeleton of Shoal's nftables tables that the run itself created.
+          globalSetup: ['test/integration/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
