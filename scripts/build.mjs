@@ -2,8 +2,11 @@
 // Bundles every CNI executable and the CLI into one CommonJS file each (DESIGN.md §5: start-up
 // time is a product feature; one file means one read and no module resolution walk).
 // Dynamic import() inside the sources becomes a lazy in-file require, so a verb loads only the
-// code it needs. koffi and better-sqlite3 carry native binaries and stay external: they are
-// resolved from node_modules next to dist/. pino stays external too: with its helpers it is a
+// code it needs. koffi stays external (its addon is loaded by src/kernel/koffi.ts). better-sqlite3's
+// JavaScript is bundled (required from node_modules it is eight files to resolve and compile,
+// ~7 ms of a plugin start-up) while its addon stays a file: src/store/sqlite.ts hands its path
+// in as `nativeBinding`, so the `bindings` path prober is never called and stays out. Both
+// addons are resolved from node_modules next to dist/. pino stays external too: with its helpers it is a
 // third of a plugin bundle, and V8 pre-parses every byte of a bundle at start-up, while a plugin
 // loads pino only when it logs (errors, or a log level below warn).
 import { build } from 'esbuild';
@@ -28,7 +31,7 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  external: ['koffi', 'better-sqlite3', 'pino'],
+  external: ['koffi', 'pino', 'bindings', '*.node'],
   banner: { js: '#!/usr/bin/env node' },
   legalComments: 'none',
   sourcemap: false,

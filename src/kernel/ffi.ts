@@ -3,7 +3,7 @@
  * than inet/unix, setns, unshare, mount). Loaded on first use so that a CNI verb that never
  * touches the kernel (VERSION) never pays for it.
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import { SyscallError } from './errors.js';
 
 export const AF_UNIX = 1;
@@ -51,7 +51,7 @@ let errnoNames: Map<number, string> | undefined;
 
 function load(): Libc {
   if (libc) return libc;
-  const lib = koffi.load('libc.so.6');
+  const lib = koffi().load('libc.so.6');
   libc = {
     socket: lib.func('int socket(int, int, int)'),
     bind: lib.func('int bind(int, const void *, uint32_t)'),
@@ -70,7 +70,7 @@ function load(): Libc {
 export function errnoName(errno: number): string {
   if (!errnoNames) {
     errnoNames = new Map();
-    for (const [name, value] of Object.entries(koffi.os.errno)) {
+    for (const [name, value] of Object.entries(koffi().os.errno)) {
       if (!errnoNames.has(value)) errnoNames.set(value, name);
     }
   }
@@ -80,7 +80,7 @@ export function errnoName(errno: number): string {
 /** Runs a libc call that returns -1 on failure and turns errno into a SyscallError. */
 function checked(syscall: string, ret: number, detail?: string): number {
   if (ret < 0) {
-    const errno = koffi.errno();
+    const errno = koffi().errno();
     throw new SyscallError(syscall, errno, errnoName(errno), detail);
   }
   return ret;
@@ -139,7 +139,7 @@ export function mount(source: string | null, target: string, fstype: string | nu
 /** umount2; returns the errno instead of throwing so callers can treat EINVAL/ENOENT as "already gone". */
 export function umount2(target: string, flags: number): number {
   const ret = load().umount2(target, flags);
-  return ret < 0 ? koffi.errno() : 0;
+  return ret < 0 ? koffi().errno() : 0;
 }
 
 export function gettid(): number {

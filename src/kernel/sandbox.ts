@@ -10,7 +10,7 @@
  * thread's namespaces while discarding the other threads. Through koffi rather than
  * util-linux `unshare`/`nsenter` so no second program (and no second start-up) is involved.
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import * as fs from 'node:fs';
 import { SyscallError } from './errors.js';
 import * as ffi from './ffi.js';
@@ -58,7 +58,7 @@ interface Extra {
 let extra: Extra | undefined;
 function lib(): Extra {
   if (extra) return extra;
-  const libc = koffi.load('libc.so.6');
+  const libc = koffi().load('libc.so.6');
   extra = {
     sethostname: libc.func('int sethostname(const char *, size_t)'),
     execvpe: libc.func('int execvpe(const char *, const char **, const char **)'),
@@ -70,7 +70,7 @@ function lib(): Extra {
 }
 
 function fail(call: string, detail: string): never {
-  const errno = koffi.errno();
+  const errno = koffi().errno();
   throw new SyscallError(call, errno, ffi.errnoName(errno), detail);
 }
 

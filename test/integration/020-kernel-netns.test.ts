@@ -284,7 +284,11 @@ void main();
 `,
       );
       const out = pathMod.join(dir, 'child.cjs');
-      buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, external: ['koffi'], logLevel: 'silent' });
+      // The options of scripts/build.mjs that matter here: CJS, koffi external, import.meta.url shim.
+      buildSync({
+        entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, external: ['koffi'], logLevel: 'silent',
+        define: { 'import.meta.url': 'importMetaUrl' }, inject: [pathMod.resolve(pathMod.dirname(fileURLToPath(import.meta.url)), '../../scripts/import-meta-url.js')],
+      });
       const json = execFileSync(process.execPath, [out], {
         encoding: 'utf8',
         env: { ...process.env, NODE_PATH: pathMod.resolve(pathMod.dirname(fileURLToPath(import.meta.url)), '../../node_modules') },
