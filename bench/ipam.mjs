@@ -77,6 +77,10 @@ async function main() {
   mkdirSync(libDir, { recursive: true });
   writeFileSync(path.join(libDir, 'package.json'), '{"type":"commonjs"}\n');
   copyFileSync(builtBin, shoalBin);
+  // The launcher runs the bundle from lib/ beside it (scripts/build.mjs); the first call writes
+  // the V8 code cache there, as the first call after an install does.
+  mkdirSync(path.join(libDir, 'lib'), { recursive: true });
+  copyFileSync(path.join(root, 'dist/cni/lib/shoal-ipam.js'), path.join(libDir, 'lib', 'shoal-ipam.js'));
   console.log(`rounds per measurement: ${ROUNDS} (median); node ${process.version}; ${os.cpus().length} CPUs`);
 
   // ---- 1. side by side -----------------------------------------------------------------

@@ -10,6 +10,7 @@
  * arrives; records wait in a queue until then, and the skel awaits flush() before exiting.
  * The file destination is synchronous so nothing is lost when the process exits right after.
  */
+import { createRequire } from 'node:module';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -103,7 +104,10 @@ interface PinoLike {
 }
 
 async function loadPino(level: LogLevel, options: LoggerOptions): Promise<PinoLike> {
-  const mod = (await import('pino')) as unknown as { default?: PinoModule } & PinoModule;
+  // require, not import(): the plugin launcher runs bundles through vm.Script with a V8 code
+  // cache, and Node 20 loses the dynamic-import hook of a script restored from one, so a bundle
+  // must not import() anything it does not contain (test 002 checks the bundles for it).
+  const mod = createRequire(import.meta.url)('pino') as { default?: PinoModule } & PinoModule;
   const pino: PinoModule = mod.default ?? mod;
   const streams: { level: string; stream: LogSink }[] = [{ level, stream: options.stderr }];
   if (options.file) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles every CNI executable and the CLI into one CommonJS file each (DESIGN.md §5: start-up
-// time is a product feature; one file means one read and no module resolution walk).
+// time is a product feature; one file means one read and no module resolution walk). A plugin's
+// bundle is run by a small launcher that adds a V8 code cache (scripts/plugin-launcher.cjs).
 // Dynamic import() inside the sources becomes a lazy in-file require, so a verb loads only the
 // code it needs. koffi stays external (its addon is loaded by src/kernel/koffi.ts). better-sqlite3's
 // JavaScript is bundled (required from node_modules it is eight files to resolve and compile,
@@ -10,7 +11,8 @@
 // third of a plugin bundle, and V8 pre-parses every byte of a bundle at start-up, while a plugin
 // loads pino only when it logs (errors, or a log level below warn).
 import { build } from 'esbuild';
-import { chmod, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -56,23 +58,47 @@ async function main() {
   // package.json here tells Node how to load them whatever the parent says.
   await writeFile(path.join(dist, 'package.json'), JSON.stringify({ type: 'commonjs' }) + '\n');
 
-  const entries = [
-    ...CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), out: path.join(dist, 'cni', type) })),
-    { in: path.join(root, 'src/cli/main.ts'), out: path.join(dist, 'bin', 'shoal') },
-  ];
+  // A CNI plugin is a small launcher (scripts/plugin-launcher.cjs: V8 code cache, see there) in
+  // dist/cni/<type> and its bundle in dist/cni/lib/<type>.js; the CLI is one bundle.
+  await mkdir(path.join(dist, 'cni', 'lib'), { recursive: true });
+  await mkdir(path.join(staging, 'lib'), { recursive: true });
+  const launcher = await readFile(path.join(root, 'scripts/plugin-launcher.cjs'), 'utf8');
+  const plugins = CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), staged: path.join('lib', `${type}.js`), out: path.join(dist, 'cni', 'lib', `${type}.js`), type }));
+  const cli = { in: path.join(root, 'src/cli/main.ts'), staged: 'shoal', out: path.join(dist, 'bin', 'shoal') };
+  const moves = [];
   try {
-    await Promise.all(
-      entries.map(async (entry) => {
-        const tmp = path.join(staging, path.basename(entry.out));
-        await build({ ...common, entryPoints: [entry.in], outfile: tmp });
-        await chmod(tmp, 0o755);
+    await Promise.all([
+      ...plugins.map(async (p) => {
+        const bundle = path.join(staging, p.staged);
+        await build({ ...common, banner: {}, entryPoints: [p.in], outfile: bundle });
+        const hash = createHash('sha256').update(await readFile(bundle)).digest('hex').slice(0, 16);
+        const staged = path.join(staging, p.type);
+        await writeFile(staged, launcher.replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash)), { mode: 0o755 });
+        await chmod(staged, 0o755);
       }),
-    );
-    for (const entry of entries) await rename(path.join(staging, path.basename(entry.out)), entry.out);
+      (async () => {
+        await build({ ...common, entryPoints: [cli.in], outfile: path.join(staging, cli.staged) });
+        await chmod(path.join(staging, cli.staged), 0o755);
+      })(),
+    ]);
+    // Bundles before launchers: a launcher names its bundle's hash, so it must never be in place
+    // before that bundle is.
+    for (const p of plugins) moves.push([path.join(staging, p.staged), p.out]);
+    for (const p of plugins) moves.push([path.join(staging, p.type), path.join(dist, 'cni', p.type)]);
+    moves.push([path.join(staging, cli.staged), cli.out]);
+    for (const [from, to] of moves) await rename(from, to);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
-  const built = (await readdir(path.join(dist, 'cni'))).filter((f) => !f.startsWith('.')).sort();
+  // Code caches of earlier builds are never read again (their names carry the old hash).
+  const current = new Set(
+    await Promise.all(plugins.map(async (p) => (await readFile(path.join(dist, 'cni', p.type), 'utf8')).match(/const BUILD = "([0-9a-f]+)"/)?.[1])),
+  );
+  for (const f of await readdir(path.join(dist, 'cni', 'lib'))) {
+    const build = f.match(/\.([0-9a-f]+)\.v8cache$/)?.[1];
+    if (build && !current.has(build)) await rm(path.join(dist, 'cni', 'lib', f), { force: true });
+  }
+  const built = (await readdir(path.join(dist, 'cni'))).filter((f) => f.startsWith('shoal-')).sort();
   console.error(`built ${built.length} CNI plugins in dist/cni and the CLI in dist/bin/shoal`);
 }
 

@@ -15,6 +15,7 @@
  * The plugin modules are imported only when a section is present: a bridge without them (and
  * every VERSION call) loads none of their code.
  */
+import { existsSync } from 'node:fs';
 import { CniCode, CniError } from '../../cni/errors.js';
 import type { UndoStack } from '../../cni/invoke.js';
 import type { NetConf } from '../../cni/config.js';
@@ -52,7 +53,7 @@ async function portmapHasNothing(sub: CniRequest): Promise<boolean> {
   const mappings = sub.config.runtimeConfig?.['portMappings'];
   if (Array.isArray(mappings) && mappings.length > 0) return false;
   if (mappings !== undefined && !Array.isArray(mappings)) return false;
-  const [{ existsSync }, { portmapDir, recordFile }] = await Promise.all([import('node:fs'), import('../portmap/state.js')]);
+  const { portmapDir, recordFile } = await import('../portmap/state.js');
   const dir = portmapDir(sub.config.stateDir, sub.env as NodeJS.ProcessEnv);
   return !existsSync(recordFile(dir, { network: sub.config.name, containerId: sub.containerId, ifname: sub.ifname }));
 }

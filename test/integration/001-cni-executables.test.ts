@@ -15,50 +15,18 @@ const TYPES = ['shoal-bridge', 'shoal-macvlan', 'shoal-ipvlan', 'shoal-vxlan', '
 const VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 
 let binDir: string;
-let ownBuildDir: string | undefined;
 let cwd: string;
 
-/**
- * The lead's build (scripts/build.mjs, the bundling half of `npm run build`; the typecheck half
- * is run by the test script itself) when it exists and works, else an equivalent esbuild call
- * into a temporary directory, so this file tests the CNI layer whatever state the CLI is in.
- */
+/** The real build (scripts/build.mjs, the bundling half of `npm run build`). */
 beforeAll(async () => {
   cwd = await mkdtemp(join(tmpdir(), 'shoal-cni-cwd-'));
-  const buildScript = join(ROOT, 'scripts/build.mjs');
-  if (existsSync(buildScript)) {
-    const built = spawnSync(process.execPath, [buildScript], { cwd: ROOT, encoding: 'utf8' });
-    if (built.status === 0) {
-      binDir = join(ROOT, 'dist/cni');
-      return;
-    }
-    console.warn(`scripts/build.mjs failed; bundling the CNI executables myself:\n${built.stderr}`);
-  }
-  ownBuildDir = await mkdtemp(join(tmpdir(), 'shoal-cni-dist-'));
-  const { build } = await import('esbuild');
-  const { writeFile, chmod } = await import('node:fs/promises');
-  await writeFile(join(ownBuildDir, 'package.json'), '{"type":"commonjs"}\n');
-  for (const type of TYPES) {
-    const outfile = join(ownBuildDir, type);
-    await build({
-      entryPoints: [join(ROOT, 'cni/bin', `${type}.ts`)],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['koffi', 'better-sqlite3'],
-      banner: { js: '#!/usr/bin/env node' },
-      logLevel: 'error',
-    });
-    await chmod(outfile, 0o755);
-  }
-  binDir = ownBuildDir;
+  const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`scripts/build.mjs failed:\n${built.stderr}`);
+  binDir = join(ROOT, 'dist/cni');
 }, 120_000);
 
 afterAll(async () => {
   await rm(cwd, { recursive: true, force: true });
-  if (ownBuildDir) await rm(ownBuildDir, { recursive: true, force: true });
 });
 
 interface Run {

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,9 @@ export function ensureBuilt(): void {
   copyDir ??= mkdtempSync(path.join(os.tmpdir(), 'shoal-ipam-bin-'));
   ipamBin = path.join(copyDir, 'shoal-ipam');
   copyFileSync(builtBin, ipamBin);
+  // The launcher runs the bundle from lib/ beside it (scripts/build.mjs).
+  mkdirSync(path.join(copyDir, 'lib'), { recursive: true });
+  copyFileSync(path.join(root, 'dist/cni/lib/shoal-ipam.js'), path.join(copyDir, 'lib', 'shoal-ipam.js'));
 }
 
 /** Removes the private copy (afterAll). */

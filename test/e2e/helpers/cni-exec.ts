@@ -38,7 +38,12 @@ export function privateBundles(types: string[], parent = os.tmpdir()): { dir: st
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(path.join(parent, 'shoal-l2-bin-'));
   writeFileSync(path.join(dir, 'package.json'), '{"type":"commonjs"}\n');
-  for (const t of types) copyFileSync(path.join(root, 'dist/cni', t), path.join(dir, t));
+  // Each plugin is a launcher and its bundle in lib/ (scripts/build.mjs).
+  mkdirSync(path.join(dir, 'lib'));
+  for (const t of types) {
+    copyFileSync(path.join(root, 'dist/cni', t), path.join(dir, t));
+    copyFileSync(path.join(root, 'dist/cni/lib', `${t}.js`), path.join(dir, 'lib', `${t}.js`));
+  }
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
