@@ -120,6 +120,43 @@ describe('shoal-macvlan, version-independent', () => {
   });
 });
 
+describe('shoal-macvlan, linkInContainer and mac', () => {
+  it('makes the link inside the container from a parent that lives there, with the requested MAC; DEL removes it and keeps the parent', async () => {
+    // The parent veth is inside the container netns itself; the plugin runs in a namespace
+    // where no link of that name exists, so only a lookup in the container can find it.
+    const ctr = objects.netns();
+    ipQuiet(['link', 'add', 'cpar0', 'type', 'veth', 'peer', 'name', 'cpar1'], ctr.name);
+    ipQuiet(['link', 'set', 'cpar0', 'up'], ctr.name);
+    const runner = objects.netns();
+    const config = { cniVersion: '1.0.0', name: uniqueName(PREFIX), type: 'shoal-macvlan', master: 'cpar0', linkInContainer: true, mac: '02:53:48:00:00:42', ipam: { type: 'shoal-ipam', subnet: subnet(), stateDir } };
+    const add = await execInNetns(runner.name, 'macvlan', 'ADD', config, 'lc1', ctr.path);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const [link] = ipJson<Array<{ address: string; link?: string; link_netnsid?: number; linkinfo: { info_kind: string } }>>(['-d', 'link', 'show', 'eth0'], ctr.name);
+    expect(link!.linkinfo.info_kind).toBe('macvlan');
+    expect(link!.link).toBe('cpar0');
+    expect(link!.link_netnsid).toBeUndefined();
+    expect(link!.address).toBe('02:53:48:00:00:42');
+    const ifaces = add.json!['interfaces'] as Array<{ name: string; mac: string; sandbox?: string }>;
+    expect(ifaces).toContainEqual(expect.objectContaining({ name: 'eth0', mac: '02:53:48:00:00:42', sandbox: ctr.path }));
+    expect(ipJson<unknown[]>(['link', 'show', 'type', 'macvlan'], runner.name)).toEqual([]);
+    expect((await execInNetns(runner.name, 'macvlan', 'DEL', config, 'lc1', ctr.path)).code).toBe(0);
+    expect(ipJson<unknown[]>(['link', 'show', 'type', 'macvlan'], ctr.name)).toEqual([]);
+    expect(ipJson<Array<{ ifname: string }>>(['link', 'show', 'cpar0'], ctr.name)[0]!.ifname).toBe('cpar0');
+  });
+
+  it('without linkInContainer the same parent is not found: code and message name the master, nothing is left', async () => {
+    const ctr = objects.netns();
+    ipQuiet(['link', 'add', 'cpar0', 'type', 'veth', 'peer', 'name', 'cpar1'], ctr.name);
+    const runner = objects.netns();
+    const config = { cniVersion: '1.0.0', name: uniqueName(PREFIX), type: 'shoal-macvlan', master: 'cpar0', ipam: { type: 'shoal-ipam', subnet: subnet(), stateDir } };
+    const add = await execInNetns(runner.name, 'macvlan', 'ADD', config, 'lc2', ctr.path);
+    expect(add.code).not.toBe(0);
+    expect(add.json).toMatchObject({ msg: expect.stringContaining('cpar0') });
+    expect(ipJson<unknown[]>(['link', 'show', 'type', 'macvlan'], ctr.name)).toEqual([]);
+    expect(ipJson<unknown[]>(['link', 'show', 'type', 'macvlan'], runner.name)).toEqual([]);
+  });
+});
+
 describe('shoal-ipvlan', () => {
   it('is refused by this kernel: the test shows the kernel\'s reason', async (ctx) => {
     // Probe: can this kernel make an ipvlan at all? (a throw-away one in a test namespace)
