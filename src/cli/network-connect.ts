@@ -19,7 +19,7 @@ Options:
       --alias NAME         DNS alias on this network (repeatable)
       --ifname NAME        interface name in the namespace (default: eth0, or the next free ethN)
       --container-id ID    CNI container id for a namespace (default: derived from its name)
-  -p, --publish SPEC       publish a port, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO] (repeatable)
+  -p, --publish SPEC       publish a port, [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (repeatable)
       --check              run CHECK for an existing attachment instead of ADD
 `;
 const DISCONNECT_HELP = `Usage: shoal network disconnect [--ifname NAME] [--container-id ID] NETWORK SANDBOX|NETNS
@@ -80,7 +80,8 @@ export async function connect(args: string[]): Promise<number> {
   let ifname = values.ifname as string | undefined;
   for (let i = 0; ifname === undefined; i++) if (!used.has(`eth${i}`)) ifname = `eth${i}`;
   const { attach } = await import('../network/attach.js');
-  const res = await attach(opts, net, { containerId: target.containerId, netns: target.netns, ifname, name: target.name, aliases: many(values.alias), ports });
+  const { choosePorts } = await import('./run.js');
+  const res = await attach(opts, net, { containerId: target.containerId, netns: target.netns, ifname, name: target.name, aliases: many(values.alias), ports: await choosePorts(ports) });
   if (target.sandbox) {
     const { putSandbox } = await import('../network/sandboxes.js');
     target.sandbox.attachments.push({ network: net.name, ifname, addresses: res.addresses });

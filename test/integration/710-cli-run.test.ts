@@ -8,6 +8,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testRunId } from '../helpers/names.js';
@@ -108,6 +109,31 @@ describe('shoal run', () => {
     expect(out.split(`hello ${ID}`)).toHaveLength(3);
     expect(await hostFetch(PORT)).toBe(`hello ${ID}\n`);
     expect(shoal('logs', `web${ID}`).stdout).toMatch(/GET|10\.254/);
+  }, 60_000);
+
+  it('-p without a host port gets a free ephemeral one; a host range skips a port a host socket holds', async () => {
+    // A host listener on the first port of the range: the choice must go past it.
+    const first = PORT + 10;
+    const holder = net.createServer();
+    await new Promise<void>((ok, fail) => holder.once('error', fail).listen(first, '127.0.0.1', ok));
+    try {
+      const d = shoal('run', '-d', '--network', NET, '--name', `rnd${ID}`, '-p', '80', '-p', `${first}-${first + 5}:80/tcp`, '--', 'busybox', 'httpd', '-f', '-p', '80', '-h', path.join(dir, 'www'));
+      expect(d.status, d.stderr).toBe(0);
+      const ports = shoal('port', `rnd${ID}`).stdout.trim().split('\n');
+      expect(ports).toHaveLength(2);
+      const chosen = ports.map((l) => Number(/^80\/tcp -> 0\.0\.0\.0:(\d+)$/.exec(l)?.[1]));
+      const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+      const ephemeral = chosen.find((p) => p < first || p > first + 5)!;
+      expect(ephemeral).toBeGreaterThanOrEqual(lo!);
+      expect(ephemeral).toBeLessThanOrEqual(hi!);
+      expect(chosen).toContain(first + 1);
+      expect(await hostFetch(ephemeral)).toBe(`hello ${ID}\n`);
+      expect(await hostFetch(first + 1)).toBe(`hello ${ID}\n`);
+      expect(shoal('stop', '-t', '2', `rnd${ID}`).status).toBe(0);
+      expect(nftMentions(ephemeral)).toEqual([]);
+    } finally {
+      holder.close();
+    }
   }, 60_000);
 
   it('bad input and port conflicts leave nothing behind', () => {
