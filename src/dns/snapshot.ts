@@ -78,6 +78,7 @@ export class RecordSnapshot {
       const eps = input.endpoints.filter((e) => e.network === cfg.name);
       networks.set(cfg.name, buildNetwork(cfg, eps, localTtl, members));
     }
+    shareContainerScopes(input.endpoints, members);
     return new RecordSnapshot(networks, members, version, options.cacheSize ?? 10_000);
   }
 
@@ -154,6 +155,22 @@ function endpointAddresses(e: DnsEndpoint): ParsedAddress[] {
     if (p) out.push(p);
   }
   return out;
+}
+
+/**
+ * A container attached to several networks resolves names on all of them from any of its
+ * addresses, as with docker's embedded DNS: its resolv.conf names one network's gateway (the
+ * first it was attached to), and `network connect` adds a network without rewriting it.
+ */
+function shareContainerScopes(endpoints: DnsEndpoint[], members: Map<string, Set<string>>): void {
+  const byContainer = new Map<string, DnsEndpoint[]>();
+  for (const e of endpoints) byContainer.set(e.containerId, [...(byContainer.get(e.containerId) ?? []), e]);
+  for (const eps of byContainer.values()) {
+    if (new Set(eps.map((e) => e.network)).size < 2) continue;
+    const keys = eps.flatMap((e) => endpointAddresses(e)).map((a) => a.bytes.toString('hex'));
+    const union = new Set(keys.flatMap((k) => [...(members.get(k) ?? [])]));
+    for (const k of keys) members.set(k, new Set(union));
+  }
 }
 
 function buildNetwork(cfg: DnsNetworkConfig, endpoints: DnsEndpoint[], localTtl: number, members: Map<string, Set<string>>): NetworkRecords {

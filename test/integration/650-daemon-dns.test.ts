@@ -36,7 +36,7 @@ let red: RefNetwork;
 let blue: RefNetwork;
 const ns: Record<string, { name: string; path: string }> = {};
 const ip: Record<string, string> = {};
-const attached: Array<{ net: RefNetwork; id: string; ns: string }> = [];
+const attached: Array<{ net: RefNetwork; id: string; ns: string; ifname?: string }> = [];
 
 async function container(net: RefNetwork, key: string, podName: string, aliases: string[] = []) {
   ns[key] = objs.netns();
@@ -51,6 +51,7 @@ async function container(net: RefNetwork, key: string, podName: string, aliases:
 
 let aDns: Record<string, unknown>;
 let bId: string;
+let cId: string;
 
 beforeAll(async () => {
   upstream = await startDnsmasq(up(1), ['--address=/example.test/192.0.2.7', '--local-ttl=300']);
@@ -61,7 +62,7 @@ beforeAll(async () => {
   while (blue.subnet.cidr === red.subnet.cidr) blue = new RefNetwork(blue.name, blue.bridge, dirs.state, blue.dnsConf);
   aDns = (await container(red, 'a', 'alpha')).dnsResult;
   bId = (await container(red, 'b', 'bravo', ['bee', 'web'])).id;
-  await container(blue, 'c', 'charlie');
+  cId = (await container(blue, 'c', 'charlie')).id;
   // Started after the ADDs: it must pick the records up from the store.
   daemon = await startDaemon({ state: dirs.state, run: dirs.run, args: ['--resolv-conf', path.join(dirs.root, 'resolv.conf')] });
   await waitFor('listeners', async () => ((await api(daemon!.socket, '/v1/status')).body as { listeners: string[] }).listeners.length === 2 || undefined);
@@ -70,8 +71,8 @@ beforeAll(async () => {
 afterAll(async () => {
   const stopped = await daemon?.stop();
   for (const a of attached.reverse()) {
-    await a.net.dnsDel(a.id, a.ns).catch(() => undefined);
-    await a.net.detach(a.id, a.ns).catch(() => undefined);
+    await a.net.dnsDel(a.id, a.ns, a.ifname).catch(() => undefined);
+    await a.net.detach(a.id, a.ns, a.ifname).catch(() => undefined);
   }
   red?.removeBridge();
   blue?.removeBridge();
@@ -114,6 +115,27 @@ describe('650 daemon DNS with containers', () => {
     // Asking red's gateway from blue's container: the source decides the scope, not the address.
     const cross = await digIn(ns['c']!.name, red.subnet.gateway, ['bravo', 'A']);
     expect(cross.answers).toEqual([]);
+  });
+
+  it('connected to a second network, a container resolves its names through the first network\'s server; disconnected, no longer', async () => {
+    // docker network connect: C (blue) joins red as eth1; its resolv.conf still names blue's gateway.
+    const { result, ip: cRed } = await red.attach(cId, ns['c']!.path, 'eth1');
+    attached.push({ net: red, id: cId, ns: ns['c']!.path, ifname: 'eth1' });
+    const r = await red.dnsAdd(cId, ns['c']!.path, result, 'charlie', [], 'eth1');
+    expect(r.code, r.stderr).toBe(0);
+    const seen = await waitFor('bravo via blue', async () => {
+      const d = await digIn(ns['c']!.name, blue.subnet.gateway, ['bravo', 'A']);
+      return d.answers.length ? d.answers : undefined;
+    });
+    expect(seen).toEqual([ip['b']]);
+    // A (red only) sees C by its red address only.
+    expect((await digIn(ns['a']!.name, red.subnet.gateway, ['charlie', 'A'])).answers).toEqual([cRed]);
+    // Disconnect: C is back to blue's names.
+    expect((await red.dnsDel(cId, ns['c']!.path, 'eth1')).code).toBe(0);
+    await red.detach(cId, ns['c']!.path, 'eth1');
+    attached.pop();
+    await waitFor('bravo gone', async () => ((await digIn(ns['c']!.name, blue.subnet.gateway, ['bravo', 'A'])).answers.length === 0 ? true : undefined));
+    expect((await digIn(ns['c']!.name, blue.subnet.gateway, ['charlie', 'A'])).answers).toEqual([ip['c']]);
   });
 
   it('100,000 random and mutated packets to the gateway leave the daemon alive and answering', async () => {

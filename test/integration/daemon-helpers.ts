@@ -225,7 +225,8 @@ export class RefNetwork {
     this.hostLocalDir = path.join(stateDir, 'host-local');
   }
 
-  private bridgeConf() {
+  /** A second interface (`network connect`) gets no default route: the first one has it. */
+  private bridgeConf(ifname = 'eth0') {
     return {
       cniVersion: '0.4.0',
       name: this.name,
@@ -233,7 +234,7 @@ export class RefNetwork {
       bridge: this.bridge,
       isGateway: true,
       ipMasq: false,
-      ipam: { type: 'host-local', subnet: this.subnet.cidr, dataDir: this.hostLocalDir, routes: [{ dst: '0.0.0.0/0' }] },
+      ipam: { type: 'host-local', subnet: this.subnet.cidr, dataDir: this.hostLocalDir, routes: ifname === 'eth0' ? [{ dst: '0.0.0.0/0' }] : [] },
     };
   }
 
@@ -249,35 +250,35 @@ export class RefNetwork {
     };
   }
 
-  env(command: string, containerId: string, netnsPath: string, podName?: string): Record<string, string> {
+  env(command: string, containerId: string, netnsPath: string, podName?: string, ifname = 'eth0'): Record<string, string> {
     return {
       CNI_COMMAND: command,
       CNI_CONTAINERID: containerId,
       CNI_NETNS: netnsPath,
-      CNI_IFNAME: 'eth0',
+      CNI_IFNAME: ifname,
       CNI_PATH: REF_CNI,
       CNI_ARGS: `IgnoreUnknown=1${podName ? `;K8S_POD_NAME=${podName}` : ''}`,
     };
   }
 
   /** Runs bridge ADD; returns its result (the prevResult for shoal-dns) and the address. */
-  async attach(containerId: string, netnsPath: string): Promise<{ result: Record<string, unknown>; ip: string }> {
-    const r = await execCni(path.join(REF_CNI, 'bridge'), this.env('ADD', containerId, netnsPath), this.bridgeConf(), { netns: this.hostNetns });
+  async attach(containerId: string, netnsPath: string, ifname = 'eth0'): Promise<{ result: Record<string, unknown>; ip: string }> {
+    const r = await execCni(path.join(REF_CNI, 'bridge'), this.env('ADD', containerId, netnsPath, undefined, ifname), this.bridgeConf(ifname), { netns: this.hostNetns });
     if (r.code !== 0) throw new Error(`bridge ADD failed: ${JSON.stringify(r.json)} ${r.stderr}`);
     const ips = r.json!['ips'] as Array<{ address: string }>;
     return { result: r.json!, ip: ips[0]!.address.split('/')[0]! };
   }
 
-  async dnsAdd(containerId: string, netnsPath: string, prevResult: unknown, podName: string, aliases: string[] = []) {
-    return execCni(path.join(DIST, 'cni/shoal-dns'), this.env('ADD', containerId, netnsPath, podName), this.dnsConfig(prevResult, aliases));
+  async dnsAdd(containerId: string, netnsPath: string, prevResult: unknown, podName: string, aliases: string[] = [], ifname = 'eth0') {
+    return execCni(path.join(DIST, 'cni/shoal-dns'), this.env('ADD', containerId, netnsPath, podName, ifname), this.dnsConfig(prevResult, aliases));
   }
 
-  async dnsDel(containerId: string, netnsPath: string) {
-    return execCni(path.join(DIST, 'cni/shoal-dns'), this.env('DEL', containerId, netnsPath), this.dnsConfig(undefined));
+  async dnsDel(containerId: string, netnsPath: string, ifname = 'eth0') {
+    return execCni(path.join(DIST, 'cni/shoal-dns'), this.env('DEL', containerId, netnsPath, undefined, ifname), this.dnsConfig(undefined));
   }
 
-  async detach(containerId: string, netnsPath: string): Promise<void> {
-    await execCni(path.join(REF_CNI, 'bridge'), this.env('DEL', containerId, netnsPath), this.bridgeConf(), { netns: this.hostNetns });
+  async detach(containerId: string, netnsPath: string, ifname = 'eth0'): Promise<void> {
+    await execCni(path.join(REF_CNI, 'bridge'), this.env('DEL', containerId, netnsPath, undefined, ifname), this.bridgeConf(ifname), { netns: this.hostNetns });
   }
 
   /** The bridge plugin leaves its bridge behind on DEL; the test made it, the test removes it. */

@@ -83,21 +83,29 @@ describe('record snapshot: scoping by source address', () => {
   });
 
   it('an endpoint address outside any subnet still puts the client in its networks', () => {
-    // 192.168.77.4 is c4's address on "blue" only, so it sees blue's names.
+    // 192.168.77.4 is c4's address on "blue", outside blue's subnet.
     expect(ask('192.168.77.4', 'db').data).toEqual(['10.2.0.5']);
-    expect(ask('192.168.77.4', 'web').result).toBeUndefined();
+    const blueOnly = RecordSnapshot.build({ ...input, endpoints: input.endpoints.filter((e) => !(e.containerId === 'c4' && e.network === 'red')) });
+    expect(ask('192.168.77.4', 'db', 'A', blueOnly).data).toEqual(['10.2.0.5']);
+    expect(ask('192.168.77.4', 'web', 'A', blueOnly).result).toBeUndefined();
   });
 
   it('a gateway address is in its network', () => {
     expect(ask('10.1.0.1', 'web').data).toEqual(['10.1.0.10']);
   });
 
-  it('a container on two networks sees the union for a shared name', () => {
-    const snap = RecordSnapshot.build(input);
-    // 10.1.0.44 is in red's subnet; red's "bridge" answers.
-    expect(ask('10.1.0.44', 'bridge', 'A', snap).data).toEqual(['10.1.0.44']);
-    const both = RecordSnapshot.build({ ...input, networks: input.networks.map((n) => (n.name === 'blue' ? { ...n, subnets: ['10.2.0.0/24', '10.1.0.44/32'] } : n)) });
-    expect(ask('10.1.0.44', 'bridge', 'A', both).data.sort()).toEqual(['10.1.0.44', '192.168.77.4']);
+  it('a container on two networks resolves the names of both from either of its addresses (docker network connect)', () => {
+    // c4 is on red (10.1.0.44) and blue (192.168.77.4); its resolv.conf names one gateway.
+    expect(ask('10.1.0.44', 'db').data).toEqual(['10.2.0.5']);
+    expect(ask('192.168.77.4', 'web').data).toEqual(['10.1.0.10']);
+    // Its own name answers with its address on each network.
+    expect(ask('10.1.0.44', 'bridge').data.sort()).toEqual(['10.1.0.44', '192.168.77.4']);
+    // A container on red only still sees red only, c4 included by its red address.
+    expect(ask('10.1.0.11', 'db').result).toBeUndefined();
+    expect(ask('10.1.0.11', 'bridge').data).toEqual(['10.1.0.44']);
+    // Detached from blue (its blue endpoint gone), c4 is back to red's names.
+    const redOnly = RecordSnapshot.build({ ...input, endpoints: input.endpoints.filter((e) => !(e.containerId === 'c4' && e.network === 'blue')) });
+    expect(ask('10.1.0.44', 'db', 'A', redOnly).result).toBeUndefined();
   });
 
   it('a new snapshot is independent: the old one keeps answering as before', () => {
