@@ -94,7 +94,9 @@ async function main() {
   for (let i = 0; i < ROUNDS; i++) {
     // What any Node process costs here, for reading the shoal-ipam numbers against.
     const start = process.hrtime.bigint();
-    spawnSync(process.execPath, ['-e', '0']);
+    // Same environment as the plugin calls (see runCni): NODE_EXTRA_CA_CERTS and the like change
+    // Node's start-up time, so an inherited environment would skew the floor.
+    spawnSync(process.execPath, ['-e', '0'], { env: { PATH: process.env.PATH } });
     floor.push(Number(process.hrtime.bigint() - start) / 1e6);
     side.shoal.add.push(runCni(shoalBin, 'ADD', `bench${i}`, shoalConf));
     if (haveRef) side.ref.add.push(runCni(hostLocal, 'ADD', `bench${i}`, refConf));

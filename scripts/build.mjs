@@ -70,7 +70,9 @@ async function main() {
     await Promise.all([
       ...plugins.map(async (p) => {
         const bundle = path.join(staging, p.staged);
-        await build({ ...common, banner: {}, entryPoints: [p.in], outfile: bundle });
+        // Minified: the launcher reads the whole bundle into a string on every run, and half
+        // the bytes is 5 ms less of an ADD (measured). keepNames (common) keeps class names.
+        await build({ ...common, banner: {}, minify: true, entryPoints: [p.in], outfile: bundle });
         const hash = createHash('sha256').update(await readFile(bundle)).digest('hex').slice(0, 16);
         const staged = path.join(staging, p.type);
         await writeFile(staged, launcher.replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash)), { mode: 0o755 });
