@@ -4,7 +4,7 @@
  * All I/O is injectable so the protocol is unit-tested without processes (DESIGN.md §4.1).
  *
  * Start-up matters (DESIGN.md §6): this module and what it imports statically are all a
- * VERSION call loads. The config schema (zod) and result code are imported only for the other
+ * VERSION call loads. The config schemas (valibot) and result code are imported only for the other
  * verbs, pino only when something is logged, and a plugin's own code only inside its verb
  * function.
  */
@@ -133,7 +133,7 @@ async function dispatch(plugin: CniPlugin, io: CniIO, state: { version: string; 
   state.version = cniVersion;
   requireVerbAllowed(env.command, cniVersion);
 
-  // Loaded only past VERSION: zod, node:net and the result code cost start-up time.
+  // Loaded only past VERSION: the schemas and the result code cost start-up time.
   const [{ parseNetConf }, { formatResult, parseGcAttachments, parseResult }] = await Promise.all([
     import('./config.js'),
     import('./types.js'),

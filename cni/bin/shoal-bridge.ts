@@ -1,6 +1,6 @@
 // Entry point of the `shoal-bridge` CNI executable (bundled to dist/cni/shoal-bridge): the skel
 // does the protocol, src/bridge/bridge-plugin.ts the work. Kept thin for start-up time: the
-// plugin code (kernel layer, zod schemas, IPAM; portmap and dns when the config embeds them,
+// plugin code (kernel layer, config schemas, IPAM; portmap and dns when the config embeds them,
 // src/bridge/embedded.ts) is imported inside each verb, never for VERSION.
 import { pluginMain } from '../skel.js';
 

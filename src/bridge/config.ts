@@ -1,40 +1,40 @@
 /**
- * Network config of the L2 plugins (shoal-bridge, shoal-macvlan, shoal-ipvlan): zod/mini
+ * Network config of the L2 plugins (shoal-bridge, shoal-macvlan, shoal-ipvlan): valibot
  * schemas with the reference plugins' option names and meanings, Shoal's additions, and the
  * MAC address a runtime may ask for. Validation failures are code 7 naming the field; options
  * this kernel cannot honour (a bridge `vlan`) are code 2 naming the field and value.
  */
-import * as z from 'zod/mini';
-import { interfaceName, macAddress, parseConfig, pluginConfig } from '../../cni/config.js';
+import * as v from 'valibot';
+import { interfaceName, intRange, macAddress, parseConfig, pluginConfig } from '../../cni/config.js';
 import { invalidConfig, unsupportedField } from '../../cni/errors.js';
 import type { CniRequest } from '../../cni/skel.js';
 
-const mtu = z.number().check(z.int('must be a whole number'), z.gte(68, 'must be 68-65535'), z.lte(65535, 'must be 68-65535'));
-const ipamSection = z.looseObject({ type: z.string().check(z.minLength(1, 'must not be empty')) });
+const mtu = intRange(68, 65535, 'must be 68-65535');
+const ipamSection = v.looseObject({ type: v.pipe(v.string(), v.minLength(1, 'must not be empty')) });
 /**
  * An embedded step's section (embedded.ts): only "is an object" is checked here; its fields are
  * the embedded plugin's own and are validated by that plugin, with the section's name prefixed.
  */
-const embeddedSection = z.looseObject({});
+const embeddedSection = v.looseObject({});
 
 export const bridgeSchema = pluginConfig({
-  bridge: z.optional(interfaceName),
-  isGateway: z.optional(z.boolean()),
-  isDefaultGateway: z.optional(z.boolean()),
-  forceAddress: z.optional(z.boolean()),
-  ipMasq: z.optional(z.boolean()),
-  mtu: z.optional(mtu),
-  hairpinMode: z.optional(z.boolean()),
-  promiscMode: z.optional(z.boolean()),
-  vlan: z.optional(z.number().check(z.int('must be a whole number'), z.gte(0, 'must be 0-4094'), z.lte(4094, 'must be 0-4094'))),
-  vlanTrunk: z.optional(z.array(z.unknown())),
-  preserveDefaultVlan: z.optional(z.boolean()),
-  macspoofchk: z.optional(z.boolean()),
-  enabledad: z.optional(z.boolean()),
-  isolate: z.optional(z.union([z.boolean(), z.literal('strict')])),
-  internal: z.optional(z.boolean()),
-  portmap: z.optional(embeddedSection),
-  discovery: z.optional(embeddedSection),
+  bridge: v.optional(interfaceName),
+  isGateway: v.optional(v.boolean()),
+  isDefaultGateway: v.optional(v.boolean()),
+  forceAddress: v.optional(v.boolean()),
+  ipMasq: v.optional(v.boolean()),
+  mtu: v.optional(mtu),
+  hairpinMode: v.optional(v.boolean()),
+  promiscMode: v.optional(v.boolean()),
+  vlan: v.optional(intRange(0, 4094, 'must be 0-4094')),
+  vlanTrunk: v.optional(v.array(v.unknown())),
+  preserveDefaultVlan: v.optional(v.boolean()),
+  macspoofchk: v.optional(v.boolean()),
+  enabledad: v.optional(v.boolean()),
+  isolate: v.optional(v.union([v.boolean(), v.literal('strict')])),
+  internal: v.optional(v.boolean()),
+  portmap: v.optional(embeddedSection),
+  discovery: v.optional(embeddedSection),
   ipam: ipamSection,
 });
 
@@ -118,12 +118,12 @@ export const MACVLAN_MODES = ['bridge', 'private', 'vepa', 'passthru'] as const;
 export type MacvlanModeName = (typeof MACVLAN_MODES)[number];
 
 export const macvlanSchema = pluginConfig({
-  master: z.optional(interfaceName),
-  mode: z.optional(z.enum(MACVLAN_MODES)),
-  mtu: z.optional(mtu),
-  mac: z.optional(macAddress),
-  linkInContainer: z.optional(z.boolean()),
-  ipam: z.optional(ipamSection),
+  master: v.optional(interfaceName),
+  mode: v.optional(v.picklist(MACVLAN_MODES)),
+  mtu: v.optional(mtu),
+  mac: v.optional(macAddress),
+  linkInContainer: v.optional(v.boolean()),
+  ipam: v.optional(ipamSection),
 });
 
 export interface MacvlanConf {
@@ -154,11 +154,11 @@ export const IPVLAN_MODES = ['l2', 'l3', 'l3s'] as const;
 export type IpvlanModeName = (typeof IPVLAN_MODES)[number];
 
 export const ipvlanSchema = pluginConfig({
-  master: z.optional(interfaceName),
-  mode: z.optional(z.enum(IPVLAN_MODES)),
-  mtu: z.optional(mtu),
-  linkInContainer: z.optional(z.boolean()),
-  ipam: z.optional(ipamSection),
+  master: v.optional(interfaceName),
+  mode: v.optional(v.picklist(IPVLAN_MODES)),
+  mtu: v.optional(mtu),
+  linkInContainer: v.optional(v.boolean()),
+  ipam: v.optional(ipamSection),
 });
 
 export interface IpvlanConf {

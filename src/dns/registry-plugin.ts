@@ -9,7 +9,7 @@
  *   {"type": "shoal-dns", "domainName": "dns.shoal", "hosts": {"db.internal": ["192.0.2.10"]},
  *    "upstreams": ["192.0.2.53", "192.0.2.54:5353"], "ttl": 5}
  */
-import * as z from 'zod/mini';
+import * as v from 'valibot';
 import { ipAddress, parseConfig, pluginConfig } from '../../cni/config.js';
 import { CniCode, CniError, invalidConfig } from '../../cni/errors.js';
 import type { CniRequest } from '../../cni/skel.js';
@@ -20,13 +20,13 @@ import { parseUpstream } from './upstream.js';
 import { buildEndpoint, buildNetwork, dnsNameProblem, EndpointInputError, mergeDnsResult, type DnsPluginConfig } from './registry-build.js';
 import { gcEndpoints, getEndpoint, getNetwork, registerEndpoint, unregisterEndpoint } from './registry.js';
 
-const hostName = z.string().check(z.refine((v) => dnsNameProblem(v) === undefined, 'is not a valid DNS name'));
+const hostName = v.pipe(v.string(), v.check((s) => dnsNameProblem(s) === undefined, 'is not a valid DNS name'));
 
 const schema = pluginConfig({
-  domainName: z.optional(hostName),
-  hosts: z.optional(z.record(hostName, z.union([ipAddress, z.array(ipAddress)]))),
-  upstreams: z.optional(z.array(z.string().check(z.refine((v) => parseUpstream(v) !== undefined, 'is not an address, "ip:port" or "[v6]:port"')))),
-  ttl: z.optional(z.number().check(z.int('must be a whole number'), z.gte(0, 'must be 0 or more'), z.lte(86400, 'must be at most 86400'))),
+  domainName: v.optional(hostName),
+  hosts: v.optional(v.record(hostName, v.union([ipAddress, v.array(ipAddress)]))),
+  upstreams: v.optional(v.array(v.pipe(v.string(), v.check((s) => parseUpstream(s) !== undefined, 'is not an address, "ip:port" or "[v6]:port"')))),
+  ttl: v.optional(v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(0, 'must be 0 or more'), v.maxValue(86400, 'must be at most 86400'))),
 });
 
 function config(req: CniRequest): DnsPluginConfig & { stateDir?: string | undefined } {

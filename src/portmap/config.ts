@@ -6,7 +6,7 @@
  */
 import { stableHash } from '../hash.js';
 import { isIP } from '../ip-text.js';
-import * as z from 'zod/mini';
+import * as v from 'valibot';
 import { parseConfig, pluginConfig, portMappingSchema } from '../../cni/config.js';
 import { CniCode, CniError } from '../../cni/errors.js';
 import type { CniResult } from '../../cni/types.js';
@@ -17,10 +17,10 @@ export type IpFamily = 4 | 6;
 
 export const portmapSchema = pluginConfig({
   /** Masquerade hairpin and localhost traffic (reference portmap's `snat`). */
-  snat: z.optional(z.boolean()),
+  snat: v.optional(v.boolean()),
   /** Masquerade every connection to a published port, whatever its source. */
-  masqAll: z.optional(z.boolean()),
-  runtimeConfig: z.optional(z.looseObject({ portMappings: z.optional(z.array(portMappingSchema)) })),
+  masqAll: v.optional(v.boolean()),
+  runtimeConfig: v.optional(v.looseObject({ portMappings: v.optional(v.array(portMappingSchema)) })),
 });
 
 /** One entry of runtimeConfig.portMappings, normalised (hostIP "" = every local address). */
@@ -157,7 +157,7 @@ export function containerAddresses(prev: CniResult | undefined): ContainerAddres
 }
 
 /** runtimeConfig.portMappings normalised and checked for duplicates within the request. */
-export function normaliseMappings(raw: readonly z.output<typeof portMappingSchema>[]): PortMapping[] {
+export function normaliseMappings(raw: readonly v.InferOutput<typeof portMappingSchema>[]): PortMapping[] {
   const out: PortMapping[] = [];
   raw.forEach((m, i) => {
     const mapping: PortMapping = {

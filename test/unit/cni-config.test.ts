@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import * as z from 'zod/mini';
+import * as v from 'valibot';
 import { interfaceName, parseCidr, parseConfig, parseNetConf, pluginConfig, portMappingSchema, subnet } from '../../cni/config.js';
 import { CniError } from '../../cni/errors.js';
 
@@ -59,12 +59,12 @@ describe('base network config', () => {
 
 describe('plugin config schemas', () => {
   const ipamSchema = pluginConfig({
-    ipam: z.looseObject({
-      type: z.string(),
-      ranges: z.array(z.array(z.looseObject({ subnet, gateway: z.optional(z.string()) }))),
+    ipam: v.looseObject({
+      type: v.string(),
+      ranges: v.array(v.array(v.looseObject({ subnet, gateway: v.optional(v.string()) }))),
     }),
-    bridge: z.optional(interfaceName),
-    portMappings: z.optional(z.array(portMappingSchema)),
+    bridge: v.optional(interfaceName),
+    portMappings: v.optional(v.array(portMappingSchema)),
   });
   it('names a nested path and the value: host bits set', () => {
     const conf = { ...base, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: '10.0.0.1/24' }]] } };
@@ -86,12 +86,12 @@ describe('plugin config schemas', () => {
     expect(message(() => parseConfig(ipamSchema, conf))).toBe('invalid network config: field "portMappings[0].containerPort": 70000 must be 1-65535');
   });
   it('prefixes paths with "where" when validating a sub-object', () => {
-    expect(message(() => parseConfig(z.looseObject({ subnet }), { subnet: 'nope' }, 'ipam'))).toBe(
+    expect(message(() => parseConfig(v.looseObject({ subnet }), { subnet: 'nope' }, 'ipam'))).toBe(
       'invalid network config: field "ipam.subnet": "nope" is not in CIDR notation (like "10.1.0.0/24")',
     );
   });
   it('quotes keys that are not identifiers', () => {
-    const schema = z.looseObject({ runtimeConfig: z.record(z.string(), z.number()) });
+    const schema = v.looseObject({ runtimeConfig: v.record(v.string(), v.number()) });
     expect(message(() => parseConfig(schema, { runtimeConfig: { 'cni.dev/x': 'a' } }))).toContain('field "runtimeConfig["cni.dev/x"]": "a" must be a number');
   });
 });
