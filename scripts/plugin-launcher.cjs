@@ -34,7 +34,9 @@ if (mode !== 'off') {
     cachedData = undefined;
   }
 }
-const source = fs.readFileSync(file, 'utf8');
+// latin1, not utf8: esbuild writes ASCII only (charset "ascii", its default, escapes the rest),
+// and latin1 skips UTF-8 decoding of the whole bundle.
+const source = fs.readFileSync(file, 'latin1');
 const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
   filename: file,
   cachedData,

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
 import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
-import { createLink, getLink, setLinkGroup, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
+import { createLink, findLink, getLink, setLinkGroup, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
 import { AF_INET, AF_INET6 } from '../kernel/netlink/constants.js';
 import { bytesToIp, ipToBytes, parseCidr } from '../kernel/netlink/inet.js';
 import type { Rtnl } from '../kernel/rtnl.js';
@@ -24,15 +24,20 @@ export interface BridgeOptions {
 
 /** The bridge, created if missing, up, in Shoal's device group, with the requested settings. */
 export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
-  let link: Link;
-  try {
-    link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, up: true });
-  } catch (err) {
-    if (!(err instanceof LinkExistsError)) throw err;
-    link = getLink(host, o.name);
-    if (link.kind !== 'bridge') {
-      throw new LinkConflictError(`failed to use bridge "${o.name}": a link of kind ${link.kind ?? 'unknown'} already has that name`, { cause: err });
+  // Look first: the bridge exists on every ADD but a network's first, and a refused create
+  // costs a round trip and an error object. Create when missing; EEXIST then means a racing ADD
+  // made it in between, and the lookup is repeated.
+  let link = findLink(host, o.name);
+  if (!link) {
+    try {
+      link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, up: true });
+    } catch (err) {
+      if (!(err instanceof LinkExistsError)) throw err;
+      link = getLink(host, o.name);
     }
+  }
+  if (link.kind !== 'bridge') {
+    throw new LinkConflictError(`failed to use bridge "${o.name}": a link of kind ${link.kind ?? 'unknown'} already has that name`);
   }
   // On every ADD, not only on creation: a racing creator may not have got this far yet.
   if (!link.up) setLinkUp(host, link.index);
