@@ -10,7 +10,7 @@ import { withRollback } from '../../cni/invoke.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniInterface, CniResult } from '../../cni/types.js';
 import { LinkExistsError } from '../kernel/errors.js';
-import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags } from '../kernel/link.js';
+import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags, type Link } from '../kernel/link.js';
 import { NftTransaction } from '../kernel/nftables.js';
 import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
 import { netnsExists } from '../kernel/netns.js';
@@ -43,8 +43,9 @@ export async function add(req: CniRequest): Promise<CniResult> {
     return await withRollback(async (undo) => {
       const bridge = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promiscMode: conf.promiscMode });
       const vethName = hostVethName(conf.network, req.containerId, req.ifname);
+      let hostLink: Link;
       try {
-        createLink(host, {
+        hostLink = createLink(host, {
           kind: 'veth',
           name: vethName,
           mtu: conf.mtu,
@@ -66,8 +67,8 @@ export async function add(req: CniRequest): Promise<CniResult> {
       for (const cidr of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, cidr, conf.forceAddress);
       if (conf.isGateway) enableForwarding({ v4: plan.ips.some((i) => !isIpv6(i.address)), v6: plan.ips.some((i) => isIpv6(i.address)) });
 
+      // The host end as createLink read it back (its MAC and MTU do not change after).
       const ctrLink = getLink(ctr, req.ifname);
-      const hostLink = getLink(host, vethName);
       applyRules(conf, req, plan.ips.map((i) => i.address), vethName, ctrLink.mac, undo);
 
       // Re-read the bridge: its MAC follows its ports' until it is set, as the reference notes.

@@ -4,7 +4,7 @@
  * for the container netns and then drives both from the host (DESIGN.md §4.3): only the socket
  * creation happens inside the namespace.
  */
-import fs from 'node:fs';
+import { closeSync } from 'node:fs';
 import { withNetns, openNetnsFd } from './netns.js';
 import { NetlinkSocket } from './netlink/socket.js';
 
@@ -50,7 +50,7 @@ export function withNetnsFd<T>(path: string, fn: (fd: number) => T): T {
   try {
     return fn(fd);
   } finally {
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
 

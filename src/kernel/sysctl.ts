@@ -10,7 +10,7 @@
  * sysctl(8) accepts; or an array of segments. Interface names may contain dots, so per-interface
  * keys are best built with interfaceSysctlKey().
  */
-import * as fs from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs';
 import { ShoalError } from '../errors.js';
 import { SysctlError } from './errors.js';
 import { withNetns } from './netns.js';
@@ -73,7 +73,7 @@ function where(opts: SysctlOptions | undefined): string {
 export function readSysctl(key: SysctlKey, opts?: SysctlOptions): string {
   const p = sysctlPath(key);
   try {
-    return inNetns(opts, () => fs.readFileSync(p, 'utf8')).replace(/\n$/, '');
+    return inNetns(opts, () => readFileSync(p, 'utf8')).replace(/\n$/, '');
   } catch (err) {
     // Our own typed errors (a missing netns, a bad key) already say what went wrong.
     if (err instanceof ShoalError) throw err;
@@ -98,11 +98,11 @@ export function writeSysctl(key: SysctlKey, value: string | number, opts?: Sysct
   if (/[\r\n\0]/.test(text)) throw new SysctlError(`failed to write sysctl "${displayKey(key)}": value may not contain line breaks`);
   try {
     inNetns(opts, () => {
-      const fd = fs.openSync(p, fs.constants.O_WRONLY);
+      const fd = openSync(p, constants.O_WRONLY);
       try {
-        fs.writeSync(fd, text);
+        writeSync(fd, text);
       } finally {
-        fs.closeSync(fd);
+        closeSync(fd);
       }
     });
   } catch (err) {

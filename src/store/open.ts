@@ -1,4 +1,4 @@
-import path from 'node:path';
+import { join, resolve } from 'node:path';
 import type { SqliteStore, SqliteStoreOptions } from './sqlite.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/shoal';
@@ -17,7 +17,7 @@ export function resolveStateDir(configured?: string, env: NodeJS.ProcessEnv = pr
 }
 
 export function storeFile(stateDir: string): string {
-  return path.join(stateDir, STORE_FILE_NAME);
+  return join(stateDir, STORE_FILE_NAME);
 }
 
 const open = new Map<string, SqliteStore>();
@@ -29,7 +29,7 @@ const open = new Map<string, SqliteStore>();
  * better-sqlite3 is loaded only here, so verbs that never touch state never pay for it.
  */
 export async function openStateStore(stateDir: string, options?: SqliteStoreOptions): Promise<SqliteStore> {
-  const file = path.resolve(storeFile(stateDir));
+  const file = resolve(storeFile(stateDir));
   const existing = open.get(file);
   if (existing?.isOpen) return existing;
   const { SqliteStore } = await import('./sqlite.js');

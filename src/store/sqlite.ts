@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
+import { dirname, join } from 'node:path';
 import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
 import { migrate, SCHEMA_VERSION } from './schema.js';
 import { prefixEnd } from './store.js';
@@ -25,7 +25,7 @@ function nativeBinding(): string | null {
   if (addonPath !== undefined) return addonPath;
   try {
     const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
-    const candidate = path.join(path.dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+    const candidate = join(dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
     addonPath = existsSync(candidate) ? candidate : null;
   } catch {
     addonPath = null;
@@ -70,7 +70,7 @@ export class SqliteStore implements Store {
     this.file = file;
     this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     try {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
       this.db = new Database(file, { timeout: this.busyTimeoutMs, nativeBinding: nativeBinding() ?? undefined });
     } catch (err) {
       throw new StoreError('open', file, err);

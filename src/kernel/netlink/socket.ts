@@ -4,7 +4,7 @@
  * every wait so a lost reply becomes an error instead of a hang. The socket belongs to the netns
  * it was created in (see `openRtnl` in ../rtnl.ts for opening one inside a container netns).
  */
-import fs from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { ShoalError } from '../../errors.js';
 import { NetlinkError } from '../errors.js';
 import * as ffi from '../ffi.js';
@@ -117,7 +117,7 @@ export class NetlinkSocket {
     if (this.closed) throw new Error(`${what}: netlink socket is closed`);
     this.seq = (this.seq + 1) >>> 0;
     const buf = encodeMessage(msg, this.seq, 0);
-    const n = fs.writeSync(this.fd, buf);
+    const n = writeSync(this.fd, buf);
     if (n !== buf.length) throw new Error(`${what}: short netlink write (${n} of ${buf.length} bytes)`);
     return this.seq;
   }
@@ -153,7 +153,7 @@ export class NetlinkSocket {
   private readDatagram(what: string): Buffer {
     let n: number;
     try {
-      n = fs.readSync(this.fd, this.rx, 0, this.rx.length, null);
+      n = readSync(this.fd, this.rx, 0, this.rx.length, null);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new NetlinkTimeoutError(what, this.timeoutMs, { cause: err });
