@@ -7,6 +7,7 @@
  * nothing is left buffered when the process exits right after answering.
  */
 import { closeSync, fstatSync, openSync, read, readSync, stat, writeSync } from 'node:fs';
+import { exitNowIfBound, libcBound } from '../src/kernel/ffi.js';
 import type { CniIO } from './skel.js';
 
 /** How long VERSION waits for an optional config on stdin before answering without one. */
@@ -20,8 +21,17 @@ export function processIO(): CniIO {
     stdout: { write: (text: string) => writeAll(1, text) },
     stderr: { write: (text: string) => writeAll(2, text) },
     // Exit even if a stray handle would keep the event loop alive: a hanging plugin blocks the
-    // container runtime. Everything was written synchronously already.
-    exit: (code) => process.exit(code),
+    // container runtime. Everything was written synchronously already, and the store's commits
+    // are in its WAL (safe as kill -9 is), so once the 'exit' listeners have run (the launcher
+    // writes its code cache there) a plugin that bound libc skips Node's teardown.
+    exit: (code) => {
+      if (libcBound()) {
+        process.exitCode = code;
+        process.emit('exit', code);
+        exitNowIfBound(code);
+      }
+      process.exit(code);
+    },
     // DESIGN.md §6: libuv starts its thread pool on the first async fs call. Make that call here,
     // in the host namespaces, before any verb code can enter a container namespace. (The
     // callback form: fs/promises costs several ms more on first use, measured.)

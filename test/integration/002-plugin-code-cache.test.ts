@@ -1,16 +1,18 @@
 /**
  * The plugin launcher's V8 code cache (scripts/plugin-launcher.cjs): the first run of a verb
  * leaves a cache named after the build, later runs are fed it, a cache V8 refuses is replaced,
- * and none of it changes what the plugin prints. Runs VERSION (no root, no kernel objects) from a
- * private copy of the launcher and bundle, so the shared dist/cni/lib is left alone.
+ * and none of it changes what the plugin prints. Runs VERSION, IPAM and one bridge ADD (its own
+ * netns and bridge) from a private copy of the launcher and bundle, so dist/cni/lib is left alone.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KernelObjects } from '../helpers/kernel-objects.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+const objects = new KernelObjects('cc');
 let dir: string;
 
 beforeAll(() => {
@@ -26,6 +28,7 @@ beforeAll(() => {
 }, 120_000);
 
 afterAll(() => {
+  objects.cleanup();
   if (dir) {
     chmodSync(join(dir, 'lib'), 0o755);
     rmSync(dir, { recursive: true, force: true });
@@ -116,6 +119,33 @@ describe('plugin launcher code cache', () => {
     expect(call('DEL', 'cc1')).toBe('absent');
     expect(call('ADD', 'cc2')).toBe('accepted');
     expect(call('DEL', 'cc2')).toBe('accepted');
+  });
+
+  it('a bridge ADD (libc bound, so it leaves through _exit) still writes its cache first, and its exit codes hold', () => {
+    copyFileSync(join(ROOT, 'dist/cni/shoal-bridge'), join(dir, 'shoal-bridge'));
+    copyFileSync(join(ROOT, 'dist/cni/lib/shoal-bridge.js'), join(dir, 'lib/shoal-bridge.js'));
+    const ns = objects.netns();
+    const bridge = objects.linkName();
+    const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'codecachebr', type: 'shoal-bridge', bridge, isGateway: true, ipam: { type: 'shoal-ipam', subnet: '10.236.78.0/24', stateDir: join(dir, 'brstate') } });
+    const call = (command: string, id: string) =>
+      spawnSync(join(dir, 'shoal-bridge'), [], {
+        encoding: 'utf8',
+        input: conf,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SHOAL_CODE_CACHE: 'debug', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_PATH: dir },
+      });
+    const first = call('ADD', 'br1');
+    expect(first.status, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ ips: [expect.objectContaining({ address: '10.236.78.2/24' })] });
+    expect(first.stderr).toContain('shoal code cache: wrote');
+    expect(caches()).toContain(`shoal-bridge.js.ADD.${/const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 'shoal-bridge'), 'utf8'))?.[1]}.v8cache`);
+    // A second ADD of another container into the same netns and ifname fails after koffi is
+    // loaded: exit status 1 and the spec's JSON error, through the same fast exit.
+    const clash = call('ADD', 'br2');
+    expect(clash.stderr).toContain('shoal code cache: accepted');
+    expect(clash.status).toBe(1);
+    expect(JSON.parse(clash.stdout)).toMatchObject({ msg: expect.stringContaining('eth0') });
+    expect(call('DEL', 'br2').status).toBe(0);
+    expect(call('DEL', 'br1').status).toBe(0);
   });
 
   it('a plugin that fails leaves no cache (the cache is made from a successful run)', () => {
