@@ -63,12 +63,11 @@ export async function add(req: CniRequest): Promise<CniResult> {
 
       const allocated = await ipam.allocate(req, undo);
       const plan = planAddresses(allocated, { ...conf, interfaceIndex: CONTAINER_INDEX });
-      configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: !conf.enabledad });
+      const ctrLink = configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: !conf.enabledad });
       for (const cidr of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, cidr, conf.forceAddress);
       if (conf.isGateway) enableForwarding({ v4: plan.ips.some((i) => !isIpv6(i.address)), v6: plan.ips.some((i) => isIpv6(i.address)) });
 
-      // The host end as createLink read it back (its MAC and MTU do not change after).
-      const ctrLink = getLink(ctr, req.ifname);
+      // Both ends as they were read back (createLink, configureInterface): MAC and MTU are final.
       applyRules(conf, req, plan.ips.map((i) => i.address), vethName, ctrLink.mac, undo);
 
       // Re-read the bridge: its MAC follows its ports' until it is set, as the reference notes.

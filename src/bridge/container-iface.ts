@@ -19,13 +19,20 @@ export interface IfaceConfig {
 }
 
 /** Brings `ifname` up and adds its addresses, then its routes (a gateway needs the subnet route). */
-export function configureInterface(ctr: Rtnl, ifname: string, c: IfaceConfig): void {
-  setLinkUp(ctr, ifname);
-  for (const ip of c.ips) addAddress(ctr, ifname, ip.address, isIpv6(ip.address) ? { nodad: c.nodad } : { broadcast: true });
+/**
+ * Brings the container interface up with its addresses and routes. Looks the link up once (every
+ * operation by name would look it up again) and returns it as it was found: MAC and MTU, which
+ * the result reports, do not change here.
+ */
+export function configureInterface(ctr: Rtnl, ifname: string, c: IfaceConfig): Link {
+  const link = getLink(ctr, ifname);
+  setLinkUp(ctr, link);
+  for (const ip of c.ips) addAddress(ctr, link, ip.address, isIpv6(ip.address) ? { nodad: c.nodad } : { broadcast: true });
   for (const route of c.routes) {
     const gateway = routeGateway(route, c.ips);
-    addRoute(ctr, { dst: route.dst, ...(gateway ? { gateway } : { family: isIpv6(route.dst) ? AF_INET6 : AF_INET }), dev: ifname });
+    addRoute(ctr, { dst: route.dst, ...(gateway ? { gateway } : { family: isIpv6(route.dst) ? AF_INET6 : AF_INET }), dev: link });
   }
+  return link;
 }
 
 const canonical = (ip: string): string => ip.toLowerCase();

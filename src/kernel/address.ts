@@ -25,7 +25,7 @@ import {
 } from './netlink/constants.js';
 import { bytesToIp, ipToBytes, ipv4Broadcast, parseCidr, type Family } from './netlink/inet.js';
 import { linkIndex } from './link.js';
-import { op, type LinkRef, type Rtnl } from './rtnl.js';
+import { linkRefText, op, type LinkRef, type Rtnl } from './rtnl.js';
 
 export interface AddAddressOptions {
   /** Skip IPv6 duplicate address detection so the address is usable at once (IFA_F_NODAD). */
@@ -88,7 +88,7 @@ export function addAddress(nl: Rtnl, link: LinkRef, cidr: string, o: AddAddressO
   const index = linkIndex(nl, link);
   const header = encodeIfaddrmsg(family, prefixLen, o.nodad ? IFA_F_NODAD : 0, RT_SCOPE[o.scope ?? 'universe'], index);
   const flags = NLM_F_CREATE | (o.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  nl.sock.request({ type: RTM_NEWADDR, flags, header, attrs: addressAttrs(cidr, o) }, op(`add address ${cidr} to link`, String(link)));
+  nl.sock.request({ type: RTM_NEWADDR, flags, header, attrs: addressAttrs(cidr, o) }, op(`add address ${cidr} to link`, linkRefText(link)));
 }
 
 export function deleteAddress(nl: Rtnl, link: LinkRef, cidr: string): void {
@@ -97,7 +97,7 @@ export function deleteAddress(nl: Rtnl, link: LinkRef, cidr: string): void {
   const bytes = ipToBytes(ip);
   const header = encodeIfaddrmsg(family, prefixLen, 0, 0, index);
   const attrs = [attr.bytes(IFA_LOCAL, bytes), attr.bytes(IFA_ADDRESS, bytes)];
-  nl.sock.request({ type: RTM_DELADDR, flags: 0, header, attrs }, op(`delete address ${cidr} from link`, String(link)));
+  nl.sock.request({ type: RTM_DELADDR, flags: 0, header, attrs }, op(`delete address ${cidr} from link`, linkRefText(link)));
 }
 
 /** DEL semantics: false when the address (or its link) was already gone. */

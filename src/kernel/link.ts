@@ -35,7 +35,7 @@ import {
   type LinkInfoSpec,
   type VxlanInfo,
 } from './link-codec.js';
-import { op, withNetnsFd, type LinkRef, type Rtnl } from './rtnl.js';
+import { linkRefText, op, withNetnsFd, type LinkRef, type Rtnl } from './rtnl.js';
 
 export type { BridgePortFlags, BridgePortInfo, Link, VxlanInfo } from './link-codec.js';
 
@@ -65,9 +65,7 @@ export type ChangeLinkInfoSpec =
   | { kind: 'macvlan'; mode: MacvlanMode }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag };
 
-function refText(ref: LinkRef): string {
-  return typeof ref === 'number' ? `ifindex ${ref}` : ref;
-}
+const refText = linkRefText;
 
 /** Turns "no such device" from the kernel into LinkNotFoundError; other errors pass through. */
 function notFound(nl: Rtnl, ref: LinkRef, err: unknown): never {
@@ -79,7 +77,7 @@ function notFound(nl: Rtnl, ref: LinkRef, err: unknown): never {
 export function getLink(nl: Rtnl, ref: LinkRef): Link {
   const attrs: Attr[] = [attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)];
   if (typeof ref === 'string') attrs.push(attr.str(IFLA_IFNAME, ref));
-  const header = encodeIfinfomsg({ index: typeof ref === 'number' ? ref : 0 });
+  const header = encodeIfinfomsg({ index: typeof ref === 'number' ? ref : typeof ref === 'object' ? ref.index : 0 });
   let replies;
   try {
     replies = nl.sock.request({ type: RTM_GETLINK, flags: 0, header, attrs }, op('get link', refText(ref)));
@@ -102,7 +100,8 @@ export function findLink(nl: Rtnl, ref: LinkRef): Link | undefined {
 }
 
 export function linkIndex(nl: Rtnl, ref: LinkRef): number {
-  return typeof ref === 'number' ? ref : getLink(nl, ref).index;
+  if (typeof ref === 'number') return ref;
+  return typeof ref === 'object' ? ref.index : getLink(nl, ref).index;
 }
 
 export function listLinks(nl: Rtnl): Link[] {

@@ -30,7 +30,7 @@ import {
 } from './netlink/constants.js';
 import { bytesToIp, bytesToMac, ipFamily, ipToBytes, macToBytes, type Family } from './netlink/inet.js';
 import { linkIndex } from './link.js';
-import { op, type LinkRef, type Rtnl } from './rtnl.js';
+import { linkRefText, op, type LinkRef, type Rtnl } from './rtnl.js';
 
 /** add fails if the entry exists; replace overwrites it; append adds another destination (FDB). */
 export type NeighbourWriteMode = 'add' | 'replace' | 'append';
@@ -120,25 +120,25 @@ export function fdbMessage(index: number, spec: FdbSpec): { header: Buffer; attr
 export function setNeighbour(nl: Rtnl, spec: NeighbourSpec, mode: NeighbourWriteMode = 'replace'): void {
   if (spec.mac === undefined) throw new TypeError(`neighbour ${spec.ip}: a MAC address is required`);
   const { header, attrs } = neighbourMessage(linkIndex(nl, spec.dev), spec);
-  nl.sock.request({ type: RTM_NEWNEIGH, flags: MODE_FLAGS[mode], header, attrs }, op(`${mode} neighbour ${spec.ip} on link`, String(spec.dev)));
+  nl.sock.request({ type: RTM_NEWNEIGH, flags: MODE_FLAGS[mode], header, attrs }, op(`${mode} neighbour ${spec.ip} on link`, linkRefText(spec.dev)));
 }
 
 export function deleteNeighbour(nl: Rtnl, spec: NeighbourSpec): void {
   const { header, attrs } = neighbourMessage(linkIndex(nl, spec.dev), { dev: spec.dev, ip: spec.ip });
-  nl.sock.request({ type: RTM_DELNEIGH, flags: 0, header, attrs }, op(`delete neighbour ${spec.ip} on link`, String(spec.dev)));
+  nl.sock.request({ type: RTM_DELNEIGH, flags: 0, header, attrs }, op(`delete neighbour ${spec.ip} on link`, linkRefText(spec.dev)));
 }
 
 export function setFdbEntry(nl: Rtnl, spec: FdbSpec, mode: NeighbourWriteMode = 'replace'): void {
   const { header, attrs } = fdbMessage(linkIndex(nl, spec.dev), spec);
   const label = spec.dst ? `${spec.mac} dst ${spec.dst}` : spec.mac;
-  nl.sock.request({ type: RTM_NEWNEIGH, flags: MODE_FLAGS[mode], header, attrs }, op(`${mode} fdb entry ${label} on link`, String(spec.dev)));
+  nl.sock.request({ type: RTM_NEWNEIGH, flags: MODE_FLAGS[mode], header, attrs }, op(`${mode} fdb entry ${label} on link`, linkRefText(spec.dev)));
 }
 
 /** Deletes an FDB entry; with `dst` on a VXLAN device only that remote of the MAC goes. */
 export function deleteFdbEntry(nl: Rtnl, spec: FdbSpec): void {
   const { header, attrs } = fdbMessage(linkIndex(nl, spec.dev), spec);
   const label = spec.dst ? `${spec.mac} dst ${spec.dst}` : spec.mac;
-  nl.sock.request({ type: RTM_DELNEIGH, flags: 0, header, attrs }, op(`delete fdb entry ${label} on link`, String(spec.dev)));
+  nl.sock.request({ type: RTM_DELNEIGH, flags: 0, header, attrs }, op(`delete fdb entry ${label} on link`, linkRefText(spec.dev)));
 }
 
 /** Runs a delete and reports false when the entry or its link was already gone. */

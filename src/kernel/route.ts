@@ -31,7 +31,7 @@ import {
 } from './netlink/constants.js';
 import { bytesToIp, ipFamily, ipToBytes, parseCidr, type Family } from './netlink/inet.js';
 import { linkIndex } from './link.js';
-import { op, type LinkRef, type Rtnl } from './rtnl.js';
+import { linkRefText, op, type LinkRef, type Rtnl } from './rtnl.js';
 
 export interface RouteSpec {
   /** "default" (needs `family` or a gateway to tell v4 from v6), or a CIDR like 10.1.0.0/16. */
@@ -130,7 +130,7 @@ export function routeMessage(spec: RouteSpec, oif: number | undefined, forDelete
 }
 
 function describe(spec: RouteSpec): string {
-  return [spec.dst, spec.gateway && `via ${spec.gateway}`, spec.dev !== undefined && `dev ${spec.dev}`, spec.table && `table ${spec.table}`]
+  return [spec.dst, spec.gateway && `via ${spec.gateway}`, spec.dev !== undefined && `dev ${linkRefText(spec.dev)}`, spec.table && `table ${spec.table}`]
     .filter(Boolean)
     .join(' ');
 }

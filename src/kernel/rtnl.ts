@@ -8,8 +8,17 @@ import { closeSync } from 'node:fs';
 import { withNetns, openNetnsFd } from './netns.js';
 import { NetlinkSocket } from './netlink/socket.js';
 
-/** A link named by its interface name or its ifindex. */
-export type LinkRef = string | number;
+/**
+ * A link named by its interface name or its ifindex, or a link already looked up (its index is
+ * used, its name only in messages): callers holding one skip a lookup per operation.
+ */
+export type LinkRef = string | number | { readonly index: number; readonly name: string };
+
+/** How messages name `ref`: the interface name when known. */
+export function linkRefText(ref: LinkRef): string {
+  if (typeof ref === 'object') return ref.name;
+  return typeof ref === 'number' ? `ifindex ${ref}` : ref;
+}
 
 export interface Rtnl {
   readonly sock: NetlinkSocket;

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { addAddress, deleteAddress, deleteAddressIfExists, listAddresses } from '../../src/kernel/address.js';
 import { NetlinkError } from '../../src/kernel/errors.js';
-import { createLink, setLinkUp } from '../../src/kernel/link.js';
+import { createLink, getLink, setLinkUp } from '../../src/kernel/link.js';
 import { AF_INET, AF_INET6 } from '../../src/kernel/netlink/constants.js';
 import { warmThreadpool } from '../../src/kernel/netns.js';
 import { openRtnl, type Rtnl } from '../../src/kernel/rtnl.js';
@@ -113,6 +113,16 @@ describe('addresses', () => {
       err = e;
     }
     expect((err as Error).message).toMatch(/^failed to add address 10\.77\.0\.2\/24 to link "ctr0": .*EEXIST/);
+  });
+
+  it('takes a link already looked up: acts on its index, names it in messages', () => {
+    const link = getLink(nsnl, ctr);
+    addAddress(nsnl, link, '10.77.0.9/24');
+    expect(addrsOf(ctr).some((a) => a.local === '10.77.0.9')).toBe(true);
+    // The index decides, not the name: a stale name with the right index still works.
+    deleteAddress(nsnl, { index: link.index, name: 'renamed-meanwhile' }, '10.77.0.9/24');
+    expect(addrsOf(ctr).some((a) => a.local === '10.77.0.9')).toBe(false);
+    expect(() => deleteAddress(nsnl, { index: link.index, name: 'ctr0' }, '10.77.0.9/24')).toThrow(/from link "ctr0"/);
   });
 });
 
