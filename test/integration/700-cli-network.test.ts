@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
 
 const root = path.resolve(__dirname, '../..');
@@ -66,7 +67,7 @@ afterAll(() => {
   if (!dir) return;
   shoal('network', 'rm', '--force', NET, NET2);
   spawnSync('ip', ['netns', 'del', NS]);
-  for (const n of [NET, NET2]) spawnSync('ip', ['link', 'del', `shoal-${n}`.slice(0, 15)], { stdio: 'ignore' });
+  removeNetworkLeftovers([NET, NET2]);
   fs.rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 

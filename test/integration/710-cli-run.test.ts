@@ -11,6 +11,7 @@ import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
 
 const root = path.resolve(__dirname, '../..');
@@ -69,6 +70,7 @@ afterAll(async () => {
   await sleep(300);
   shoal('gc');
   shoal('network', 'rm', '--force', NET);
+  removeNetworkLeftovers([NET]);
   if (daemon?.pid) process.kill(daemon.pid, 'SIGTERM');
   await sleep(300);
   fs.rmSync(dir, { recursive: true, force: true });

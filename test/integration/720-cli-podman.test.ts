@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
 import { IMAGE, Podman, podmanAvailable } from '../e2e/helpers/podman.js';
 
@@ -47,6 +48,7 @@ describe.skipIf(missing)('podman on a network made by shoal network create', () 
     podman?.destroy();
     if (dir) {
       shoal('network', 'rm', '--force', NET);
+      removeNetworkLeftovers([NET]);
       if (daemon?.pid) process.kill(daemon.pid, 'SIGTERM');
       await sleep(300);
       fs.rmSync(dir, { recursive: true, force: true });
