@@ -7,7 +7,7 @@
  * nothing is left buffered when the process exits right after answering.
  */
 import { closeSync, fstatSync, openSync, read, readSync, stat, writeSync } from 'node:fs';
-import { exitNowIfBound, libcBound } from '../src/kernel/ffi.js';
+import { exitNow, libcBound } from '../src/kernel/ffi.js';
 import type { CniIO } from './skel.js';
 
 /** How long VERSION waits for an optional config on stdin before answering without one. */
@@ -28,7 +28,7 @@ export function processIO(): CniIO {
       if (libcBound()) {
         process.exitCode = code;
         process.emit('exit', code);
-        exitNowIfBound(code);
+        exitNow(code);
       }
       process.exit(code);
     },

@@ -68,6 +68,7 @@ async function main() {
   const plugins = CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), staged: path.join('lib', `${type}.js`), out: path.join(dist, 'cni', 'lib', `${type}.js`), type }));
   const cli = { in: path.join(root, 'src/cli/main.ts'), staged: 'shoal', out: path.join(dist, 'bin', 'shoal') };
   const moves = [];
+  const builds = new Set();
   try {
     await Promise.all([
       ...plugins.map(async (p) => {
@@ -79,6 +80,7 @@ async function main() {
         // The launcher reads the bundle as latin1, which is exact only for ASCII.
         if (bytes.some((b) => b > 0x7f)) throw new Error(`${p.staged}: non-ASCII bytes in the bundle; the launcher reads it as latin1`);
         const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+        builds.add(hash);
         const staged = path.join(staging, p.type);
         await writeFile(staged, launcher.replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash)), { mode: 0o755 });
         await chmod(staged, 0o755);
@@ -98,12 +100,9 @@ async function main() {
     await rm(staging, { recursive: true, force: true });
   }
   // Code caches of earlier builds are never read again (their names carry the old hash).
-  const current = new Set(
-    await Promise.all(plugins.map(async (p) => (await readFile(path.join(dist, 'cni', p.type), 'utf8')).match(/const BUILD = "([0-9a-f]+)"/)?.[1])),
-  );
   for (const f of await readdir(path.join(dist, 'cni', 'lib'))) {
     const build = f.match(/\.([0-9a-f]+)\.v8cache$/)?.[1];
-    if (build && !current.has(build)) await rm(path.join(dist, 'cni', 'lib', f), { force: true });
+    if (build && !builds.has(build)) await rm(path.join(dist, 'cni', 'lib', f), { force: true });
   }
   const built = (await readdir(path.join(dist, 'cni'))).filter((f) => f.startsWith('shoal-')).sort();
   console.error(`built ${built.length} CNI plugins in dist/cni and the CLI in dist/bin/shoal`);

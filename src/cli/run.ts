@@ -6,7 +6,6 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PortMapping } from '../network/attach.js';
 import type { PortRequest } from '../network/ports.js';
 import { CliError, guard, keyValues, many, parse, runDir, stateDir, UsageError } from './common.js';
 import type { RunSpec } from './sandbox-supervisor.js';
@@ -145,19 +144,13 @@ async function runDetached(spec: RunSpec): Promise<number> {
   return 0;
 }
 
-/** Host ports for `-p` specs that leave them open; reads what Shoal and the host hold. */
-export async function choosePorts(requests: PortRequest[]): Promise<PortMapping[]> {
-  if (requests.every((r) => r.hostPort !== 0)) return requests.map(({ hostIP, hostPort, containerPort, protocol }) => ({ hostIP, hostPort, containerPort, protocol }));
-  const [{ assignHostPorts, readHostPortState }, { portmapDir }] = await Promise.all([import('../network/host-ports.js'), import('../portmap/state.js')]);
-  return assignHostPorts(requests, readHostPortState(portmapDir(stateDir())));
-}
-
 export async function run(args: string[]): Promise<number> {
   return guard('run', async () => {
     const spec = await buildSpec(args);
     if (spec === 'help') return void process.stdout.write(HELP), 0;
     await precheck(spec);
-    spec.ports = await choosePorts(spec.ports as PortRequest[]);
+    const [{ resolveHostPorts }, { portmapDir }] = await Promise.all([import('../network/host-ports.js'), import('../portmap/state.js')]);
+    spec.ports = resolveHostPorts(spec.ports as PortRequest[], portmapDir(stateDir()));
     if (spec.detached) return runDetached(spec);
     const { supervise, SetupError } = await import('./sandbox-supervisor.js');
     try {

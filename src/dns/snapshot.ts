@@ -164,7 +164,11 @@ function endpointAddresses(e: DnsEndpoint): ParsedAddress[] {
  */
 function shareContainerScopes(endpoints: DnsEndpoint[], members: Map<string, Set<string>>): void {
   const byContainer = new Map<string, DnsEndpoint[]>();
-  for (const e of endpoints) byContainer.set(e.containerId, [...(byContainer.get(e.containerId) ?? []), e]);
+  for (const e of endpoints) {
+    const mine = byContainer.get(e.containerId);
+    if (mine) mine.push(e);
+    else byContainer.set(e.containerId, [e]);
+  }
   for (const eps of byContainer.values()) {
     if (new Set(eps.map((e) => e.network)).size < 2) continue;
     const keys = eps.flatMap((e) => endpointAddresses(e)).map((a) => a.bytes.toString('hex'));

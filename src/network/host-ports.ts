@@ -76,6 +76,12 @@ function readOr(file: string, fallback: string): string {
   }
 }
 
+/** Host ports for `-p` requests; reads what Shoal (`portmapDir`) and the host hold only when one is open. */
+export function resolveHostPorts(requests: PortRequest[], portmapDir: string): PortMapping[] {
+  if (requests.every((r) => r.hostPort !== 0)) return requests.map(({ hostIP, hostPort, containerPort, protocol }) => ({ hostIP, hostPort, containerPort, protocol }));
+  return assignHostPorts(requests, readHostPortState(portmapDir));
+}
+
 /** What assignHostPorts needs, read from the portmap records in `portmapDir` and /proc. */
 export function readHostPortState(portmapDir: string): HostPortState {
   const held = new Set<string>();
