@@ -16,7 +16,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REF_DIR = process.env.REFERENCE_CNI_DIR ?? '/usr/lib/cni';
 const ROUNDS = Number(process.env.ROUNDS ?? 20);
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'shoal-bench-bridge-'));
-// A private copy of the bundles inside node_modules (so koffi / better-sqlite3 resolve).
+// A private copy of the bundles inside node_modules (so shoal-sys / better-sqlite3 resolve).
 const binDir = path.join(root, 'node_modules/.cache', `shoal-bench-bridge-${process.pid}`);
 const tag = Math.random().toString(16).slice(2, 6);
 const bridges = { shoal: `l2bs${tag}`, ref: `l2br${tag}` };

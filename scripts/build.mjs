@@ -3,7 +3,8 @@
 // time is a product feature; one file means one read and no module resolution walk). A plugin's
 // bundle is run by a small launcher that adds a V8 code cache (scripts/plugin-launcher.cjs).
 // Dynamic import() inside the sources becomes a lazy in-file require, so a verb loads only the
-// code it needs. koffi stays external (its addon is loaded by src/kernel/koffi.ts). better-sqlite3's
+// code it needs. Shoal's system-call addon (native/shoal-sys, compiled here first) stays a file,
+// loaded by src/kernel/sys.ts. better-sqlite3's
 // JavaScript is bundled (required from node_modules it is eight files to resolve and compile,
 // ~7 ms of a plugin start-up) while its addon stays a file: src/store/sqlite.ts hands its path
 // in as `nativeBinding`, so the `bindings` path prober is never called and stays out. Both
@@ -11,7 +12,9 @@
 // third of a plugin bundle, and V8 pre-parses every byte of a bundle at start-up, while a plugin
 // loads pino only when it logs (errors, or a log level below warn).
 import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +36,7 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  external: ['koffi', 'pino', 'bindings', '*.node'],
+  external: ['pino', 'bindings', '*.node'],
   banner: { js: '#!/usr/bin/env node' },
   legalComments: 'none',
   // ASCII output (non-ASCII escaped): scripts/plugin-launcher.cjs reads plugin bundles as latin1.
@@ -48,7 +51,40 @@ const common = {
   inject: [path.join(root, 'scripts/import-meta-url.js')],
 };
 
+/**
+ * Compiles native/shoal-sys against the running Node's own headers (N-API, so any later Node
+ * loads it too) when the addon is missing or older than its source. Written by rename: plugins
+ * may be loading it while a rebuild runs.
+ */
+function buildAddon() {
+  const dir = path.join(root, 'native', 'shoal-sys');
+  const source = path.join(dir, 'shoal_sys.c');
+  const out = path.join(dir, 'build', 'shoal_sys.node');
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return;
+  const include = path.join(path.dirname(process.execPath), '..', 'include', 'node');
+  if (!existsSync(path.join(include, 'node_api.h'))) {
+    throw new Error(`cannot build native/shoal-sys: Node's C headers (node_api.h) are not in ${include}; install the headers of this Node`);
+  }
+  const tmp = `${out}.${process.pid}.tmp`;
+  mkdirSync(path.dirname(out), { recursive: true });
+  execFileSync(process.env.CC || 'cc', ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, source], { stdio: 'inherit' });
+  renameSync(tmp, out);
+}
+
+/**
+ * The launchers' first line. Node itself, by absolute path, rather than `/usr/bin/env node`:
+ * env is one more exec and a PATH search per plugin run (~2 ms, measured). The plugins are built
+ * on the machine that runs them (scripts/setup.sh), by the Node that will run them. The one
+ * option: GC on the main thread only; a plugin's single scavenge otherwise wakes V8's helper
+ * threads, each creating its malloc arena first. A path a shebang cannot carry falls back to env.
+ */
+function launcherShebang() {
+  const node = process.execPath;
+  return /^[^\s]{1,200}$/.test(node) ? `#!${node} --single-threaded-gc` : '#!/usr/bin/env -S node --single-threaded-gc';
+}
+
 async function main() {
+  buildAddon();
   // Build into a private directory and rename each file into place: tests and runtimes may be
   // executing dist/ while a rebuild runs, and must see the old or the new file, never a gap.
   const staging = path.join(dist, `.build-${process.pid}`);
@@ -82,7 +118,8 @@ async function main() {
         const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
         builds.add(hash);
         const staged = path.join(staging, p.type);
-        await writeFile(staged, launcher.replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash)), { mode: 0o755 });
+        const text = launcher.replace(/^#!.*/, launcherShebang()).replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash));
+        await writeFile(staged, text, { mode: 0o755 });
         await chmod(staged, 0o755);
       }),
       (async () => {

@@ -1,11 +1,11 @@
 /**
  * `shoal cni install --dir DIR`: makes the plugins available in a runtime's plugin dir.
- * The bundles resolve koffi and better-sqlite3 (native code) from the node_modules beside
+ * The bundles resolve shoal-sys and better-sqlite3 (native code) from the node_modules beside
  * dist/, so a copied bundle would not load elsewhere. Instead each installed file is a two-line
  * launcher that requires the bundle from this installation: it costs one extra file read, not a
  * second Node start-up, and upgrading Shoal upgrades the installed plugins.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -43,7 +43,10 @@ export async function run(args: string[]): Promise<number> {
   mkdirSync(target, { recursive: true });
   const plugins = readdirSync(source).filter((name) => name.startsWith('shoal-')).sort();
   for (const name of plugins) {
-    const launcher = `#!/usr/bin/env node\nrequire(${JSON.stringify(path.join(source, name))});\n`;
+    // The built launcher's own first line: Node by absolute path with its one option (see
+    // scripts/build.mjs), so an installed plugin starts as fast as dist/cni's.
+    const shebang = readFileSync(path.join(source, name), 'latin1').split('\n', 1)[0]!;
+    const launcher = `${shebang}\nrequire(${JSON.stringify(path.join(source, name))});\n`;
     // Write then rename: a runtime executing the plugin mid-install sees the old or the new file.
     const tmp = path.join(target, `.${name}.tmp-${process.pid}`);
     writeFileSync(tmp, launcher, { mode: 0o755 });

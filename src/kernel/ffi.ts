@@ -1,10 +1,10 @@
 /**
- * libc bindings through koffi: the few system calls Node does not expose (socket families other
- * than inet/unix, setns, unshare, mount). Loaded on first use so that a CNI verb that never
- * touches the kernel (VERSION) never pays for it.
+ * The few system calls Node does not expose (socket families other than inet/unix, setns,
+ * unshare, mount), through Shoal's addon (./sys.ts). Loaded on first use so that a CNI verb that
+ * never touches the kernel (VERSION) never pays for it.
  */
-import { koffi } from './koffi.js';
 import { SyscallError } from './errors.js';
+import { sys, sysLoaded } from './sys.js';
 
 export const AF_UNIX = 1;
 export const AF_INET = 2;
@@ -33,93 +33,45 @@ export const MS_SHARED = 1 << 20;
 export const MS_SLAVE = 1 << 19;
 export const MNT_DETACH = 2;
 
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number;
-  bind(fd: number, addr: Buffer, len: number): number;
-  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
-  getsockname(fd: number, addr: Buffer, len: Buffer): number;
-  close(fd: number): number;
-  setns(fd: number, nstype: number): number;
-  unshare(flags: number): number;
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number;
-  umount2(target: string, flags: number): number;
-  gettid(): number;
-  _exit(code: number): void;
-}
-
-let libc: Libc | undefined;
-let errnoNames: Map<number, string> | undefined;
-
-function load(): Libc {
-  if (libc) return libc;
-  const lib = koffi().load('libc.so.6');
-  libc = {
-    socket: lib.func('int socket(int, int, int)'),
-    bind: lib.func('int bind(int, const void *, uint32_t)'),
-    setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
-    getsockname: lib.func('int getsockname(int, void *, void *)'),
-    close: lib.func('int close(int)'),
-    setns: lib.func('int setns(int, int)'),
-    unshare: lib.func('int unshare(int)'),
-    mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
-    umount2: lib.func('int umount2(const char *, int)'),
-    gettid: lib.func('int gettid()'),
-    _exit: lib.func('void _exit(int)'),
-  };
-  return libc;
-}
-
-/** True once libc is bound (koffi loaded), so exitNow() costs no extra load. */
+/** True once the addon is loaded, so exitNow() costs no extra load. */
 export function libcBound(): boolean {
-  return libc !== undefined;
+  return sysLoaded();
 }
 
 /**
  * Ends the process now with `code` through libc's _exit, skipping Node's teardown (2-3 ms of a
  * CNI process, measured). Only for callers that have written all their output synchronously and
- * run their 'exit' listeners themselves; check libcBound() first to avoid loading koffi for it.
+ * run their 'exit' listeners themselves; check libcBound() first to avoid loading the addon for it.
  */
-export function exitNow(code: number): void {
-  load()._exit(code);
+export function exitNow(code: number): never {
+  return sys().exit(code);
 }
 
 export function errnoName(errno: number): string {
-  if (!errnoNames) {
-    errnoNames = new Map();
-    for (const [name, value] of Object.entries(koffi().os.errno)) {
-      if (!errnoNames.has(value)) errnoNames.set(value, name);
-    }
-  }
-  return errnoNames.get(errno) ?? `E${errno}`;
+  return sys().errnoName(errno) ?? `E${errno}`;
 }
 
-/** Runs a libc call that returns -1 on failure and turns errno into a SyscallError. */
-function checked(syscall: string, ret: number, detail?: string): number {
-  if (ret < 0) {
-    const errno = koffi().errno();
-    throw new SyscallError(syscall, errno, errnoName(errno), detail);
-  }
+/** Turns the addon's "result or -errno" into the result or a SyscallError. */
+export function checked(syscall: string, ret: number, detail?: string): number {
+  if (ret < 0) throw new SyscallError(syscall, -ret, errnoName(-ret), detail);
   return ret;
 }
 
 export function socket(domain: number, type: number, protocol: number): number {
-  return checked('socket', load().socket(domain, type | SOCK_CLOEXEC, protocol));
+  return checked('socket', sys().socket(domain, type | SOCK_CLOEXEC, protocol));
 }
 
 export function bind(fd: number, addr: Buffer): void {
-  checked('bind', load().bind(fd, addr, addr.length));
+  checked('bind', sys().bind(fd, addr));
 }
 
 export function getsockname(fd: number, size: number): Buffer {
   const addr = Buffer.alloc(size);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(size);
-  checked('getsockname', load().getsockname(fd, addr, len));
-  return addr.subarray(0, len.readUInt32LE());
+  return addr.subarray(0, checked('getsockname', sys().getsockname(fd, addr)));
 }
 
 export function setsockopt(fd: number, level: number, name: number, value: Buffer): void {
-  checked('setsockopt', load().setsockopt(fd, level, name, value, value.length), `(level ${level}, option ${name})`);
+  checked('setsockopt', sys().setsockopt(fd, level, name, value), `(level ${level}, option ${name})`);
 }
 
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
@@ -137,27 +89,23 @@ export function setReceiveTimeout(fd: number, ms: number): void {
 }
 
 export function close(fd: number): void {
-  load().close(fd);
+  sys().close(fd);
 }
 
 export function setns(fd: number, nstype: number, detail?: string): void {
-  checked('setns', load().setns(fd, nstype), detail);
+  checked('setns', sys().setns(fd, nstype), detail);
 }
 
 export function unshare(flags: number): void {
-  checked('unshare', load().unshare(flags));
+  checked('unshare', sys().unshare(flags));
 }
 
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
-  checked('mount', load().mount(source, target, fstype, flags, data), `${source ?? 'none'} on ${target}`);
+  checked('mount', sys().mount(source, target, fstype, flags, data), `${source ?? 'none'} on ${target}`);
 }
 
 /** umount2; returns the errno instead of throwing so callers can treat EINVAL/ENOENT as "already gone". */
 export function umount2(target: string, flags: number): number {
-  const ret = load().umount2(target, flags);
-  return ret < 0 ? koffi().errno() : 0;
-}
-
-export function gettid(): number {
-  return load().gettid();
+  const ret = sys().umount2(target, flags);
+  return ret < 0 ? -ret : 0;
 }

@@ -7,18 +7,15 @@
  *
  * Why these calls work in a multi-threaded Node process: unshare(CLONE_NEWNS|CLONE_NEWUTS) and
  * setns(CLONE_NEWNET) change only the calling (main) thread, and execve keeps exactly that
- * thread's namespaces while discarding the other threads. Through koffi rather than
+ * thread's namespaces while discarding the other threads. Through Shoal's addon rather than
  * util-linux `unshare`/`nsenter` so no second program (and no second start-up) is involved.
  */
-import { koffi } from './koffi.js';
 import * as fs from 'node:fs';
-import { SyscallError } from './errors.js';
 import * as ffi from './ffi.js';
 import { openNetnsFd } from './netns.js';
+import { sys } from './sys.js';
 
 export const CLONE_NEWUTS = 0x04000000;
-const SIGPIPE = 13;
-const SIG_SETMASK = 2;
 const F_SETFD = 2;
 const F_GETFL = 3;
 const F_SETFL = 4;
@@ -30,9 +27,9 @@ const O_NONBLOCK = 0o4000;
  */
 function inheritStdio(): void {
   for (const fd of [0, 1, 2]) {
-    lib().fcntl(fd, F_SETFD, 'int', 0);
-    const fl = lib().fcntl(fd, F_GETFL, 'int', 0);
-    if (fl >= 0 && fl & O_NONBLOCK) lib().fcntl(fd, F_SETFL, 'int', fl & ~O_NONBLOCK);
+    sys().fcntl(fd, F_SETFD, 0);
+    const fl = sys().fcntl(fd, F_GETFL, 0);
+    if (fl >= 0 && fl & O_NONBLOCK) sys().fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
 }
 
@@ -45,33 +42,6 @@ export interface SandboxExecSpec {
   argv: string[];
   env: Record<string, string>;
   cwd?: string;
-}
-
-interface Extra {
-  sethostname(name: string, len: number): number;
-  execvpe(file: string, argv: Array<string | null>, envp: Array<string | null>): number;
-  signal(sig: number, handler: null): unknown;
-  sigprocmask(how: number, set: Buffer, old: null): number;
-  fcntl(fd: number, cmd: number, type: 'int', arg: number): number;
-}
-
-let extra: Extra | undefined;
-function lib(): Extra {
-  if (extra) return extra;
-  const libc = koffi().load('libc.so.6');
-  extra = {
-    sethostname: libc.func('int sethostname(const char *, size_t)'),
-    execvpe: libc.func('int execvpe(const char *, const char **, const char **)'),
-    signal: libc.func('void *signal(int, void *)'),
-    sigprocmask: libc.func('int sigprocmask(int, const void *, void *)'),
-    fcntl: libc.func('int fcntl(int, int, ...)'),
-  };
-  return extra;
-}
-
-function fail(call: string, detail: string): never {
-  const errno = koffi().errno();
-  throw new SyscallError(call, errno, ffi.errnoName(errno), detail);
 }
 
 /**
@@ -87,7 +57,7 @@ export function execInSandbox(spec: SandboxExecSpec): never {
     if (!fs.existsSync(b.target)) continue;
     ffi.mount(b.source, b.target, null, ffi.MS_BIND);
   }
-  if (spec.hostname !== undefined && lib().sethostname(spec.hostname, Buffer.byteLength(spec.hostname)) < 0) fail('sethostname', spec.hostname);
+  if (spec.hostname !== undefined) ffi.checked('sethostname', sys().sethostname(spec.hostname), spec.hostname);
   if (netnsFd !== undefined) {
     ffi.setns(netnsFd, ffi.CLONE_NEWNET, spec.netns);
     fs.closeSync(netnsFd);
@@ -100,10 +70,9 @@ export function execInSandbox(spec: SandboxExecSpec): never {
   if (spec.cwd) process.chdir(spec.cwd);
   // Node ignores SIGPIPE and an exec'd program inherits ignored signals: restore the default,
   // and unblock every signal, so the command behaves as if started from a shell.
-  lib().signal(SIGPIPE, null);
-  lib().sigprocmask(SIG_SETMASK, Buffer.alloc(128), null);
+  ffi.checked('sigprocmask', sys().resetSignals());
   inheritStdio();
   const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
-  lib().execvpe(spec.argv[0]!, [...spec.argv, null], [...env, null]);
-  fail('execvp', spec.argv[0]!);
+  ffi.checked('execvp', sys().execvpe(spec.argv[0]!, spec.argv, env), spec.argv[0]!);
+  throw new Error('execvpe returned without an error');
 }

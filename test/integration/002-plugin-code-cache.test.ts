@@ -48,6 +48,15 @@ function version(extraEnv: Record<string, string> = {}) {
 const caches = () => readdirSync(join(dir, 'lib')).filter((f) => f.endsWith('.v8cache'));
 const build = () => /const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 'shoal-ipam'), 'utf8'))?.[1];
 
+describe('plugin launcher', () => {
+  it('starts the Node that built it by path, so a runtime PATH without node still runs the plugin', () => {
+    expect(readFileSync(join(dir, 'shoal-ipam'), 'utf8').split('\n', 1)[0]).toBe(`#!${process.execPath} --single-threaded-gc`);
+    const res = version({ PATH: '/nonexistent', SHOAL_CODE_CACHE: 'off' });
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout).supportedVersions).toContain('1.1.0');
+  });
+});
+
 describe('plugin launcher code cache', () => {
   it('the first run of a verb writes a cache named after verb and build; the next run is fed it', () => {
     const first = version();
@@ -138,7 +147,7 @@ describe('plugin launcher code cache', () => {
     expect(JSON.parse(first.stdout)).toMatchObject({ ips: [expect.objectContaining({ address: '10.236.78.2/24' })] });
     expect(first.stderr).toContain('shoal code cache: wrote');
     expect(caches()).toContain(`shoal-bridge.js.ADD.${/const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 'shoal-bridge'), 'utf8'))?.[1]}.v8cache`);
-    // A second ADD of another container into the same netns and ifname fails after koffi is
+    // A second ADD of another container into the same netns and ifname fails after the addon is
     // loaded: exit status 1 and the spec's JSON error, through the same fast exit.
     const clash = call('ADD', 'br2');
     expect(clash.stderr).toContain('shoal code cache: accepted');

@@ -284,9 +284,9 @@ void main();
 `,
       );
       const out = pathMod.join(dir, 'child.cjs');
-      // The options of scripts/build.mjs that matter here: CJS, koffi external, import.meta.url shim.
+      // The options of scripts/build.mjs that matter here: CJS, addons external, import.meta.url shim.
       buildSync({
-        entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, external: ['koffi'], logLevel: 'silent',
+        entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, external: ['*.node'], logLevel: 'silent',
         define: { 'import.meta.url': 'importMetaUrl' }, inject: [pathMod.resolve(pathMod.dirname(fileURLToPath(import.meta.url)), '../../scripts/import-meta-url.js')],
       });
       const json = execFileSync(process.execPath, [out], {

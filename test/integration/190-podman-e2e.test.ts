@@ -25,7 +25,7 @@ let bundles: { dir: string; remove(): void };
 
 describe.skipIf(missing)('podman e2e on shoal-bridge + shoal-ipam', () => {
   beforeAll(() => {
-    // Under node_modules so the bundles find koffi and better-sqlite3 the way dist/cni does.
+    // Under node_modules so the bundles find shoal-sys and better-sqlite3 the way dist/cni does.
     bundles = privateBundles(['shoal-bridge', 'shoal-ipam'], path.join(root, 'node_modules/.cache'));
     podman = new Podman(bundles.dir);
     podman.importBusybox();

@@ -29,6 +29,9 @@ describe('shoal cni install and shoal version', () => {
     for (const type of TYPES) {
       const file = path.join(dir, type);
       expect(fs.statSync(file).mode & 0o111, type).not.toBe(0);
+      // Started the way dist/cni's launcher is: the same Node by path, the same option.
+      const firstLine = (f: string) => fs.readFileSync(f, 'utf8').split('\n', 1)[0];
+      expect(firstLine(file)).toBe(firstLine(path.join(REPO, 'dist/cni', type)));
       const v = spawnSync(file, [], { env: { ...process.env, CNI_COMMAND: 'VERSION' }, input: '', encoding: 'utf8', cwd: '/' });
       expect(v.status, v.stderr).toBe(0);
       expect(JSON.parse(v.stdout).supportedVersions).toEqual(['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);

@@ -1,0 +1,50 @@
+/**
+ * Loads Shoal's system-call addon (native/shoal-sys, built by `npm run build`). Its functions
+ * return the call's result or -errno; src/kernel/ffi.ts turns that into SyscallErrors.
+ * Resolved as the `shoal-sys` package (a file: dependency, so node_modules/shoal-sys links to
+ * native/shoal-sys) from wherever this code runs: the sources, dist/ bundles, or copies of them.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export interface Sys {
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Buffer): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer): number;
+  /** Fills addr; returns the address length. */
+  getsockname(fd: number, addr: Buffer): number;
+  close(fd: number): number;
+  setns(fd: number, nstype: number): number;
+  unshare(flags: number): number;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number;
+  umount2(target: string, flags: number): number;
+  exit(code: number): never;
+  errnoName(errno: number): string | undefined;
+  sethostname(name: string): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
+  resetSignals(): number;
+  execvpe(file: string, argv: string[], envp: string[]): number;
+}
+
+let loaded: Sys | undefined;
+
+export function sysLoaded(): boolean {
+  return loaded !== undefined;
+}
+
+export function sys(): Sys {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  let file: string;
+  try {
+    file = join(dirname(require.resolve('shoal-sys/package.json')), 'build', 'shoal_sys.node');
+  } catch (err) {
+    throw new Error(`failed to find the shoal-sys addon (native/shoal-sys): ${(err as Error).message}; run "npm ci" and "npm run build"`, { cause: err });
+  }
+  try {
+    loaded = require(file) as Sys;
+  } catch (err) {
+    throw new Error(`failed to load the shoal-sys addon "${file}": ${(err as Error).message}; run "npm run build"`, { cause: err });
+  }
+  return loaded;
+}
