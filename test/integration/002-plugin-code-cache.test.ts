@@ -50,7 +50,7 @@ const build = () => /const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 's
 
 describe('plugin launcher', () => {
   it('starts the Node that built it by path, so a runtime PATH without node still runs the plugin', () => {
-    expect(readFileSync(join(dir, 'shoal-ipam'), 'utf8').split('\n', 1)[0]).toBe(`#!${process.execPath} --single-threaded-gc`);
+    expect(readFileSync(join(dir, 'shoal-ipam'), 'utf8').split('\n', 1)[0]).toBe(`#!${process.execPath} --min-semi-space-size=2`);
     const res = version({ PATH: '/nonexistent', SHOAL_CODE_CACHE: 'off' });
     expect(res.code, res.stderr).toBe(0);
     expect(JSON.parse(res.stdout).supportedVersions).toContain('1.1.0');
