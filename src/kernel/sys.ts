@@ -6,6 +6,10 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findPackageFile } from '../package-file.js';
+
+const ADDON = 'build/shoal_sys.node';
 
 export interface Sys {
   socket(domain: number, type: number, protocol: number): number;
@@ -34,17 +38,23 @@ export function sysLoaded(): boolean {
 
 export function sys(): Sys {
   if (loaded) return loaded;
-  const require = createRequire(import.meta.url);
-  let file: string;
+  const file = findPackageFile(fileURLToPath(import.meta.url), 'shoal-sys', ADDON) ?? resolved();
+  const module = { exports: {} as Sys };
   try {
-    file = join(dirname(require.resolve('shoal-sys/package.json')), 'build', 'shoal_sys.node');
-  } catch (err) {
-    throw new Error(`failed to find the shoal-sys addon (native/shoal-sys): ${(err as Error).message}; run "npm ci" and "npm run build"`, { cause: err });
-  }
-  try {
-    loaded = require(file) as Sys;
+    // process.dlopen is what require() does for a .node file, minus the module bookkeeping.
+    process.dlopen(module, file);
   } catch (err) {
     throw new Error(`failed to load the shoal-sys addon "${file}": ${(err as Error).message}; run "npm run build"`, { cause: err });
   }
+  loaded = module.exports;
   return loaded;
+}
+
+/** The addon's path through Node's resolver, for layouts findPackageFile does not cover. */
+function resolved(): string {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('shoal-sys/package.json')), ADDON);
+  } catch (err) {
+    throw new Error(`failed to find the shoal-sys addon (native/shoal-sys): ${(err as Error).message}; run "npm ci" and "npm run build"`, { cause: err });
+  }
 }

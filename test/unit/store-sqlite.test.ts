@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { SqliteStore, WAL_AUTOCHECKPOINT_PAGES } from '../../src/store/sqlite.js';
 import { closeStateStores, openStateStore, resolveStateDir } from '../../src/store/open.js';
 import { StoreBusyError, StoreSchemaError } from '../../src/store/errors.js';
 import { SCHEMA_VERSION } from '../../src/store/schema.js';
@@ -137,6 +137,17 @@ describe('SqliteStore', () => {
     store = new SqliteStore(path.join(dir, 'shoal.db'));
     expect((await store.get('persist'))!.value).toBe('yes');
     expect(store.integrityCheck()).toBe('ok');
+  });
+
+  it('keeps the WAL short: plugins exit without closing, and the next opener reads all of it', async () => {
+    // 300 commits of ~2 pages each; with SQLite's default (checkpoint at 1000 pages) the WAL
+    // would hold them all. Frames are a 24-byte header plus a 4 KiB page; the file has a 32-byte header.
+    for (let i = 0; i < 300; i++) await store.put(`k${i}`, 'x'.repeat(200));
+    const frames = (statSync(path.join(dir, 'shoal.db-wal')).size - 32) / (24 + 4096);
+    expect(frames).toBeGreaterThan(0);
+    expect(WAL_AUTOCHECKPOINT_PAGES).toBeLessThanOrEqual(64);
+    expect(frames).toBeLessThanOrEqual(64 + 4);
+    expect((await store.get('k299'))!.value).toHaveLength(200);
   });
 
   it('records the schema version and refuses a database from a newer Shoal', () => {
