@@ -93,11 +93,13 @@ function main() {
   const rows = [];
   for (const variant of variants) {
     const times = { shoal: { add: [], del: [] }, reference: { add: [], del: [] } };
+    const nodeRound = [];
     for (let round = 0; round < ROUNDS; round++) {
       // With the environment the plugins get (PATH and CNI_* only): Node start-up depends on the
       // environment (NODE_EXTRA_CA_CERTS alone adds ~40 ms here), so an inherited one would make
       // the floor look higher than what the plugins pay.
-      nodeTimes.push(timed(process.execPath, ['-e', '0'], { PATH: process.env.PATH }));
+      nodeRound.push(timed(process.execPath, ['-e', '0'], { PATH: process.env.PATH }));
+      nodeTimes.push(nodeRound.at(-1));
       for (const [name, impl] of Object.entries(impls)) {
         const ns = `l2bn${tag}${name[0]}${round}`;
         spawnSync('ip', ['netns', 'add', ns]);
@@ -110,17 +112,20 @@ function main() {
         made.netns.delete(ns);
       }
     }
-    rows.push({ variant: variant.label, times });
+    rows.push({ variant: variant.label, times, nodeRound });
   }
   const node = median(nodeTimes);
   const firstAdd = rows[0].times.shoal.add[0];
   console.log(`rounds: ${ROUNDS} per config; medians; node -e 0: ${ms(node)}`);
-  console.log('config              | impl                     | ADD       | DEL       | ADD - node');
-  for (const { variant, times } of rows) {
+  // "paired": the median over rounds of (ADD - node -e 0 of the same round), which cancels the
+  // machine's slow drifts that shift both; a cross-check of the medians' difference.
+  console.log('config              | impl                     | ADD       | DEL       | ADD - node | paired');
+  for (const { variant, times, nodeRound } of rows) {
     for (const [name, t] of Object.entries(times)) {
       const label = name === 'shoal' ? 'shoal-bridge+shoal-ipam' : 'bridge+host-local (ref)';
       const add = median(t.add);
-      console.log(`${variant.padEnd(19)} | ${label.padEnd(24)} | ${ms(add).padStart(9)} | ${ms(median(t.del)).padStart(9)} | ${name === 'shoal' ? ms(add - node) : ''}`);
+      const paired = median(t.add.map((x, i) => x - nodeRound[i]));
+      console.log(`${variant.padEnd(19)} | ${label.padEnd(24)} | ${ms(add).padStart(9)} | ${ms(median(t.del)).padStart(9)} | ${name === 'shoal' ? `${ms(add - node).padStart(10)} | ${ms(paired)}` : ''}`);
     }
     const goal = median(times.shoal.add) - node <= median(times.reference.add);
     console.log(`${variant.padEnd(19)} | goal (ADD - node <= reference ADD): ${goal ? 'met' : 'NOT met'}`);

@@ -116,7 +116,9 @@ async function main() {
         const bundle = path.join(staging, p.staged);
         // Minified: the launcher reads the whole bundle into a string on every run, and half
         // the bytes is 5 ms less of an ADD (measured). keepNames (common) keeps class names.
-        await build({ ...common, banner: {}, minify: true, entryPoints: [p.in], outfile: bundle });
+        // Written as the CommonJS wrapper function the launcher compiles (see there), so the
+        // launcher hands the file's text to V8 as read instead of building a second 150 KB string.
+        await build({ ...common, banner: { js: '(function (exports, require, module, __filename, __dirname) {' }, footer: { js: '})' }, minify: true, entryPoints: [p.in], outfile: bundle });
         const bytes = await readFile(bundle);
         // The launcher reads the bundle as latin1, which is exact only for ASCII.
         if (bytes.some((b) => b > 0x7f)) throw new Error(`${p.staged}: non-ASCII bytes in the bundle; the launcher reads it as latin1`);
