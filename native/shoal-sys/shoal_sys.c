@@ -97,13 +97,28 @@ static napi_value result(napi_env env, long ret, int err) {
   return out;
 }
 
-static napi_value Socket(napi_env env, napi_callback_info info) {
-  napi_value a[3];
-  int32_t domain, type, protocol;
-  if (!get_args(env, info, 3, a) || !get_i32(env, a[0], &domain) || !get_i32(env, a[1], &type) || !get_i32(env, a[2], &protocol)) return NULL;
-  int ret = socket(domain, type, protocol);
-  return result(env, ret, errno);
+static bool get_ints(napi_env env, napi_callback_info info, size_t n, int32_t *out) {
+  napi_value a[MAX_ARGS];
+  if (!get_args(env, info, n, a)) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!get_i32(env, a[i], &out[i])) return false;
+  return true;
 }
+
+/* A call whose arguments are all integers: `name(a[0], ...)` returning an int. */
+#define INT_CALL(Name, n, call)                                     \
+  static napi_value Name(napi_env env, napi_callback_info info) {   \
+    int32_t a[n];                                                   \
+    if (!get_ints(env, info, n, a)) return NULL;                    \
+    int ret = (call);                                               \
+    return result(env, ret, errno);                                 \
+  }
+
+INT_CALL(Socket, 3, socket(a[0], a[1], a[2]))
+INT_CALL(Close, 1, close(a[0]))
+INT_CALL(Setns, 2, setns(a[0], a[1]))
+INT_CALL(Unshare, 1, unshare(a[0]))
+INT_CALL(Fcntl, 3, fcntl(a[0], a[1], a[2]))
 
 static napi_value Bind(napi_env env, napi_callback_info info) {
   napi_value a[2];
@@ -137,30 +152,6 @@ static napi_value Getsockname(napi_env env, napi_callback_info info) {
   socklen_t alen = (socklen_t)len;
   int ret = getsockname(fd, (struct sockaddr *)addr, &alen);
   return result(env, ret < 0 ? ret : (long)alen, errno);
-}
-
-static napi_value Close(napi_env env, napi_callback_info info) {
-  napi_value a[1];
-  int32_t fd;
-  if (!get_args(env, info, 1, a) || !get_i32(env, a[0], &fd)) return NULL;
-  int ret = close(fd);
-  return result(env, ret, errno);
-}
-
-static napi_value Setns(napi_env env, napi_callback_info info) {
-  napi_value a[2];
-  int32_t fd, nstype;
-  if (!get_args(env, info, 2, a) || !get_i32(env, a[0], &fd) || !get_i32(env, a[1], &nstype)) return NULL;
-  int ret = setns(fd, nstype);
-  return result(env, ret, errno);
-}
-
-static napi_value Unshare(napi_env env, napi_callback_info info) {
-  napi_value a[1];
-  int32_t flags;
-  if (!get_args(env, info, 1, a) || !get_i32(env, a[0], &flags)) return NULL;
-  int ret = unshare(flags);
-  return result(env, ret, errno);
 }
 
 static napi_value Mount(napi_env env, napi_callback_info info) {
@@ -222,14 +213,6 @@ static napi_value Sethostname(napi_env env, napi_callback_info info) {
   int err = errno;
   free(name);
   return result(env, ret, err);
-}
-
-static napi_value Fcntl(napi_env env, napi_callback_info info) {
-  napi_value a[3];
-  int32_t fd, cmd, arg;
-  if (!get_args(env, info, 3, a) || !get_i32(env, a[0], &fd) || !get_i32(env, a[1], &cmd) || !get_i32(env, a[2], &arg)) return NULL;
-  int ret = fcntl(fd, cmd, arg);
-  return result(env, ret, errno);
 }
 
 /*
