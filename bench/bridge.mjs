@@ -11,6 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeNewSkeletons, shoalTables } from './lib/shoal-tables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REF_DIR = process.env.REFERENCE_CNI_DIR ?? '/usr/lib/cni';
@@ -22,29 +23,13 @@ const tag = Math.random().toString(16).slice(2, 6);
 const bridges = { shoal: `l2bs${tag}`, ref: `l2br${tag}` };
 const made = { netns: new Set(), links: new Set(Object.values(bridges)) };
 
-/** Shoal's nftables tables ("family name"), for removing the ones the bench made. */
-function shoalTables() {
-  const out = spawnSync('nft', ['-j', 'list', 'tables'], { encoding: 'utf8' }).stdout || '{"nftables":[]}';
-  return JSON.parse(out).nftables.filter((o) => o.table?.name?.startsWith('shoal')).map((o) => `${o.table.family} ${o.table.name}`);
-}
 const tablesBefore = new Set(shoalTables());
-
-/** True when a table holds only the skeleton DEL leaves (empty maps, shared dispatch rules). */
-function onlySkeleton(family, name) {
-  const items = JSON.parse(spawnSync('nft', ['-j', 'list', 'table', family, name], { encoding: 'utf8' }).stdout || '{"nftables":[]}').nftables;
-  return items.every((o) => (o.map ? !o.map.elem?.length : o.set ? !o.set.elem?.length : o.rule ? ['portmap', 'shoal-l2'].includes(o.rule.comment) : true));
-}
 
 function cleanup() {
   for (const ns of made.netns) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
   for (const l of made.links) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
   // Our network's masquerade rules are deleted by DEL; the reference's iptables chains by its DEL.
-  // DEL leaves Shoal's table skeleton on purpose (a concurrent ADD may need it): remove the
-  // skeletons of tables this bench created, as the integration teardown does.
-  for (const t of shoalTables().filter((t) => !tablesBefore.has(t))) {
-    const [family, name] = t.split(' ');
-    if (onlySkeleton(family, name)) spawnSync('nft', ['delete', 'table', family, name]);
-  }
+  removeNewSkeletons(tablesBefore);
   rmSync(tmp, { recursive: true, force: true });
   rmSync(binDir, { recursive: true, force: true });
 }

@@ -20,6 +20,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeNewSkeletons, shoalTables } from './lib/shoal-tables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHOAL = path.join(root, 'dist/bin/shoal');
@@ -33,6 +34,7 @@ const tag = String(process.pid % 10000);
 const third = 10 + (process.pid % 200);
 const NETS = { shoal: `bshoal${tag}`, 'shoal-chain': `bchain${tag}`, 'shoal-l2': `bl2${tag}`, reference: `bref${tag}` };
 const env = { ...process.env, CONTAINERS_CONF: conf, SHOAL_STATE_DIR: state, SHOAL_RUN_DIR: path.join(tmp, 'run') };
+const tablesBefore = new Set(shoalTables());
 const podmanArgs = ['--root', path.join(tmp, 'root'), '--runroot', path.join(tmp, 'runroot'), '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
 
 function sh(cmd, args, opts = {}) {
@@ -96,6 +98,7 @@ function cleanup() {
   sh(process.execPath, [SHOAL, 'network', 'rm', '--force', NETS.shoal, NETS['shoal-chain']], { allowFail: true });
   for (const br of [`bl2br${tag}`, `brefbr${tag}`]) sh('ip', ['link', 'del', br], { allowFail: true });
   // The reference ipMasq rules live in iptables chains named CNI-<hash>; podman's DEL removes them.
+  removeNewSkeletons(tablesBefore);
   sh('umount', ['-R', path.join(tmp, 'root')], { allowFail: true });
   rmSync(tmp, { recursive: true, force: true });
 }
