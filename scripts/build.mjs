@@ -67,7 +67,13 @@ function buildAddon() {
   }
   const tmp = `${out}.${process.pid}.tmp`;
   mkdirSync(path.dirname(out), { recursive: true });
-  execFileSync(process.env.CC || 'cc', ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, source], { stdio: 'inherit' });
+  const cc = process.env.CC || 'cc';
+  try {
+    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, source], { stdio: 'inherit' });
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new Error(`cannot build native/shoal-sys: no C compiler "${cc}" (install gcc, or set CC)`, { cause: err });
+    throw err;
+  }
   renameSync(tmp, out);
 }
 
