@@ -7,7 +7,8 @@
  * nothing is left buffered when the process exits right after answering.
  */
 import { closeSync, fstatSync, openSync, read, readSync, stat, writeSync } from 'node:fs';
-import { exitNow, libcBound } from '../src/kernel/ffi.js';
+import { exitNow } from '../src/kernel/ffi.js';
+import { sysLoaded } from '../src/kernel/sys.js';
 import type { CniIO } from './skel.js';
 
 /** How long VERSION waits for an optional config on stdin before answering without one. */
@@ -23,9 +24,9 @@ export function processIO(): CniIO {
     // Exit even if a stray handle would keep the event loop alive: a hanging plugin blocks the
     // container runtime. Everything was written synchronously already, and the store's commits
     // are in its WAL (safe as kill -9 is), so once the 'exit' listeners have run (the launcher
-    // writes its code cache there) a plugin that bound libc skips Node's teardown.
+    // writes its code cache there) a plugin that loaded the system-call addon skips Node's teardown.
     exit: (code) => {
-      if (libcBound()) {
+      if (sysLoaded()) {
         process.exitCode = code;
         process.emit('exit', code);
         exitNow(code);

@@ -80,8 +80,8 @@ export async function connect(args: string[]): Promise<number> {
   let ifname = values.ifname as string | undefined;
   for (let i = 0; ifname === undefined; i++) if (!used.has(`eth${i}`)) ifname = `eth${i}`;
   const { attach } = await import('../network/attach.js');
-  const [{ resolveHostPorts }, { portmapDir }] = await Promise.all([import('../network/host-ports.js'), import('../portmap/state.js')]);
-  const res = await attach(opts, net, { containerId: target.containerId, netns: target.netns, ifname, name: target.name, aliases: many(values.alias), ports: resolveHostPorts(ports, portmapDir(opts.stateDir)) });
+  const { resolveHostPorts } = await import('../network/host-ports.js');
+  const res = await attach(opts, net, { containerId: target.containerId, netns: target.netns, ifname, name: target.name, aliases: many(values.alias), ports: resolveHostPorts(ports, opts.stateDir) });
   if (target.sandbox) {
     const { putSandbox } = await import('../network/sandboxes.js');
     target.sandbox.attachments.push({ network: net.name, ifname, addresses: res.addresses });

@@ -149,8 +149,8 @@ export async function run(args: string[]): Promise<number> {
     const spec = await buildSpec(args);
     if (spec === 'help') return void process.stdout.write(HELP), 0;
     await precheck(spec);
-    const [{ resolveHostPorts }, { portmapDir }] = await Promise.all([import('../network/host-ports.js'), import('../portmap/state.js')]);
-    spec.ports = resolveHostPorts(spec.ports as PortRequest[], portmapDir(stateDir()));
+    const { resolveHostPorts } = await import('../network/host-ports.js');
+    spec.ports = resolveHostPorts(spec.ports as PortRequest[], stateDir());
     if (spec.detached) return runDetached(spec);
     const { supervise, SetupError } = await import('./sandbox-supervisor.js');
     try {

@@ -4,7 +4,7 @@
  * never touches the kernel (VERSION) never pays for it.
  */
 import { SyscallError } from './errors.js';
-import { sys, sysLoaded } from './sys.js';
+import { sys } from './sys.js';
 
 export const AF_UNIX = 1;
 export const AF_INET = 2;
@@ -33,15 +33,10 @@ export const MS_SHARED = 1 << 20;
 export const MS_SLAVE = 1 << 19;
 export const MNT_DETACH = 2;
 
-/** True once the addon is loaded, so exitNow() costs no extra load. */
-export function libcBound(): boolean {
-  return sysLoaded();
-}
-
 /**
  * Ends the process now with `code` through libc's _exit, skipping Node's teardown (2-3 ms of a
  * CNI process, measured). Only for callers that have written all their output synchronously and
- * run their 'exit' listeners themselves; check libcBound() first to avoid loading the addon for it.
+ * run their 'exit' listeners themselves; check sysLoaded() first to avoid loading the addon for it.
  */
 export function exitNow(code: number): never {
   return sys().exit(code);

@@ -35,7 +35,7 @@ import {
   type LinkInfoSpec,
   type VxlanInfo,
 } from './link-codec.js';
-import { linkRefText, op, withNetnsFd, type LinkRef, type Rtnl } from './rtnl.js';
+import { knownIndex, linkRefText, op, withNetnsFd, type LinkRef, type Rtnl } from './rtnl.js';
 
 export type { BridgePortFlags, BridgePortInfo, Link, VxlanInfo } from './link-codec.js';
 
@@ -65,11 +65,9 @@ export type ChangeLinkInfoSpec =
   | { kind: 'macvlan'; mode: MacvlanMode }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag };
 
-const refText = linkRefText;
-
 /** Turns "no such device" from the kernel into LinkNotFoundError; other errors pass through. */
 function notFound(nl: Rtnl, ref: LinkRef, err: unknown): never {
-  if (err instanceof NetlinkError && err.errnoName === 'ENODEV') throw new LinkNotFoundError(refText(ref), nl.where, { cause: err });
+  if (err instanceof NetlinkError && err.errnoName === 'ENODEV') throw new LinkNotFoundError(linkRefText(ref), nl.where, { cause: err });
   throw err;
 }
 
@@ -77,15 +75,15 @@ function notFound(nl: Rtnl, ref: LinkRef, err: unknown): never {
 export function getLink(nl: Rtnl, ref: LinkRef): Link {
   const attrs: Attr[] = [attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)];
   if (typeof ref === 'string') attrs.push(attr.str(IFLA_IFNAME, ref));
-  const header = encodeIfinfomsg({ index: typeof ref === 'number' ? ref : typeof ref === 'object' ? ref.index : 0 });
+  const header = encodeIfinfomsg({ index: knownIndex(ref) ?? 0 });
   let replies;
   try {
-    replies = nl.sock.request({ type: RTM_GETLINK, flags: 0, header, attrs }, op('get link', refText(ref)));
+    replies = nl.sock.request({ type: RTM_GETLINK, flags: 0, header, attrs }, op('get link', linkRefText(ref)));
   } catch (err) {
     notFound(nl, ref, err);
   }
   const first = replies[0];
-  if (!first) throw new LinkNotFoundError(refText(ref), nl.where);
+  if (!first) throw new LinkNotFoundError(linkRefText(ref), nl.where);
   return decodeLink(first.payload);
 }
 
@@ -100,8 +98,7 @@ export function findLink(nl: Rtnl, ref: LinkRef): Link | undefined {
 }
 
 export function linkIndex(nl: Rtnl, ref: LinkRef): number {
-  if (typeof ref === 'number') return ref;
-  return typeof ref === 'object' ? ref.index : getLink(nl, ref).index;
+  return knownIndex(ref) ?? getLink(nl, ref).index;
 }
 
 export function listLinks(nl: Rtnl): Link[] {
@@ -154,7 +151,7 @@ export function createLink(nl: Rtnl, spec: CreateLinkSpec): Link {
 }
 
 export function deleteLink(nl: Rtnl, ref: LinkRef): void {
-  const what = op('delete link', refText(ref));
+  const what = op('delete link', linkRefText(ref));
   const index = linkIndex(nl, ref);
   try {
     nl.sock.request({ type: RTM_DELLINK, flags: 0, header: encodeIfinfomsg({ index }) }, what);
@@ -178,7 +175,7 @@ export function deleteLinkIfExists(nl: Rtnl, ref: LinkRef): boolean {
 function setLink(nl: Rtnl, ref: LinkRef, verb: string, attrs: Attr[], flags?: { flags: number; change: number }): void {
   const index = linkIndex(nl, ref);
   try {
-    nl.sock.request({ type: RTM_SETLINK, flags: 0, header: encodeIfinfomsg({ index, ...flags }), attrs }, op(verb, refText(ref)));
+    nl.sock.request({ type: RTM_SETLINK, flags: 0, header: encodeIfinfomsg({ index, ...flags }), attrs }, op(verb, linkRefText(ref)));
   } catch (err) {
     notFound(nl, ref, err);
   }
@@ -213,7 +210,7 @@ export function setLinkMac(nl: Rtnl, ref: LinkRef, mac: string): void {
 /** Attaches the link to `master` (a bridge), or detaches it with `null` (nomaster). */
 export function setLinkMaster(nl: Rtnl, ref: LinkRef, master: LinkRef | null): void {
   const masterIndex = master === null ? 0 : linkIndex(nl, master);
-  setLink(nl, ref, master === null ? 'detach link' : `attach to "${refText(master)}" link`, commonLinkAttrs({ masterIndex }));
+  setLink(nl, ref, master === null ? 'detach link' : `attach to "${linkRefText(master)}" link`, commonLinkAttrs({ masterIndex }));
 }
 
 /** Renames a link; the kernel requires it to be down. */
@@ -239,7 +236,7 @@ export function moveLinkToNetns(nl: Rtnl, ref: LinkRef, netnsPath: string, newNa
  */
 export function changeLinkInfo(nl: Rtnl, ref: LinkRef, spec: ChangeLinkInfoSpec): void {
   const index = linkIndex(nl, ref);
-  const what = op(`change ${spec.kind} options of link`, refText(ref));
+  const what = op(`change ${spec.kind} options of link`, linkRefText(ref));
   try {
     nl.sock.request({ type: RTM_NEWLINK, flags: 0, header: encodeIfinfomsg({ index }), attrs: [linkInfoAttr(spec)] }, what);
   } catch (err) {
@@ -254,7 +251,7 @@ export function changeLinkInfo(nl: Rtnl, ref: LinkRef, spec: ChangeLinkInfoSpec)
  */
 export function setBridgePortFlags(nl: Rtnl, ref: LinkRef, flags: BridgePortFlags): void {
   const index = linkIndex(nl, ref);
-  const what = op('set bridge port flags on link', refText(ref));
+  const what = op('set bridge port flags on link', linkRefText(ref));
   const attrs = [attr.nested(IFLA_PROTINFO, bridgePortAttrs(flags))];
   try {
     nl.sock.request({ type: RTM_SETLINK, flags: 0, header: encodeIfinfomsg({ family: AF_BRIDGE, index }), attrs }, what);

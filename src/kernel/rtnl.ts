@@ -14,6 +14,12 @@ import { NetlinkSocket } from './netlink/socket.js';
  */
 export type LinkRef = string | number | { readonly index: number; readonly name: string };
 
+/** The ifindex `ref` carries, if it carries one (a name needs a lookup). */
+export function knownIndex(ref: LinkRef): number | undefined {
+  if (typeof ref === 'string') return undefined;
+  return typeof ref === 'number' ? ref : ref.index;
+}
+
 /** How messages name `ref`: the interface name when known. */
 export function linkRefText(ref: LinkRef): string {
   if (typeof ref === 'object') return ref.name;

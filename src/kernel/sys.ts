@@ -4,9 +4,6 @@
  * Resolved as the `shoal-sys` package (a file: dependency, so node_modules/shoal-sys links to
  * native/shoal-sys) from wherever this code runs: the sources, dist/ bundles, or copies of them.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { findPackageFile } from '../package-file.js';
 
 const ADDON = 'build/shoal_sys.node';
@@ -38,7 +35,8 @@ export function sysLoaded(): boolean {
 
 export function sys(): Sys {
   if (loaded) return loaded;
-  const file = findPackageFile(fileURLToPath(import.meta.url), 'shoal-sys', ADDON) ?? resolved();
+  const file = findPackageFile(import.meta.url, 'shoal-sys', ADDON);
+  if (file === undefined) throw new Error(`failed to find the shoal-sys addon (${ADDON} of native/shoal-sys): run "npm ci" and "npm run build"`);
   const module = { exports: {} as Sys };
   try {
     // process.dlopen is what require() does for a .node file, minus the module bookkeeping.
@@ -48,13 +46,4 @@ export function sys(): Sys {
   }
   loaded = module.exports;
   return loaded;
-}
-
-/** The addon's path through Node's resolver, for layouts findPackageFile does not cover. */
-function resolved(): string {
-  try {
-    return join(dirname(createRequire(import.meta.url).resolve('shoal-sys/package.json')), ADDON);
-  } catch (err) {
-    throw new Error(`failed to find the shoal-sys addon (native/shoal-sys): ${(err as Error).message}; run "npm ci" and "npm run build"`, { cause: err });
-  }
 }

@@ -8,7 +8,7 @@
  * that takes the port in between makes the portmap plugin refuse the ADD with the owner's name.
  */
 import { readFileSync } from 'node:fs';
-import { listRecords } from '../portmap/state.js';
+import { listRecords, portmapDir } from '../portmap/state.js';
 import type { PortMapping } from './attach.js';
 import type { PortRequest } from './ports.js';
 
@@ -27,6 +27,7 @@ export interface HostPortState {
 }
 
 const overlaps = (a: string, b: string) => a === '' || b === '' || a === b;
+const toMapping = ({ hostIP, hostPort, containerPort, protocol }: PortRequest): PortMapping => ({ hostIP, hostPort, containerPort, protocol });
 
 /**
  * Fixed requests are kept as they are (the portmap plugin checks them and names the holder);
@@ -39,7 +40,7 @@ export function assignHostPorts(requests: PortRequest[], state: HostPortState, r
     !state.held.has(`${r.protocol}/${port}`) && !taken.some((m) => m.protocol === r.protocol && m.hostPort === port && overlaps(m.hostIP, r.hostIP));
   return requests.map((r) => {
     const { hostIP, hostPort, containerPort, protocol } = r;
-    if (hostPort !== 0) return { hostIP, hostPort, containerPort, protocol };
+    if (hostPort !== 0) return toMapping(r);
     const [lo, hi] = r.hostRange ?? state.ephemeral;
     const size = hi - lo + 1;
     const first = r.hostRange ? 0 : Math.floor(random * size);
@@ -76,10 +77,10 @@ function readOr(file: string, fallback: string): string {
   }
 }
 
-/** Host ports for `-p` requests; reads what Shoal (`portmapDir`) and the host hold only when one is open. */
-export function resolveHostPorts(requests: PortRequest[], portmapDir: string): PortMapping[] {
-  if (requests.every((r) => r.hostPort !== 0)) return requests.map(({ hostIP, hostPort, containerPort, protocol }) => ({ hostIP, hostPort, containerPort, protocol }));
-  return assignHostPorts(requests, readHostPortState(portmapDir));
+/** Host ports for `-p` requests; reads what Shoal (under `stateDir`) and the host hold only when one is open. */
+export function resolveHostPorts(requests: PortRequest[], stateDir: string | undefined): PortMapping[] {
+  if (requests.every((r) => r.hostPort !== 0)) return requests.map(toMapping);
+  return assignHostPorts(requests, readHostPortState(portmapDir(stateDir)));
 }
 
 /** What assignHostPorts needs, read from the portmap records in `portmapDir` and /proc. */

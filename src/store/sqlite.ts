@@ -1,8 +1,6 @@
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { findPackageFile } from '../package-file.js';
 import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
 import { migrate, SCHEMA_VERSION } from './schema.js';
@@ -26,16 +24,7 @@ let addonPath: string | null | undefined;
  * back to that probing when the build layout is not the usual one.
  */
 function nativeBinding(): string | null {
-  if (addonPath !== undefined) return addonPath;
-  addonPath = findPackageFile(fileURLToPath(import.meta.url), 'better-sqlite3', ADDON) ?? null;
-  if (addonPath) return addonPath;
-  try {
-    const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
-    const candidate = join(dirname(pkg), ADDON);
-    addonPath = existsSync(candidate) ? candidate : null;
-  } catch {
-    addonPath = null;
-  }
+  if (addonPath === undefined) addonPath = findPackageFile(import.meta.url, 'better-sqlite3', ADDON) ?? null;
   return addonPath;
 }
 
