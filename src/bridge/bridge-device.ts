@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
 import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
-import { createLink, findLink, getLink, setLinkGroup, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
+import { createLink, findLink, getLink, linkMacIsSet, setLinkGroup, setLinkMac, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
 import { AF_INET, AF_INET6 } from '../kernel/netlink/constants.js';
 import { bytesToIp, ipToBytes, parseCidr } from '../kernel/netlink/inet.js';
 import type { Rtnl } from '../kernel/rtnl.js';
@@ -15,6 +15,7 @@ import { writeSysctl } from '../kernel/sysctl.js';
 import { isIpv6 } from './addressing.js';
 import { LinkConflictError } from './errors.js';
 import { SHOAL_BRIDGE_GROUP } from './firewall.js';
+import { bridgeMac } from './mac.js';
 
 export interface BridgeOptions {
   name: string;
@@ -22,7 +23,10 @@ export interface BridgeOptions {
   promiscMode: boolean;
 }
 
-/** The bridge, created if missing, up, in Shoal's device group, with the requested settings. */
+/**
+ * The bridge, created if missing, up, in Shoal's device group, with the requested settings and
+ * a MAC of its own that its ports cannot change (mac.ts says why).
+ */
 export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
   // Look first: the bridge exists on every ADD but a network's first, and a refused create
   // costs a round trip and an error object. Create when missing; EEXIST then means a racing ADD
@@ -30,7 +34,7 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
   let link = findLink(host, o.name);
   if (!link) {
     try {
-      link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, up: true });
+      link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, mac: bridgeMac(o.name), up: true });
     } catch (err) {
       if (!(err instanceof LinkExistsError)) throw err;
       link = getLink(host, o.name);
@@ -39,6 +43,7 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
   if (link.kind !== 'bridge') {
     throw new LinkConflictError(`failed to use bridge "${o.name}": a link of kind ${link.kind ?? 'unknown'} already has that name`);
   }
+  pinBridgeMac(host, link);
   // On every ADD, not only on creation: a racing creator may not have got this far yet.
   if (!link.up) setLinkUp(host, link.index);
   if (link.group !== SHOAL_BRIDGE_GROUP) setLinkGroup(host, link.index, SHOAL_BRIDGE_GROUP);
@@ -52,6 +57,18 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
     }
   }
   return link;
+}
+
+/**
+ * A bridge made by an older build (or by someone else) may still follow its ports' MACs.
+ * Setting its MAC to the one it has now pins it without changing what neighbours see; this
+ * happens once, since afterwards the kernel reports the MAC as set. Shoal's own bridges carry
+ * the derived MAC, which needs no look at sysfs.
+ */
+function pinBridgeMac(host: Rtnl, link: Link): void {
+  if (!link.mac || link.mac === bridgeMac(link.name)) return;
+  if (linkMacIsSet(link) === true) return;
+  setLinkMac(host, link.index, link.mac);
 }
 
 /**

@@ -10,7 +10,7 @@ import { withRollback } from '../../cni/invoke.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniInterface, CniResult } from '../../cni/types.js';
 import { LinkExistsError } from '../kernel/errors.js';
-import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags, type Link } from '../kernel/link.js';
+import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags, setLinkMac, type Link } from '../kernel/link.js';
 import { NftTransaction } from '../kernel/nftables.js';
 import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
 import { netnsExists } from '../kernel/netns.js';
@@ -23,6 +23,7 @@ import { addAttachmentRules, addNetworkPolicy, deleteAttachmentRules, macspoofRu
 import { applyTransaction } from '../kernel/nftables.js';
 import * as ipam from './ipam.js';
 import { attachmentOwner, hostVethName } from './names.js';
+import { containerMac } from './mac.js';
 import { collectStaleRules } from './gc.js';
 import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded, throwFirst } from './embedded.js';
 
@@ -63,6 +64,10 @@ export async function add(req: CniRequest): Promise<CniResult> {
 
       const allocated = await ipam.allocate(req, undo);
       const plan = planAddresses(allocated, { ...conf, interfaceIndex: CONTAINER_INDEX });
+      // Unless the runtime asked for one, the MAC follows the address (mac.ts): set while the
+      // link is still down, before configureInterface reads it back for the result.
+      const derivedMac = mac ? undefined : containerMac(plan.ips.map((i) => i.address));
+      if (derivedMac) setLinkMac(ctr, req.ifname, derivedMac);
       const ctrLink = configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: !conf.enabledad });
       for (const cidr of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, cidr, conf.forceAddress);
       if (conf.isGateway) enableForwarding({ v4: plan.ips.some((i) => !isIpv6(i.address)), v6: plan.ips.some((i) => isIpv6(i.address)) });

@@ -9,7 +9,7 @@ import { withRollback } from '../../cni/invoke.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniInterface, CniResult } from '../../cni/types.js';
 import { LinkExistsError } from '../kernel/errors.js';
-import { createLink, deleteLinkIfExists, findLink, getLink, moveLinkToNetns } from '../kernel/link.js';
+import { createLink, deleteLinkIfExists, findLink, getLink, moveLinkToNetns, setLinkMac, type Link } from '../kernel/link.js';
 import { AF_INET } from '../kernel/netlink/constants.js';
 import { netnsExists } from '../kernel/netns.js';
 import { listRoutes } from '../kernel/route.js';
@@ -19,6 +19,7 @@ import { parseIpvlanConf, parseMacvlanConf, type IpvlanConf, type MacvlanConf } 
 import { configureInterface, verifyInterface } from './container-iface.js';
 import { AttachmentCheckError, LinkConflictError } from './errors.js';
 import * as ipam from './ipam.js';
+import { containerMac } from './mac.js';
 import { temporaryLinkName } from './names.js';
 
 type Kind = 'macvlan' | 'ipvlan';
@@ -64,17 +65,18 @@ export async function add(kind: Kind, req: CniRequest): Promise<CniResult> {
         moveLinkToNetns(host, temp, req.netns, req.ifname);
       }
       undo.push(`delete ${kind} "${req.ifname}" in ${req.netns}`, () => deleteLinkIfExists(ctr, req.ifname));
-      const link = getLink(ctr, req.ifname);
-      const iface: CniInterface = { name: req.ifname, sandbox: req.netns, ...(link.mac && kind === 'macvlan' ? { mac: link.mac } : {}), ...(link.mtu ? { mtu: link.mtu } : {}) };
       if (!req.config.ipam?.type) {
         // No IPAM (e.g. a DHCP client in the container): the link is up, nothing else.
-        configureInterface(ctr, req.ifname, { ips: [], routes: [], nodad: true });
-        return { interfaces: [iface] };
+        return { interfaces: [sublinkInterface(kind, req, configureInterface(ctr, req.ifname, { ips: [], routes: [], nodad: true }))] };
       }
       const allocated = await ipam.allocate(req, undo);
       const plan = planAddresses(allocated, { isGateway: false, isDefaultGateway: false, internal: false, interfaceIndex: 0 });
-      configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: true });
-      const result: CniResult = { interfaces: [iface], ips: plan.ips, routes: plan.routes };
+      // A macvlan's MAC follows its address unless the config names one (mac.ts: neighbours on
+      // the parent's segment reach a reused address at once). An ipvlan has its parent's MAC.
+      const derivedMac = c.kind === 'macvlan' && !c.mac ? containerMac(plan.ips.map((i) => i.address)) : undefined;
+      if (derivedMac) setLinkMac(ctr, req.ifname, derivedMac);
+      const link = configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: true });
+      const result: CniResult = { interfaces: [sublinkInterface(kind, req, link)], ips: plan.ips, routes: plan.routes };
       if (allocated.dns) result.dns = allocated.dns;
       return result;
     }, req.log);
@@ -82,6 +84,10 @@ export async function add(kind: Kind, req: CniRequest): Promise<CniResult> {
     ctr.close();
     host.close();
   }
+}
+
+function sublinkInterface(kind: Kind, req: CniRequest, link: Link): CniInterface {
+  return { name: req.ifname, sandbox: req.netns, ...(link.mac && kind === 'macvlan' ? { mac: link.mac } : {}), ...(link.mtu ? { mtu: link.mtu } : {}) };
 }
 
 export async function del(kind: Kind, req: CniRequest): Promise<void> {

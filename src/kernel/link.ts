@@ -3,6 +3,7 @@
  * delete, and change state (up/down, MTU, MAC, master, name, netns, kind options). Every
  * function works in the netns of the handle it is given.
  */
+import { readFileSync } from 'node:fs';
 import { LinkExistsError, LinkNotFoundError, NetlinkError } from './errors.js';
 import { attr, type Attr } from './netlink/codec.js';
 import {
@@ -205,6 +206,25 @@ export function setLinkMtu(nl: Rtnl, ref: LinkRef, mtu: number): void {
 
 export function setLinkMac(nl: Rtnl, ref: LinkRef, mac: string): void {
   setLink(nl, ref, `set MAC ${mac} on link`, commonLinkAttrs({ mac }));
+}
+
+const NET_ADDR_SET = 3;
+
+/**
+ * Whether the kernel keeps the link's MAC because it was set explicitly (addr_assign_type
+ * NET_ADDR_SET): a bridge then no longer takes the lowest MAC of its ports. rtnetlink does not
+ * report the assign type and sysfs does, but sysfs shows the netns it was mounted in, not the
+ * caller's: the answer counts only when sysfs's link of that name has the same index.
+ * Undefined when sysfs cannot tell.
+ */
+export function linkMacIsSet(link: Link): boolean | undefined {
+  try {
+    const dir = `/sys/class/net/${link.name}`;
+    if (Number(readFileSync(`${dir}/ifindex`, 'latin1')) !== link.index) return undefined;
+    return Number(readFileSync(`${dir}/addr_assign_type`, 'latin1')) === NET_ADDR_SET;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Attaches the link to `master` (a bridge), or detaches it with `null` (nomaster). */
