@@ -106,6 +106,32 @@ describe('shoal-macvlan, version-independent', () => {
     expect((await execInNetns(parentNs.name, 'macvlan', 'DEL', config, 'x1', a.path)).code).toBe(0);
   });
 
+  it('an address released and handed to a new macvlan container is reachable at once by a neighbour that talked to the previous holder', async () => {
+    const { ns: parentNs, parent } = parentInNamespace();
+    // A /29: five addresses, all held, so the one released is the one handed out next.
+    const sub = subnet().replace(/0\/24$/, '0/29');
+    const config = { cniVersion: '1.0.0', name: uniqueName(PREFIX), type: 'shoal-macvlan', master: parent, mode: 'bridge', ipam: { type: 'shoal-ipam', subnet: sub, stateDir } };
+    const holders: Array<{ id: string; ns: { name: string; path: string }; ip: string }> = [];
+    for (let i = 0; i < 5; i++) {
+      const ns = objects.netns();
+      const r = await execInNetns(parentNs.name, 'macvlan', 'ADD', config, `r${i}`, ns.path);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      holders.push({ id: `r${i}`, ns, ip: (r.json!['ips'] as Array<{ address: string }>)[0]!.address.split('/')[0]! });
+    }
+    const [neighbour, old] = [holders[0]!, holders[3]!];
+    expect(pingEventually(neighbour.ns.name, old.ip)).toBe(true);
+    expect((await execInNetns(parentNs.name, 'macvlan', 'DEL', config, old.id, old.ns.path)).code).toBe(0);
+    const fresh = objects.netns();
+    const r = await execInNetns(parentNs.name, 'macvlan', 'ADD', config, 'fresh', fresh.path);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((r.json!['ips'] as Array<{ address: string }>)[0]!.address.split('/')[0]).toBe(old.ip);
+    // One probe, 1 s deadline: the neighbour still holds the previous holder's MAC for the address.
+    expect(ping(neighbour.ns.name, old.ip), 'the new holder answers within 1 s').toBe(true);
+    for (const h of [...holders.filter((h) => h !== old), { id: 'fresh', ns: fresh }]) {
+      expect((await execInNetns(parentNs.name, 'macvlan', 'DEL', config, h.id, h.ns.path)).code).toBe(0);
+    }
+  });
+
   it('master defaults to the interface of the default route', async () => {
     const { ns: parentNs } = parentInNamespace();
     ipQuiet(['addr', 'add', '10.236.251.1/24', 'dev', 'par0'], parentNs.name);

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { watchContainer, type Watch } from '../helpers/continuity.js';
 import { ipQuiet } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { DIST, startDaemon, tempDirs, testSubnet, waitFor, type DaemonProc } from './daemon-helpers.js';
@@ -19,6 +20,7 @@ const subnet = testSubnet();
 const image = `localhost/${uniqueName('img')}:latest`;
 const nameB = uniqueName('cb');
 let daemon: DaemonProc | undefined;
+let watch: Watch | undefined;
 
 function podman(args: string[], input?: string | Buffer) {
   const base = ['--root', path.join(dirs.root, 'root'), '--runroot', path.join(dirs.root, 'runroot'), '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
@@ -64,6 +66,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  watch?.kill();
   podman(['rm', '-af', '-t', '0']);
   podman(['rmi', '-af']);
   await daemon?.stop();
@@ -84,6 +87,35 @@ describe('695 podman resolves containers through shoal-dns and the daemon', () =
     expect(a.stdout).toMatch(new RegExp(`Name:\\s+${nameB}\\.pm\\.shoal\\s+Address:\\s+${bIp.replace(/\./g, '\\.')}`));
     expect(a.stdout).toMatch(new RegExp(`Name:\\s+bee\\.pm\\.shoal\\s+Address:\\s+${bIp.replace(/\./g, '\\.')}`));
   }, 90_000);
+
+  it('podman run and rm of neighbours do not interrupt a running container\'s pings and lookups through the gateway', async () => {
+    const names = { steady: uniqueName('cs'), watched: uniqueName('cw') };
+    for (const n of Object.values(names)) {
+      const r = podman(['run', '-d', '--name', n, '--network', netName, ...limits, image, 'sleep', '120']);
+      expect(r.status, r.stderr).toBe(0);
+    }
+    const steadyIp = podman(['inspect', '-f', `{{(index .NetworkSettings.Networks "${netName}").IPAddress}}`, names.steady]).stdout.trim();
+    const sandbox = podman(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', names.watched]).stdout.trim();
+    expect(sandbox).toMatch(/^\//);
+    watch = await watchContainer(sandbox, { gateway: subnet.gateway, names: [{ name: `${names.steady}.pm.shoal`, address: steadyIp }] });
+    // Neighbours join and leave around the watched container, as `podman run`/`podman rm` do.
+    const neighbours = [uniqueName('cn'), uniqueName('cn'), uniqueName('cn'), uniqueName('cn')];
+    const steps: Array<['run' | 'rm', string]> = [
+      ['run', neighbours[0]!], ['run', neighbours[1]!], ['rm', neighbours[0]!], ['run', neighbours[2]!],
+      ['rm', neighbours[1]!], ['run', neighbours[3]!], ['rm', neighbours[3]!], ['rm', neighbours[2]!],
+    ];
+    for (const [verb, n] of steps) {
+      const r = verb === 'run' ? podman(['run', '-d', '--name', n, '--network', netName, ...limits, image, 'sleep', '120']) : podman(['rm', '-f', '-t', '0', n]);
+      expect(r.status, `${verb} ${n}: ${r.stderr}`).toBe(0);
+    }
+    const report = await watch.stop();
+    watch = undefined;
+    expect(report.ping.lost, 'pings to the gateway without reply').toEqual([]);
+    expect(report.dns!.lost, 'lookups without answer').toEqual([]);
+    expect(report.dns!.wrong, 'lookups answered wrongly').toEqual([]);
+    expect(report.dns!.sent).toBeGreaterThan(10);
+    expect(podman(['rm', '-f', '-t', '0', names.steady, names.watched]).status).toBe(0);
+  }, 120_000);
 
   it('podman rm removes the name (DEL through the chain)', async () => {
     expect(podman(['rm', '-f', '-t', '0', nameB]).status).toBe(0);
