@@ -126,7 +126,7 @@ async function main() {
     bundle: true,
     platform: 'node',
     format: 'cjs',
-    target: 'node20',
+    target: 'node24',
     outfile: path.join(work, 'dns.cjs'),
     logLevel: 'error',
   });

@@ -34,10 +34,9 @@ const CNI_TYPES = [
 const common = {
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   format: 'cjs',
   external: ['pino', 'bindings', '*.node'],
-  banner: { js: '#!/usr/bin/env node' },
   legalComments: 'none',
   // ASCII output (non-ASCII escaped): scripts/plugin-launcher.cjs reads plugin bundles as latin1.
   charset: 'ascii',
@@ -94,6 +93,11 @@ function launcherShebang() {
   return /^[^\s]{1,200}$/.test(node) ? `#!${node} ${NODE_OPTION}` : `#!/usr/bin/env -S node ${NODE_OPTION}`;
 }
 
+function cliShebang() {
+  const node = process.execPath;
+  return /^[^\s]{1,200}$/.test(node) ? `#!${node}` : '#!/usr/bin/env node';
+}
+
 async function main() {
   buildAddon();
   // Build into a private directory and rename each file into place: tests and runtimes may be
@@ -136,7 +140,8 @@ async function main() {
         await chmod(staged, 0o755);
       }),
       (async () => {
-        await build({ ...common, entryPoints: [cli.in], outfile: path.join(staging, cli.staged) });
+        // The CLI names the building Node too: `dist/bin/shoal` runs on Node 24 whatever PATH says.
+        await build({ ...common, banner: { js: cliShebang() }, entryPoints: [cli.in], outfile: path.join(staging, cli.staged) });
         await chmod(path.join(staging, cli.staged), 0o755);
       })(),
     ]);

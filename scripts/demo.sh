@@ -16,6 +16,7 @@ die() { printf '\ndemo FAILED: %s\n' "$*" >&2; exit 1; }
 
 step "setting up (Debian packages, npm ci, build)"
 bash scripts/setup.sh
+source scripts/node-env.sh
 
 SHOAL="$ROOT/dist/bin/shoal"
 WORK=$(mktemp -d /tmp/shoal-demo.XXXXXX)

@@ -18,11 +18,18 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Node 24 LTS first on PATH (installed from the npm registry when the system's Node is older).
+source scripts/node-env.sh
+echo "setup: node $(node --version) at $(command -v node)" >&2
+
 # npm ci is exact and reproducible but slow (it compiles better-sqlite3): skip it when the
 # installed tree was made from this very lock file.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+# better-sqlite3 is compiled for one Node ABI: a tree built by another Node is rebuilt too.
+node_mark=node_modules/.shoal-node-version
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json || "$(cat "$node_mark" 2>/dev/null)" != "$(node --version)" ]]; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error
+  node --version > "$node_mark"
 fi
 
 echo "setup: npm run build" >&2

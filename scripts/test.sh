@@ -11,6 +11,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+# The Node setup chose (Node 24), first on PATH for npx, vitest and every process the tests start.
+source scripts/node-env.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 static_failed=0
 echo "test: typecheck" >&2

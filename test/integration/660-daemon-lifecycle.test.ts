@@ -66,7 +66,9 @@ describe('660 daemon life cycle', () => {
     const m = await fetch(`http://127.0.0.1:${daemon!.metricsPort}/metrics`);
     expect(m.status).toBe(200);
     const text = await m.text();
-    expect(text).toMatch(/^shoal_build_info\{version="[^"]+",node="v20\.[^"]+"\} 1$/m);
+    // The daemon runs on the Node that runs the tests (Node 24: scripts/node-env.sh).
+    expect(text).toMatch(new RegExp(`^shoal_build_info\\{version="[^"]+",node="${process.version.replaceAll('.', '\\.')}"\\} 1$`, 'm'));
+    expect(process.versions.node.split('.')[0]).toBe('24');
     expect(text).toContain('process_cpu_seconds_total');
     expect(text).toContain('# TYPE shoal_ipam_addresses_allocated gauge');
     expect((await fetch(`http://127.0.0.1:${daemon!.metricsPort}/`)).status).toBe(404);

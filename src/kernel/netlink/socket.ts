@@ -152,12 +152,21 @@ export class NetlinkSocket {
   /** One datagram, copied out of the shared receive buffer so callers may keep views into it. */
   private readDatagram(what: string): Buffer {
     let n: number;
-    try {
-      n = readSync(this.fd, this.rx, 0, this.rx.length, null);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new NetlinkTimeoutError(what, this.timeoutMs, { cause: err });
-      throw err;
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      try {
+        n = readSync(this.fd, this.rx, 0, this.rx.length, null);
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new NetlinkTimeoutError(what, this.timeoutMs, { cause: err });
+        // A read on a socket with SO_RCVTIMEO is never restarted after a signal handler ran
+        // (signal(7)), whatever SA_RESTART says: a child's SIGCHLD is enough. Read again until
+        // the deadline; each read waits at most one more timeout.
+        if (code === 'EINTR' && Date.now() < deadline) continue;
+        if (code === 'EINTR') throw new NetlinkTimeoutError(what, this.timeoutMs, { cause: err });
+        throw err;
+      }
     }
     this.datagramsReceived += 1;
     return Buffer.from(this.rx.subarray(0, n));
