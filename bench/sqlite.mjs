@@ -22,7 +22,7 @@ const SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NU
 const scripts = {
   'better-sqlite3': `
 const Database = require(${JSON.stringify(path.join(root, 'node_modules/better-sqlite3'))});
-const db = new Database(process.argv[1]);
+const db = new Database(process.argv[2]);
 for (const p of ${JSON.stringify(PRAGMAS)}) db.pragma(p);
 db.exec(${JSON.stringify(SCHEMA)});
 const get = db.prepare('SELECT v FROM kv WHERE k = ?');
@@ -35,7 +35,7 @@ db.exec('COMMIT');
 `,
   'node:sqlite': `
 const { DatabaseSync } = require('node:sqlite');
-const db = new DatabaseSync(process.argv[1]);
+const db = new DatabaseSync(process.argv[2]);
 for (const p of ${JSON.stringify(PRAGMAS)}) db.exec('PRAGMA ' + p);
 db.exec(${JSON.stringify(SCHEMA)});
 const get = db.prepare('SELECT v FROM kv WHERE k = ?');
