@@ -6,7 +6,7 @@
 // 2. shoal-ipam ADD latency with 10,000 addresses in use in a /16 against an empty /16
 //    (goal: within 1.2x), both for the executable and for the allocator in-process, and for the
 //    worst case where the round-robin cursor sits in front of the 10,000 used addresses.
-// 3. What opening the store costs (loading better-sqlite3, opening the file).
+// 3. What opening the store costs (loading node:sqlite, opening the file).
 //
 // The allocator library is bundled on the fly with esbuild so this script can fill the pool
 // through the real code rather than by writing rows it would have to know the layout of.
@@ -62,7 +62,6 @@ async function loadLibrary() {
     platform: 'node',
     format: 'esm',
     outfile,
-    external: ['better-sqlite3'],
     banner: { js: "import { createRequire as __shoalCreateRequire } from 'node:module'; const require = __shoalCreateRequire(import.meta.url);" },
     logLevel: 'warning',
   });
@@ -164,14 +163,14 @@ async function main() {
     process.execPath,
     [
       '-e',
-      `const t0=process.hrtime.bigint();const D=require('better-sqlite3');const t1=process.hrtime.bigint();
-       const db=new D(${JSON.stringify(path.join(fullDir, 'shoal.db'))},{timeout:10000});db.pragma('journal_mode');db.pragma('synchronous = NORMAL');db.pragma('user_version');
+      `const t0=process.hrtime.bigint();const {DatabaseSync:D}=require('node:sqlite');const t1=process.hrtime.bigint();
+       const db=new D(${JSON.stringify(path.join(fullDir, 'shoal.db'))},{timeout:10000});db.prepare('PRAGMA journal_mode').get();db.exec('PRAGMA synchronous = NORMAL');db.prepare('PRAGMA user_version').get();
        const t2=process.hrtime.bigint();console.log(JSON.stringify({load:Number(t1-t0)/1e6,open:Number(t2-t1)/1e6}))`,
     ],
     { cwd: root, encoding: 'utf8' },
   );
   const cost = JSON.parse(openCost.stdout);
-  console.log(`\nstore open cost: require('better-sqlite3') ${ms(cost.load)}, open + pragmas ${ms(cost.open)}`);
+  console.log(`\nstore open cost: require('node:sqlite') ${ms(cost.load)}, open + pragmas ${ms(cost.open)}`);
   cleanup();
 }
 

@@ -5,8 +5,10 @@
 // cursor, COMMIT), exit. Each round starts one fresh process per driver, in alternating order,
 // with the same minimal environment; a bare `node -e 0` runs in the same rounds as the floor.
 // Reports medians and interquartile ranges of the wall time per process.
+// Shoal itself no longer depends on better-sqlite3: this bench installs the version Shoal used
+// (12.6.2) into node_modules/.cache on first run, compiled against this Node.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +16,15 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 40);
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'shoal-bench-sqlite-'));
+const BETTER_SQLITE3 = '12.6.2';
+const cacheDir = path.join(root, 'node_modules/.cache/shoal-bench-sqlite');
+const betterSqlite3 = path.join(cacheDir, 'node_modules/better-sqlite3');
+if (!existsSync(path.join(betterSqlite3, 'build/Release/better_sqlite3.node'))) {
+  console.log(`installing better-sqlite3@${BETTER_SQLITE3} for the comparison in ${cacheDir}`);
+  mkdirSync(cacheDir, { recursive: true });
+  const npm = spawnSync('npm', ['install', '--prefix', cacheDir, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', `better-sqlite3@${BETTER_SQLITE3}`], { stdio: 'inherit' });
+  if (npm.status !== 0) process.exit(1);
+}
 
 const PRAGMAS = ['journal_mode = WAL', 'synchronous = NORMAL', 'busy_timeout = 5000', 'wal_autocheckpoint = 64'];
 const SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)';
@@ -21,7 +32,7 @@ const SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NU
 // Both scripts do the same statements; only the driver differs.
 const scripts = {
   'better-sqlite3': `
-const Database = require(${JSON.stringify(path.join(root, 'node_modules/better-sqlite3'))});
+const Database = require(${JSON.stringify(betterSqlite3)});
 const db = new Database(process.argv[2]);
 for (const p of ${JSON.stringify(PRAGMAS)}) db.pragma(p);
 db.exec(${JSON.stringify(SCHEMA)});

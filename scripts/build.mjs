@@ -4,11 +4,8 @@
 // bundle is run by a small launcher that adds a V8 code cache (scripts/plugin-launcher.cjs).
 // Dynamic import() inside the sources becomes a lazy in-file require, so a verb loads only the
 // code it needs. Shoal's system-call addon (native/shoal-sys, compiled here first) stays a file,
-// loaded by src/kernel/sys.ts. better-sqlite3's JavaScript is bundled (required from
-// node_modules it is eight files to resolve and compile, ~7 ms of a plugin start-up) while its
-// addon stays a file: src/store/sqlite.ts hands its path in as `nativeBinding`, so the `bindings`
-// path prober is never called and stays out. Both addons are resolved from node_modules next to
-// dist/. pino stays external too: with its helpers it is a third of a plugin bundle, and V8
+// loaded by src/kernel/sys.ts and resolved from node_modules next to dist/. The store runs on
+// Node's built-in node:sqlite (no addon). pino stays external: with its helpers it is a third of a plugin bundle, and V8
 // pre-parses every byte of a bundle at start-up, while a plugin loads pino only when it logs
 // (errors, or a log level below warn).
 import { build } from 'esbuild';
@@ -36,7 +33,7 @@ const common = {
   platform: 'node',
   target: 'node24',
   format: 'cjs',
-  external: ['pino', 'bindings', '*.node'],
+  external: ['pino', '*.node'],
   legalComments: 'none',
   // ASCII output (non-ASCII escaped): scripts/plugin-launcher.cjs reads plugin bundles as latin1.
   charset: 'ascii',

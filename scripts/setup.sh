@@ -22,9 +22,9 @@ fi
 source scripts/node-env.sh
 echo "setup: node $(node --version) at $(command -v node)" >&2
 
-# npm ci is exact and reproducible but slow (it compiles better-sqlite3): skip it when the
+# npm ci is exact and reproducible but slow: skip it when the
 # installed tree was made from this very lock file.
-# better-sqlite3 is compiled for one Node ABI: a tree built by another Node is rebuilt too.
+# A tree installed by another Node is installed again (native packages are built per Node ABI).
 node_mark=node_modules/.shoal-node-version
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json || "$(cat "$node_mark" 2>/dev/null)" != "$(node --version)" ]]; then
   echo "setup: npm ci" >&2

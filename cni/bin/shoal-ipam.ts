@@ -1,5 +1,5 @@
 // Entry point of the `shoal-ipam` CNI executable (bundled to dist/cni/shoal-ipam): the skel
-// does the protocol, src/ipam/cni-plugin.ts the work. The IPAM code (and better-sqlite3) is
+// does the protocol, src/ipam/cni-plugin.ts the work. The IPAM code (and node:sqlite) is
 // imported inside each verb, so VERSION loads only this file and the skel.
 import { pluginMain, type CniRequest } from '../skel.js';
 

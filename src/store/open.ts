@@ -26,7 +26,7 @@ const open = new Map<string, SqliteStore>();
  * One store per database file per process, opened on first use. The bridge plugin calls IPAM
  * in-process and the daemon asks many modules for the store; they all share one connection
  * (a second connection to the same file from the same process would deadlock on its own lock).
- * better-sqlite3 is loaded only here, so verbs that never touch state never pay for it.
+ * node:sqlite is loaded only here, so verbs that never touch state never pay for it.
  */
 export async function openStateStore(stateDir: string, options?: SqliteStoreOptions): Promise<SqliteStore> {
   const file = resolve(storeFile(stateDir));

@@ -1,11 +1,11 @@
-import type Database from 'better-sqlite3';
+import type { DatabaseSync } from 'node:sqlite';
 
 /**
  * Versioned schema migrations, tracked in SQLite's `user_version`. Append only: entry i moves
  * the schema from version i to i+1. Never edit a released entry — databases in the field have
  * already run it.
  */
-const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
+const MIGRATIONS: ReadonlyArray<(db: DatabaseSync) => void> = [
   (db) => {
     // WITHOUT ROWID: the key is the only access path, so store rows in the key's B-tree and
     // range scans by prefix walk it directly.
@@ -32,18 +32,22 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * when many CNI processes open a fresh database at once exactly one of them migrates.
  * Returns the version found, for the caller's error message when it is too new.
  */
-export function migrate(db: Database.Database): number {
-  const current = db.pragma('user_version', { simple: true }) as number;
+function userVersion(db: DatabaseSync): number {
+  return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+}
+
+export function migrate(db: DatabaseSync): number {
+  const current = userVersion(db);
   if (current >= SCHEMA_VERSION) return current;
   db.exec('BEGIN IMMEDIATE');
   try {
-    const locked = db.pragma('user_version', { simple: true }) as number;
+    const locked = userVersion(db);
     for (let version = locked; version < SCHEMA_VERSION; version++) MIGRATIONS[version]!(db);
-    if (locked < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    if (locked < SCHEMA_VERSION) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');
     return locked;
   } catch (err) {
-    if (db.inTransaction) db.exec('ROLLBACK');
+    if (db.isTransaction) db.exec('ROLLBACK');
     throw err;
   }
 }

@@ -1,7 +1,6 @@
-import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { findPackageFile } from '../package-file.js';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
 import { migrate, SCHEMA_VERSION } from './schema.js';
 import { prefixEnd } from './store.js';
@@ -15,18 +14,9 @@ export interface SqliteStoreOptions {
 const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const WAL_AUTOCHECKPOINT_PAGES = 64;
 
-const ADDON = 'build/Release/better_sqlite3.node';
-let addonPath: string | null | undefined;
-
-/**
- * The addon's path, handed to better-sqlite3 as `nativeBinding`: without it the `bindings`
- * package probes a dozen candidate paths on every CNI process start (~2 ms measured). Falls
- * back to that probing when the build layout is not the usual one.
- */
-function nativeBinding(): string | null {
-  if (addonPath === undefined) addonPath = findPackageFile(import.meta.url, 'better-sqlite3', ADDON) ?? null;
-  return addonPath;
-}
+// SQLite's primary result codes; node:sqlite reports the extended code in `errcode`.
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
 
 interface Row {
   key: string;
@@ -40,8 +30,16 @@ function toKeyValue(row: Row): KeyValue {
 }
 
 function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  if (typeof code !== 'number') return false;
+  // The low byte is the primary code: SQLITE_BUSY_SNAPSHOT (517) is a kind of SQLITE_BUSY.
+  return (code & 0xff) === SQLITE_BUSY || (code & 0xff) === SQLITE_LOCKED;
+}
+
+/** `PRAGMA name` read as a single value. */
+export function pragmaValue(db: DatabaseSync, name: string): unknown {
+  const row = db.prepare(`PRAGMA ${name}`).get() as Record<string, unknown> | undefined;
+  return row === undefined ? undefined : Object.values(row)[0];
 }
 
 /**
@@ -53,20 +51,22 @@ function isBusy(err: unknown): boolean {
  */
 export class SqliteStore implements Store {
   readonly file: string;
-  private readonly db: Database.Database;
+  private readonly db: DatabaseSync;
   private readonly busyTimeoutMs: number;
   /** Serialises this process's transactions: they share one connection. */
   private queue: Promise<unknown> = Promise.resolve();
   /** The revision the open transaction writes at, once it has written anything. */
   private txnRevision: number | undefined;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements = new Map<string, StatementSync>();
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.file = file;
     this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     try {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-      this.db = new Database(file, { timeout: this.busyTimeoutMs, nativeBinding: nativeBinding() ?? undefined });
+      // Node's built-in SQLite (node:sqlite): no addon to load or compile. Measured against
+      // better-sqlite3 for a plugin's open + one allocation transaction (bench/sqlite.mjs).
+      this.db = new DatabaseSync(file, { timeout: this.busyTimeoutMs });
     } catch (err) {
       throw new StoreError('open', file, err);
     }
@@ -87,7 +87,7 @@ export class SqliteStore implements Store {
     const deadline = Date.now() + this.busyTimeoutMs;
     for (;;) {
       try {
-        if (this.db.pragma('journal_mode', { simple: true }) !== 'wal') this.db.pragma('journal_mode = WAL');
+        if (pragmaValue(this.db, 'journal_mode') !== 'wal') this.db.exec('PRAGMA journal_mode = WAL');
         break;
       } catch (err) {
         if (!isBusy(err) || Date.now() > deadline) throw err;
@@ -97,18 +97,18 @@ export class SqliteStore implements Store {
     // NORMAL in WAL mode: a commit survives the process being killed (the WAL is in the OS
     // page cache); only a power cut can lose the last commits, and with them the containers
     // that used those addresses. FULL would add an fsync to every ADD.
-    this.db.pragma('synchronous = NORMAL');
+    this.db.exec('PRAGMA synchronous = NORMAL');
     // A CNI process is usually the only connection when it opens the database, and then SQLite
     // rebuilds the WAL index by reading the whole WAL (~7 us a frame here); plugins also leave
     // through _exit, so no close ever checkpoints. With the default autocheckpoint (1000 pages)
     // an ADD could read 4 MB of WAL before its first query (~7 ms); checkpointing every 64 pages
     // bounds that to ~0.5 ms, and about one commit in 30 pays a checkpoint (two fsyncs).
-    this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    this.db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     const found = migrate(this.db);
     if (found > SCHEMA_VERSION) throw new StoreSchemaError(this.file, found, SCHEMA_VERSION);
   }
 
-  private stmt(sql: string): Database.Statement {
+  private stmt(sql: string): StatementSync {
     let statement = this.statements.get(sql);
     if (!statement) {
       statement = this.db.prepare(sql);
@@ -132,7 +132,7 @@ export class SqliteStore implements Store {
   private listSync(prefix: string, options: ListOptions = {}): KeyValue[] {
     const rows = this.stmt(
       'SELECT key, value, create_revision, mod_revision FROM kv WHERE key >= ? AND key < ? AND key <= ? ORDER BY key LIMIT ?',
-    ).all(...this.bounds(prefix, options), options.limit ?? -1) as Row[];
+    ).all(...this.bounds(prefix, options), options.limit ?? -1) as unknown as Row[];
     return rows.map(toKeyValue);
   }
 
@@ -201,7 +201,7 @@ export class SqliteStore implements Store {
         this.db.exec('COMMIT');
         return result;
       } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
         throw err;
       } finally {
         this.txnRevision = undefined;
@@ -255,11 +255,11 @@ export class SqliteStore implements Store {
   watch(onChange: (revision: number) => void, options: { intervalMs?: number } = {}): () => void {
     // The starting point is read now (unless this process is inside a transaction), so a write
     // right after watch() returns is reported.
-    let last: number | undefined = this.db.inTransaction ? undefined : this.revisionSync();
+    let last: number | undefined = this.db.isTransaction ? undefined : this.revisionSync();
     // Through the queue like every read: a transaction of this process that is awaiting
     // something must not have its uncommitted revision reported.
     const poll = (): void => {
-      if (!this.db.open) return;
+      if (!this.db.isOpen) return;
       void this.exclusive(async () => this.revisionSync()).then((now) => {
         if (last !== undefined && now !== last) onChange(now);
         last = now;
@@ -274,14 +274,14 @@ export class SqliteStore implements Store {
 
   /** `PRAGMA integrity_check`: "ok" when the file is sound. For tests and `shoal doctor`. */
   integrityCheck(): string {
-    return this.db.pragma('integrity_check', { simple: true }) as string;
+    return pragmaValue(this.db, 'integrity_check') as string;
   }
 
   get isOpen(): boolean {
-    return this.db.open;
+    return this.db.isOpen;
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.db.isOpen) this.db.close();
   }
 }

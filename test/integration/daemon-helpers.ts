@@ -4,7 +4,7 @@
  * reference bridge + host-local plugins, and dig inside a container namespace.
  *
  * `SHOAL_DIST_DIR` points the tests at another build than `<repo>/dist` (its bundles resolve
- * shoal-sys and better-sqlite3 through NODE_PATH then).
+ * shoal-sys through NODE_PATH then).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -11,7 +11,7 @@ const builtBin = path.join(root, 'dist/cni/shoal-ipam');
 /**
  * The tests run a private copy of the bundle: other suites rebuild dist/ (rm -rf first) while
  * these run, and a plugin vanishing mid-test would look like a crash. NODE_PATH lets the copy
- * find better-sqlite3, which stays external to the bundle.
+ * find shoal-sys, which stays external to the bundle.
  */
 let copyDir: string | undefined;
 export let ipamBin = builtBin;

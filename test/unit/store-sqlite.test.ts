@@ -6,7 +6,7 @@ import { SqliteStore, WAL_AUTOCHECKPOINT_PAGES } from '../../src/store/sqlite.js
 import { closeStateStores, openStateStore, resolveStateDir } from '../../src/store/open.js';
 import { StoreBusyError, StoreSchemaError } from '../../src/store/errors.js';
 import { SCHEMA_VERSION } from '../../src/store/schema.js';
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 
 let dir: string;
 let store: SqliteStore;
@@ -121,7 +121,7 @@ describe('SqliteStore', () => {
         await txn.put('lock', '1');
         await new Promise<void>((resolve) => (release = resolve));
       });
-      // better-sqlite3 waits synchronously, so the holder's callback is parked on a promise here.
+      // node:sqlite waits synchronously, so the holder's callback is parked on a promise here.
       await new Promise((resolve) => setImmediate(resolve));
       await expect(impatient.put('y', '1')).rejects.toBeInstanceOf(StoreBusyError);
       release();
@@ -153,10 +153,10 @@ describe('SqliteStore', () => {
   it('records the schema version and refuses a database from a newer Shoal', () => {
     const file = path.join(dir, 'shoal.db');
     store.close();
-    const raw = new Database(file);
-    expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    const raw = new DatabaseSync(file);
+    expect(raw.prepare('PRAGMA user_version').get()).toEqual({ user_version: SCHEMA_VERSION });
+    expect(raw.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+    raw.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
     raw.close();
     expect(() => new SqliteStore(file)).toThrow(StoreSchemaError);
     store = new SqliteStore(path.join(dir, 'other.db'));

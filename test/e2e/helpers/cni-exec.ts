@@ -3,7 +3,7 @@
  * for the 1xx L2 integration tests, the podman e2e test and the benchmark's checks.
  *
  * The tests run private copies of the bundles: other suites rebuild dist/ (rm -rf first) while
- * these run. NODE_PATH lets the copies find shoal-sys and better-sqlite3 (external to the bundles).
+ * these run. NODE_PATH lets the copies find shoal-sys (external to the bundles).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
