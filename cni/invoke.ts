@@ -14,11 +14,10 @@ import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { CniCode, CniError, invalidEnv } from './errors.js';
 import { parseResult, type CniResult } from './types.js';
+import { callVerb, decodeOutcome, execPlugin } from './run.js';
 import type { CniPlugin, CniRequest } from './skel.js';
 
-// child_process and fs/promises cost ~5 ms and ~2 ms to load; an ADD whose IPAM runs in-process
-// never execs, so they are loaded on first use only.
-const childProcess = () => process.getBuiltinModule('node:child_process');
+// fs/promises costs ~2 ms to load; an ADD whose IPAM runs in-process never looks for a file.
 const fsPromises = () => process.getBuiltinModule('node:fs/promises');
 
 type DelegatedVerb = 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC';
@@ -73,39 +72,20 @@ async function delegate(verb: DelegatedVerb, req: CniRequest, options: DelegateO
   const type = delegateType(req, options);
   const stdin = options.stdin ?? req.stdin;
   const inProcess = inProcessDelegates.get(type);
-  if (inProcess) return callInProcess(await inProcess(), verb, req, stdin);
+  if (inProcess) {
+    const plugin = await inProcess();
+    return callVerb(plugin, { ...req, command: verb, stdin, log: req.log.child({ delegate: plugin.name }) });
+  }
 
   const executable = await findInPath(type, req.path);
   req.log.debug({ delegate: executable, verb }, 'delegating');
-  const run = await execPlugin(executable, { ...req.env, CNI_COMMAND: verb }, stdin, req.stderr, options.timeoutMs);
-  if (run.exitCode !== 0) throw delegateError(type, verb, run);
+  const run = await execPlugin(executable, { ...req.env, CNI_COMMAND: verb }, stdin, { stderr: req.stderr, timeoutMs: options.timeoutMs });
+  const json = decodeOutcome(`IPAM plugin "${type}" ${verb}`, run);
   if (verb !== 'ADD') return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(run.stdout);
-  } catch (err) {
-    throw new CniError(CniCode.DecodingFailure, `cannot decode the result of IPAM plugin "${type}" ADD: ${(err as Error).message}`);
-  }
+  if (json === undefined) return undefined;
   // A result declares its own version; parse it in that, then it is ours (1.1) internally.
-  const version = typeof (json as { cniVersion?: unknown })?.cniVersion === 'string' ? (json as { cniVersion: string }).cniVersion : req.cniVersion;
+  const version = typeof json['cniVersion'] === 'string' ? json['cniVersion'] : req.cniVersion;
   return parseResult(json, version, `result of IPAM plugin "${type}"`);
-}
-
-async function callInProcess(plugin: CniPlugin, verb: DelegatedVerb, req: CniRequest, stdin: string): Promise<CniResult | undefined> {
-  const sub: CniRequest = { ...req, command: verb, stdin, log: req.log.child({ delegate: plugin.name }) };
-  switch (verb) {
-    case 'ADD':
-      if (!plugin.add) throw new CniError(CniCode.Internal, `in-process delegate ${plugin.name ?? ''} has no ADD`);
-      return plugin.add(sub);
-    case 'DEL':
-      return void (await plugin.del?.(sub));
-    case 'CHECK':
-      return void (await plugin.check?.(sub));
-    case 'STATUS':
-      return void (await plugin.status?.(sub));
-    case 'GC':
-      return void (await plugin.gc?.(sub));
-  }
 }
 
 /**
@@ -127,72 +107,6 @@ export async function findInPath(type: string, dirs: readonly string[]): Promise
     }
   }
   throw new CniError(CniCode.IOFailure, `failed to find plugin "${type}" in CNI_PATH (searched ${dirs.join(', ')})`);
-}
-
-export interface ExecResult {
-  exitCode: number;
-  stdout: string;
-}
-
-/** Runs a plugin executable; stderr streams straight to `stderr`. Retries "text file busy". */
-export async function execPlugin(
-  file: string,
-  env: Record<string, string | undefined>,
-  stdin: string,
-  stderr: { write(text: string): unknown },
-  timeoutMs?: number,
-): Promise<ExecResult> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await execOnce(file, env, stdin, stderr, timeoutMs);
-    } catch (err) {
-      // The reference retries ETXTBSY: a plugin binary being replaced while we start it.
-      if ((err as NodeJS.ErrnoException).code === 'ETXTBSY' && attempt < 5) {
-        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
-        continue;
-      }
-      throw new CniError(CniCode.IOFailure, `failed to execute plugin ${file}: ${(err as Error).message}`, undefined, { cause: err });
-    }
-  }
-}
-
-function execOnce(
-  file: string,
-  env: Record<string, string | undefined>,
-  stdin: string,
-  stderr: { write(text: string): unknown },
-  timeoutMs?: number,
-): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = childProcess().spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
-    const out: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.write(chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      resolve({ exitCode: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString('utf8') });
-    });
-    // A delegate that exits without reading stdin closes the pipe: not our failure.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
-  });
-}
-
-/** The delegate's own error when it printed one, else a clear account of what happened. */
-function delegateError(type: string, verb: string, run: ExecResult): CniError {
-  try {
-    const parsed = JSON.parse(run.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
-    if (typeof parsed.code === 'number' && typeof parsed.msg === 'string') {
-      return new CniError(parsed.code, parsed.msg, typeof parsed.details === 'string' ? parsed.details : undefined);
-    }
-  } catch {
-    // not JSON: fall through
-  }
-  const output = run.stdout.trim();
-  return new CniError(
-    CniCode.Internal,
-    `IPAM plugin "${type}" ${verb} failed with exit code ${run.exitCode}${output ? `: ${output.slice(0, 500)}` : ' and printed no error'}`,
-  );
 }
 
 // ---- rollback --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import {
   type VersionInfo,
 } from './version.js';
 import type { NetConf } from './config.js';
-import { processIO } from './process-io.js';
+import { callVerb } from './run.js';
 
 /** Everything a verb function gets. */
 export interface CniRequest {
@@ -85,7 +85,7 @@ export interface CniIO {
 }
 
 /** Runs one CNI invocation and exits with 0 or 1. Resolves with the exit code. */
-export async function pluginMain(plugin: CniPlugin, io: CniIO = processIO()): Promise<number> {
+export async function pluginMain(plugin: CniPlugin, io: CniIO): Promise<number> {
   const state: { version: string; log: CniLogger | undefined } = { version: LATEST_VERSION, log: undefined };
   let exitCode = 0;
   try {
@@ -165,31 +165,8 @@ async function dispatch(plugin: CniPlugin, io: CniIO, state: { version: string; 
 
   await warm;
   log.debug({ cniVersion }, 'invoked');
-  switch (env.command) {
-    case 'ADD': {
-      if (!plugin.add) throw unsupportedVerb(plugin, 'ADD');
-      const result = await plugin.add(req);
-      if (!result) throw new CniError(CniCode.Internal, `${plugin.name ?? 'plugin'}: ADD produced no result`);
-      return `${JSON.stringify(formatResult(result, cniVersion))}\n`;
-    }
-    case 'DEL':
-      await plugin.del?.(req);
-      return undefined;
-    case 'CHECK':
-      if (!plugin.check) throw unsupportedVerb(plugin, 'CHECK');
-      await plugin.check(req);
-      return undefined;
-    case 'STATUS':
-      await plugin.status?.(req);
-      return undefined;
-    case 'GC':
-      await plugin.gc?.(req);
-      return undefined;
-  }
-}
-
-function unsupportedVerb(plugin: CniPlugin, verb: string): CniError {
-  return new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not supported by ${plugin.name ?? 'this plugin'}`);
+  const result = await callVerb(plugin, req);
+  return result === undefined ? undefined : `${JSON.stringify(formatResult(result, cniVersion))}\n`;
 }
 
 /** stdin as a JSON object; code 6 when it is not one. */

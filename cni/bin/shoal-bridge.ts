@@ -2,11 +2,11 @@
 // does the protocol, src/bridge/bridge-plugin.ts the work. Kept thin for start-up time: the
 // plugin code (kernel layer, config schemas, IPAM; portmap and dns when the config embeds them,
 // src/bridge/embedded.ts) is imported inside each verb, never for VERSION.
-import { pluginMain } from '../skel.js';
+import { runPluginProcess } from '../../src/kernel/process-io.js';
 
 const impl = () => import('../../src/bridge/bridge-plugin.js');
 
-void pluginMain({
+void runPluginProcess({
   name: 'shoal-bridge',
   about: 'Shoal bridge plugin: containers on a Linux bridge through veth pairs',
   // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM;

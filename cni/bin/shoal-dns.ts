@@ -2,11 +2,11 @@
 // plugin that registers the container's name and aliases in the DNS registry and returns
 // prevResult with the network's DNS merged in. The plugin code (and the store) load only inside
 // each verb, so VERSION pays for this file and the skel alone.
-import { pluginMain } from '../skel.js';
+import { runPluginProcess } from '../../src/kernel/process-io.js';
 
 const impl = () => import('../../src/dns/registry-plugin.js');
 
-void pluginMain({
+void runPluginProcess({
   name: 'shoal-dns',
   about: 'Shoal DNS plugin: registers container names for the Shoal daemon\'s DNS server',
   // podman sends the container name as K8S_POD_NAME (with IgnoreUnknown=1).

@@ -1,10 +1,10 @@
 // Entry point of the `shoal-ipvlan` CNI executable (bundled to dist/cni/shoal-ipvlan): the skel does
 // the protocol, src/bridge/sublink-plugin.ts the work, imported only inside each verb.
-import { pluginMain } from '../skel.js';
+import { runPluginProcess } from '../../src/kernel/process-io.js';
 
 const impl = () => import('../../src/bridge/sublink-plugin.js');
 
-void pluginMain({
+void runPluginProcess({
   name: 'shoal-ipvlan',
   about: 'Shoal ipvlan plugin: a ipvlan link on a parent interface, moved into the container',
   cniArgs: ['IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],

@@ -17,25 +17,20 @@
  */
 import { existsSync } from 'node:fs';
 import { CniCode, CniError } from '../../cni/errors.js';
+import { chainAdd, chainCheck, chainDel, chainGc, throwFirst, type ChainLink } from '../../cni/chain.js';
 import type { UndoStack } from '../../cni/invoke.js';
+import { callVerb } from '../../cni/run.js';
 import type { NetConf } from '../../cni/config.js';
-import type { CniRequest } from '../../cni/skel.js';
+import type { CniPlugin, CniRequest } from '../../cni/skel.js';
 import type { CniResult } from '../../cni/types.js';
-
-/** The verb functions of a chained plugin (src/portmap/plugin.ts, src/dns/registry-plugin.ts). */
-interface ChainedPlugin {
-  add(req: CniRequest): Promise<CniResult>;
-  del(req: CniRequest): Promise<void>;
-  check(req: CniRequest): Promise<void>;
-  gc(req: CniRequest): Promise<void>;
-}
 
 interface Step {
   /** The config key holding the step's options in the bridge's config. */
   section: 'portmap' | 'discovery';
   /** The type name of the standalone executable (its config's `type`, logs). */
   type: string;
-  load(): Promise<ChainedPlugin>;
+  /** The plugin's verb functions (src/portmap/plugin.ts, src/dns/registry-plugin.ts). */
+  load(): Promise<CniPlugin>;
   /** DEL has provably nothing to remove: skip loading and running the plugin. */
   nothingToDelete?(sub: CniRequest): Promise<boolean>;
 }
@@ -108,23 +103,32 @@ function qualified(err: unknown, step: Step, options: Record<string, unknown>): 
 }
 
 /**
+ * The chain of embedded steps for `req`: each link calls its plugin's verb function in this
+ * process (cni/run.ts) with the request a runtime chaining it would send.
+ */
+function links(req: CniRequest, sections: Sections): Array<ChainLink<CniResult>> {
+  return stepsOf(sections).map(({ step, options }) => ({
+    name: step.type,
+    run: async (verb, prevResult) => {
+      const sub = { ...subRequest(req, step, options, prevResult), command: verb };
+      try {
+        return await callVerb(await step.load(), sub);
+      } catch (err) {
+        throw qualified(err, step, options);
+      }
+    },
+    nothingToDelete: step.nothingToDelete && ((prevResult) => step.nothingToDelete!(subRequest(req, step, options, prevResult))),
+  }));
+}
+
+/**
  * ADD of each embedded step after the bridge's own, inside the bridge's rollback: a step that
  * fails undoes itself (the plugins roll back their own partial work), and the bridge's undo
  * stack then removes the earlier steps, the veth, the rules and the IPAM allocation.
  */
 export async function addEmbedded(req: CniRequest, sections: Sections, bridgeResult: CniResult, undo: UndoStack): Promise<CniResult> {
-  let result = bridgeResult;
-  for (const { step, options } of stepsOf(sections)) {
-    const plugin = await step.load();
-    const sub = subRequest(req, step, options, result);
-    try {
-      result = await plugin.add(sub);
-    } catch (err) {
-      throw qualified(err, step, options);
-    }
-    undo.push(`${step.type} DEL`, () => plugin.del(sub));
-  }
-  return result;
+  const result = await chainAdd(links(req, sections), bridgeResult, (link, added) => undo.push(`${link.name} DEL`, () => link.run('DEL', added)));
+  return result ?? bridgeResult;
 }
 
 /**
@@ -132,45 +136,18 @@ export async function addEmbedded(req: CniRequest, sections: Sections, bridgeRes
  * when one fails (cleanup goes as far as it can); errors are returned for the caller to raise
  * after its own DEL. Both plugins treat "already gone" as success.
  */
-export async function delEmbedded(req: CniRequest, sections: Sections): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  for (const { step, options } of stepsOf(sections).reverse()) {
-    try {
-      const sub = subRequest(req, step, options, req.prevResult);
-      if (await step.nothingToDelete?.(sub)) continue;
-      await (await step.load()).del(sub);
-    } catch (err) {
-      errors.push(err);
-    }
-  }
-  return errors;
+export function delEmbedded(req: CniRequest, sections: Sections): Promise<unknown[]> {
+  return chainDel(links(req, sections), req.prevResult);
 }
 
 /** CHECK in chain order against the runtime's prevResult (the final result of the chain). */
-export async function checkEmbedded(req: CniRequest, sections: Sections): Promise<void> {
-  for (const { step, options } of stepsOf(sections)) {
-    try {
-      await (await step.load()).check(subRequest(req, step, options, req.prevResult));
-    } catch (err) {
-      throw qualified(err, step, options);
-    }
-  }
+export function checkEmbedded(req: CniRequest, sections: Sections): Promise<void> {
+  return chainCheck(links(req, sections), req.prevResult);
 }
 
 /** GC in chain order; every step runs, the first error is raised at the end. */
 export async function gcEmbedded(req: CniRequest, sections: Sections): Promise<void> {
-  let first: unknown;
-  for (const { step, options } of stepsOf(sections)) {
-    try {
-      await (await step.load()).gc(subRequest(req, step, options, undefined));
-    } catch (err) {
-      first ??= err;
-    }
-  }
-  if (first !== undefined) throw first;
+  throwFirst(await chainGc(links(req, sections)));
 }
 
-/** Raises the first of `errors` (DEL reports one error, as a chain runner would). */
-export function throwFirst(errors: unknown[]): void {
-  if (errors.length > 0) throw errors[0];
-}
+export { throwFirst };

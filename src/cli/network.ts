@@ -109,50 +109,10 @@ async function inspect(args: string[]): Promise<number> {
 }
 
 /** The bridge the plugins made for the network; only a bridge with no ports left is deleted. */
-async function deleteBridge(net: NetworkRecord): Promise<void> {
-  if (!net.bridge) return;
-  const { openRtnl } = await import('../kernel/rtnl.js');
-  const { findLink, listLinks, deleteLinkIfExists } = await import('../kernel/link.js');
-  const nl = openRtnl();
-  try {
-    const br = findLink(nl, net.bridge);
-    if (br && br.kind !== 'bridge') return;
-    // A bridge that still has ports is in use by something we do not know: leave it and its rules.
-    if (br && listLinks(nl).some((l) => l.masterIndex === br.index)) return;
-    if (br) deleteLinkIfExists(nl, br.index);
-  } finally {
-    nl.close();
-  }
-  // The bridge plugin's network-level rules (isolation/internal chain) outlive every DEL by
-  // design; the plugin exports this for `network rm` (src/bridge/firewall.ts).
-  const { removeNetworkPolicy } = await import('../bridge/firewall.js');
-  removeNetworkPolicy(net.bridge);
-}
-
-/** Detaches everything on the network: DEL of our cached attachments, then GC of the rest. */
-export async function detachAll(store: Store, net: NetworkRecord): Promise<void> {
-  const { listAttachments } = await import('../network/attachments.js');
-  const { readCached } = await import('../network/cache.js');
-  const { delCached, gcNetworkList } = await import('../network/chain.js');
-  const { loadConflist } = await import('../network/manage.js');
-  const opts = await chainOptions();
-  for (const a of await listAttachments(store, net)) {
-    if (readCached(opts.stateDir, net.name, a.containerId, a.ifname)) await delCached(opts, net.name, a.containerId, a.ifname);
-  }
-  await gcNetworkList(opts, loadConflist(net), []);
-}
-
-export async function removeNetwork(store: Store, net: NetworkRecord, force: boolean): Promise<void> {
-  const { listAttachments } = await import('../network/attachments.js');
-  const { deleteNetworkRecord } = await import('../network/manage.js');
-  const attached = await listAttachments(store, net);
-  if (attached.length && !force) {
-    const who = attached.map((a) => a.name ?? a.containerId.slice(0, 12)).join(', ');
-    throw new CliError(`failed to remove network "${net.name}": ${attached.length} container(s) attached (${who}); disconnect them or use --force`);
-  }
-  if (attached.length) await detachAll(store, net);
-  await deleteBridge(net);
-  await deleteNetworkRecord(store, net);
+/** Removes a network (src/network/remove.ts) with the CLI's plugin dir and state dir. */
+async function removeNetwork(store: Store, net: NetworkRecord, force: boolean): Promise<void> {
+  const { removeNetwork: remove } = await import('../network/remove.js');
+  await remove(store, net, force, await chainOptions());
 }
 
 async function rm(args: string[]): Promise<number> {

@@ -8,9 +8,11 @@
  * Unlike libcni, a failed ADD is cleaned up here (DEL of the whole list with the same
  * arguments, as podman does right after), so a caller never has to.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { chainAdd, chainCheck, chainDel, chainGc, throwFirst, type ChainLink } from '../../cni/chain.js';
+import { CniError } from '../../cni/errors.js';
+import { decodeOutcome, execPlugin, reportedError } from '../../cni/run.js';
 import { ShoalError } from '../errors.js';
 import type { Conflist } from './conflist.js';
 import { readCached, removeCached, writeCached, type CachedAttachment } from './cache.js';
@@ -24,6 +26,8 @@ export interface Attachment {
   args?: Array<[string, string]>;
   /** runtimeConfig values by capability name (portMappings, aliases, ...). */
   capabilityArgs?: Record<string, unknown>;
+  /** GC only: the attachments the plugins must keep. */
+  valid?: Array<{ containerID: string; ifname: string }>;
 }
 
 export class ChainError extends ShoalError {
@@ -61,33 +65,6 @@ export function pluginConfig(list: Conflist, index: number, att: Attachment, pre
   return conf;
 }
 
-interface ExecOut {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function execPlugin(file: string, env: NodeJS.ProcessEnv, stdin: string, timeoutMs: number): Promise<ExecOut> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
-  });
-}
-
 /** Runs one plugin verb; returns its parsed stdout (undefined when empty), or throws ChainError. */
 export async function invokePlugin(opts: ChainOptions, command: string, conf: Record<string, unknown>, att: Attachment): Promise<Record<string, unknown> | undefined> {
   const type = String(conf['type']);
@@ -108,21 +85,33 @@ export async function invokePlugin(opts: ChainOptions, command: string, conf: Re
     delete env['CNI_NETNS'];
     delete env['CNI_IFNAME'];
   }
-  const out = await execPlugin(file, env, JSON.stringify(conf), opts.timeoutMs ?? 60_000);
-  let parsed: Record<string, unknown> | undefined;
-  if (out.stdout.trim() !== '') {
-    try {
-      parsed = JSON.parse(out.stdout) as Record<string, unknown>;
-    } catch {
-      throw new ChainError(`failed to run ${what}: output is not JSON: ${out.stdout.slice(0, 200)}`);
-    }
+  // The plugin's stderr is kept for the message when it fails without a CNI error.
+  let stderr = '';
+  const run = await execPlugin(file, env, JSON.stringify(conf), { stderr: { write: (t: string) => (stderr += t) }, timeoutMs: opts.timeoutMs ?? 60_000 });
+  if (run.exitCode !== 0) {
+    const own = reportedError(run);
+    if (own) throw new ChainError(`failed to run ${what}: ${own.message} (CNI error ${own.cniCode})`, own.cniCode);
+    throw new ChainError(`failed to run ${what}: ${stderr.trim().split('\n').pop() || `exit status ${run.exitCode}`}`);
   }
-  if (out.code !== 0) {
-    const msg = typeof parsed?.['msg'] === 'string' ? parsed['msg'] : out.stderr.trim().split('\n').pop() || `exit status ${out.code}`;
-    const code = typeof parsed?.['code'] === 'number' ? parsed['code'] : undefined;
-    throw new ChainError(`failed to run ${what}: ${msg}${code !== undefined ? ` (CNI error ${code})` : ''}`, code);
+  try {
+    return decodeOutcome(`plugin ${type}`, run);
+  } catch (err) {
+    throw new ChainError(`failed to run ${what}: ${(err as Error).message}`);
   }
-  return parsed;
+}
+
+/** The list's plugins as chain links (cni/chain.ts), each one executed with its own config. */
+function links(opts: ChainOptions, list: Conflist, att: Attachment): Array<ChainLink<Record<string, unknown>>> {
+  return list.plugins.map((plugin, i) => ({
+    name: String(plugin['type']),
+    run: (verb, prevResult) => {
+      const conf = pluginConfig(list, i, att, prevResult);
+      // GC is sent as 1.1.0 (its minimum) whatever the conflist says: our plugins speak it, and
+      // the conflist's version exists for older runtimes.
+      const sent = verb === 'GC' ? { ...conf, cniVersion: '1.1.0', 'cni.dev/valid-attachments': att.valid ?? [] } : conf;
+      return invokePlugin(opts, verb, sent, att);
+    },
+  }));
 }
 
 /**
@@ -132,13 +121,10 @@ export async function invokePlugin(opts: ChainOptions, command: string, conf: Re
 export async function addNetworkList(opts: ChainOptions, list: Conflist, att: Attachment): Promise<Record<string, unknown>> {
   let prev: Record<string, unknown> | undefined;
   try {
-    for (let i = 0; i < list.plugins.length; i++) {
-      prev = await invokePlugin(opts, 'ADD', pluginConfig(list, i, att, prev), att);
-      if (!prev) throw new ChainError(`failed to run ${String(list.plugins[i]!['type'])} ADD for "${list.name}": the plugin printed no result`);
-    }
+    prev = await chainAdd(links(opts, list, att), undefined);
   } catch (err) {
     await delNetworkList(opts, list, att, undefined).catch(() => undefined);
-    throw err;
+    throw err instanceof CniError ? new ChainError(`failed to run ADD for "${list.name}": ${err.message}`, err.cniCode) : err;
   }
   const entry: CachedAttachment = {
     kind: 'cniCacheV1',
@@ -161,15 +147,7 @@ export async function addNetworkList(opts: ChainOptions, list: Conflist, att: At
  * The cache entry goes once every plugin succeeded.
  */
 export async function delNetworkList(opts: ChainOptions, list: Conflist, att: Attachment, prevResult: Record<string, unknown> | undefined): Promise<void> {
-  let first: unknown;
-  for (let i = list.plugins.length - 1; i >= 0; i--) {
-    try {
-      await invokePlugin(opts, 'DEL', pluginConfig(list, i, att, prevResult), att);
-    } catch (err) {
-      first ??= err;
-    }
-  }
-  if (first) throw first;
+  throwFirst(await chainDel(links(opts, list, att), prevResult));
   removeCached(opts.stateDir, list.name, att.containerId, att.ifname);
 }
 
@@ -191,7 +169,7 @@ export async function checkNetworkList(opts: ChainOptions, network: string, cont
   if (!cached) throw new ChainError(`failed to check attachment "${network}/${containerId}/${ifname}": no cached result`);
   const list = JSON.parse(cached.config) as Conflist;
   const att: Attachment = { containerId, ifname, netns: cached.netns, args: cached.cniArgs, capabilityArgs: cached.capabilityArgs };
-  for (let i = 0; i < list.plugins.length; i++) await invokePlugin(opts, 'CHECK', pluginConfig(list, i, att, cached.result), att);
+  await chainCheck(links(opts, list, att), cached.result);
 }
 
 /**
@@ -200,15 +178,5 @@ export async function checkNetworkList(opts: ChainOptions, network: string, cont
  * speak it, and the conflist's version exists for older runtimes.
  */
 export async function gcNetworkList(opts: ChainOptions, list: Conflist, valid: Array<{ containerID: string; ifname: string }>): Promise<void> {
-  const att: Attachment = { containerId: '', netns: '', ifname: '' };
-  let first: unknown;
-  for (let i = 0; i < list.plugins.length; i++) {
-    const conf = { ...pluginConfig(list, i, att), cniVersion: '1.1.0', 'cni.dev/valid-attachments': valid };
-    try {
-      await invokePlugin(opts, 'GC', conf, att);
-    } catch (err) {
-      first ??= err;
-    }
-  }
-  if (first) throw first;
+  throwFirst(await chainGc(links(opts, list, { containerId: '', netns: '', ifname: '', valid })));
 }

@@ -1,5 +1,6 @@
 /**
- * The skel's I/O for a real plugin process: fds 0, 1 and 2 used synchronously.
+ * The skel's I/O for a real plugin process (it lives here, not in cni/, because a fast exit
+ * goes through the system-call addon: cni/ is the protocol library and never touches the OS): fds 0, 1 and 2 used synchronously.
  *
  * Why not process.stdin/stdout: for a pipe (how every runtime runs a plugin) they are
  * net.Socket objects, and touching them loads Node's net and stream machinery, several ms of
@@ -7,9 +8,9 @@
  * nothing is left buffered when the process exits right after answering.
  */
 import { closeSync, fstatSync, openSync, read, readSync, stat, writeSync } from 'node:fs';
-import { exitNow } from '../src/kernel/ffi.js';
-import { sysLoaded } from '../src/kernel/sys.js';
-import type { CniIO } from './skel.js';
+import { exitNow } from './ffi.js';
+import { sysLoaded } from './sys.js';
+import { pluginMain, type CniIO, type CniPlugin } from '../../cni/skel.js';
 
 /** How long VERSION waits for an optional config on stdin before answering without one. */
 const VERSION_STDIN_WAIT_MS = 1000;
@@ -120,4 +121,9 @@ function readWithDeadline(ms: number): Promise<string> {
     };
     next();
   });
+}
+
+/** The entry point of a plugin executable: one CNI invocation on this process's fds, then exit. */
+export function runPluginProcess(plugin: CniPlugin): Promise<number> {
+  return pluginMain(plugin, processIO());
 }
