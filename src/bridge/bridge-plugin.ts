@@ -24,6 +24,7 @@ import { applyTransaction } from '../kernel/nftables.js';
 import * as ipam from './ipam.js';
 import { attachmentOwner, hostVethName } from './names.js';
 import { containerMac } from './mac.js';
+import { refuseVlan } from './vlan.js';
 import { collectStaleRules } from './gc.js';
 import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded, throwFirst } from './embedded.js';
 
@@ -42,6 +43,7 @@ export async function add(req: CniRequest): Promise<CniResult> {
   const host = openRtnl();
   try {
     return await withRollback(async (undo) => {
+      refuseVlan(host, conf);
       const bridge = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promiscMode: conf.promiscMode });
       const vethName = hostVethName(conf.network, req.containerId, req.ifname);
       let hostLink: Link;

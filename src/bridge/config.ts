@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { interfaceName, intRange, macAddress, parseConfig, pluginConfig } from '../../cni/config.js';
-import { invalidConfig, unsupportedField } from '../../cni/errors.js';
+import { invalidConfig } from '../../cni/errors.js';
 import type { CniRequest } from '../../cni/skel.js';
 
 const mtu = intRange(68, 65535, 'must be 68-65535');
@@ -58,6 +58,8 @@ export interface BridgeConf {
   portmap: Record<string, unknown> | undefined;
   /** shoal-dns's options when DNS registration runs in-process (embedded.ts); else undefined. */
   discovery: Record<string, unknown> | undefined;
+  /** A VLAN asked for (`vlan` other than 0, or a `vlanTrunk`): ADD asks the kernel (vlan.ts). */
+  vlan: { field: 'vlan' | 'vlanTrunk'; value: unknown } | undefined;
 }
 
 export const DEFAULT_BRIDGE = 'cni0';
@@ -69,13 +71,6 @@ export const DEFAULT_BRIDGE = 'cni0';
  */
 export function parseBridgeConf(config: unknown): BridgeConf {
   const c = parseConfig(bridgeSchema, config);
-  // This kernel has no bridge vlan_filtering: refuse rather than silently ignore the option.
-  if (c.vlan !== undefined && c.vlan !== 0) {
-    throw unsupportedField('vlan', c.vlan, 'this kernel has no bridge VLAN filtering (vlan_filtering), so VLAN tagging cannot be honoured');
-  }
-  if (c.vlanTrunk !== undefined && c.vlanTrunk.length > 0) {
-    throw unsupportedField('vlanTrunk', c.vlanTrunk, 'this kernel has no bridge VLAN filtering (vlan_filtering)');
-  }
   if (c.hairpinMode && c.promiscMode) {
     throw invalidConfig('promiscMode', true, 'cannot be set together with "hairpinMode" (as in the reference bridge plugin)');
   }
@@ -97,6 +92,7 @@ export function parseBridgeConf(config: unknown): BridgeConf {
     internal: c.internal ?? false,
     portmap: c.portmap,
     discovery: c.discovery,
+    vlan: c.vlan !== undefined && c.vlan !== 0 ? { field: 'vlan', value: c.vlan } : c.vlanTrunk?.length ? { field: 'vlanTrunk', value: c.vlanTrunk } : undefined,
   };
 }
 

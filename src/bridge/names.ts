@@ -20,7 +20,7 @@ export function hostVethName(network: string, containerId: string, ifname: strin
 }
 
 /** A unique throw-away name for a link created in the host before it moves into a netns. */
-export function temporaryLinkName(prefix: 'mv' | 'ipv'): string {
+export function temporaryLinkName(prefix: 'mv' | 'ipv' | 'vlp'): string {
   // Unique enough for a name that lives a few milliseconds; a clash fails with EEXIST and rolls
   // back, it never touches someone else's link.
   return `${prefix}tmp${Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0')}`;

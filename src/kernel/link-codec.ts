@@ -14,6 +14,7 @@ import {
   IFLA_BRPORT_LEARNING,
   IFLA_BRPORT_MODE,
   IFLA_BRPORT_STATE,
+  IFLA_BR_VLAN_FILTERING,
   IFLA_IFNAME,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
@@ -91,7 +92,7 @@ export interface VxlanInfo {
 }
 
 export type LinkInfoSpec =
-  | { kind: 'bridge' }
+  | { kind: 'bridge'; vlanFiltering?: boolean }
   | { kind: 'veth'; peer: VethPeerInfo }
   | ({ kind: 'vxlan' } & VxlanInfo)
   | { kind: 'macvlan'; mode: MacvlanMode }
@@ -120,7 +121,7 @@ export function linkInfoAttr(spec: LinkInfoSpec): Attr {
 function linkInfoData(spec: LinkInfoSpec): Attr | undefined {
   switch (spec.kind) {
     case 'bridge':
-      return undefined;
+      return spec.vlanFiltering === undefined ? undefined : attr.nested(IFLA_INFO_DATA, [attr.u8(IFLA_BR_VLAN_FILTERING, spec.vlanFiltering ? 1 : 0)]);
     case 'veth':
       // VETH_INFO_PEER is not a plain nest: its payload is a whole ifinfomsg followed by the
       // peer's own IFLA_* attributes (name, netns fd, ...).

@@ -49,7 +49,7 @@ export type CreateLinkSpec = {
   /** Bring the link up once created. */
   up?: boolean;
 } & (
-  | { kind: 'bridge' }
+  | { kind: 'bridge'; vlanFiltering?: boolean }
   | {
       kind: 'veth';
       /** `netns` (a path or /run/netns name) creates the peer directly inside that namespace. */
@@ -127,7 +127,7 @@ export function createLink(nl: Rtnl, spec: CreateLinkSpec): Link {
   };
   switch (spec.kind) {
     case 'bridge':
-      send({ kind: 'bridge' });
+      send({ kind: 'bridge', vlanFiltering: spec.vlanFiltering });
       break;
     case 'veth': {
       const { netns, ...peer } = spec.peer;
@@ -206,6 +206,23 @@ export function setLinkMtu(nl: Rtnl, ref: LinkRef, mtu: number): void {
 
 export function setLinkMac(nl: Rtnl, ref: LinkRef, mac: string): void {
   setLink(nl, ref, `set MAC ${mac} on link`, commonLinkAttrs({ mac }));
+}
+
+/**
+ * Asks the kernel whether bridges can filter VLANs: creates a bridge named `probeName` with
+ * vlan_filtering on and deletes it again. Returns the kernel's refusal, or undefined when it
+ * agreed. (Asked on a bridge of its own: turning filtering on for a bridge in use would change
+ * the traffic of every container on it.)
+ */
+export function bridgeVlanFilteringRefusal(nl: Rtnl, probeName: string): NetlinkError | undefined {
+  try {
+    createLink(nl, { kind: 'bridge', name: probeName, vlanFiltering: true });
+  } catch (err) {
+    if (err instanceof NetlinkError) return err;
+    throw err;
+  }
+  deleteLinkIfExists(nl, probeName);
+  return undefined;
 }
 
 const NET_ADDR_SET = 3;

@@ -302,6 +302,24 @@ describe.each(CNI_VERSIONS)('shoal-bridge, cniVersion %s', (version) => {
 });
 
 describe('shoal-bridge, version-independent behaviour', () => {
+  it('a vlan is refused with the kernel\'s own answer (code 2, naming the field), leaving nothing behind', async () => {
+    // What the kernel says, asked independently of the plugin through iproute2.
+    const probe = uniqueName(PREFIX);
+    const kernelFilters = ipQuiet(['link', 'add', probe, 'type', 'bridge', 'vlan_filtering', '1']);
+    ipQuiet(['link', 'del', probe]);
+    const net = network();
+    const a = objects.netns();
+    for (const [field, value] of [['vlan', 100], ['vlanTrunk', [{ id: 5 }]]] as const) {
+      const add = await cni('ADD', net.config('1.0.0', { [field]: value }), { id: 'vl', netns: a.path });
+      expect(add.json).toMatchObject({ code: 2, msg: expect.stringContaining(`unsupported field "${field}" = ${JSON.stringify(value)}`) });
+      expect(add.json!['msg']).toMatch(kernelFilters ? /does not program VLANs yet/ : /the kernel refuses VLAN filtering on bridges \(.+\)/);
+    }
+    // Neither the plugin's probe bridge (vlptmp*) nor the network's bridge was left behind.
+    expect(ipJson<Array<{ ifname: string }>>(['link', 'show']).filter((l) => l.ifname.startsWith('vlptmp') || l.ifname === net.bridge)).toEqual([]);
+    expect(ipJson<unknown[]>(['link', 'show', 'type', 'veth'], a.name)).toEqual([]);
+    expect(await holdsNothing(net, 'vl')).toBe(true);
+  });
+
   it('32 racing ADDs on a new bridge all succeed, and all DELs leave nothing', async () => {
     const net = network({}, { subnet: nextSubnet() });
     const spaces = Array.from({ length: 32 }, () => objects.netns());

@@ -27,9 +27,11 @@ describe('bridge config', () => {
     expect(codeOf(() => parseBridgeConf({ ...base, isolate: 'yes' }))).toBe(7);
   });
 
-  it('refuses a vlan (code 2, naming field and value) but DEL accepts the same config', () => {
-    expect(() => parseBridgeConf({ ...base, vlan: 100 })).toThrow(/unsupported field "vlan" = 100: .*vlan_filtering/);
-    expect(codeOf(() => parseBridgeConf({ ...base, vlan: 100 }))).toBe(2);
+  it('a vlan is for ADD to ask the kernel about (test 100); DEL accepts the same config', () => {
+    expect(parseBridgeConf({ ...base, vlan: 100 }).vlan).toEqual({ field: 'vlan', value: 100 });
+    expect(parseBridgeConf({ ...base, vlanTrunk: [{ id: 5 }] }).vlan).toEqual({ field: 'vlanTrunk', value: [{ id: 5 }] });
+    expect(parseBridgeConf({ ...base, vlan: 0 }).vlan).toBeUndefined();
+    expect(codeOf(() => parseBridgeConf({ ...base, vlan: 5000 }))).toBe(7);
     expect(parseBridgeConf({ ...base, vlan: 0 }).bridge).toBe('cni0');
     expect(parseBridgeConfForDel({ ...base, vlan: 100 }).network).toBe('n1');
   });

@@ -121,6 +121,8 @@ export const IPVLAN_FLAG = { bridge: 0, private: 1, vepa: 2 } as const;
 export type IpvlanFlag = keyof typeof IPVLAN_FLAG;
 
 // Bridge port attributes, inside IFLA_PROTINFO (AF_BRIDGE) or IFLA_INFO_SLAVE_DATA.
+// IFLA_INFO_DATA of a bridge (include/uapi/linux/if_link.h).
+export const IFLA_BR_VLAN_FILTERING = 7;
 export const IFLA_BRPORT_STATE = 1;
 export const IFLA_BRPORT_MODE = 4; // hairpin
 export const IFLA_BRPORT_LEARNING = 8;
