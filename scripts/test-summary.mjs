@@ -18,8 +18,10 @@ try {
 }
 
 const passed = report.numPassedTests + staticPassed;
-// Suites that failed to load count once each: their tests never ran.
-const brokenSuites = (report.testResults ?? []).filter((s) => s.status === 'failed' && (s.assertionResults ?? []).length === 0).length;
+// Files that failed without a failing test count once each: a file that did not load, or one
+// whose beforeAll/afterAll threw (vitest reports its tests as skipped: they never ran or passed
+// before the teardown failed). A missing tool makes the podman suites fail this way, on purpose.
+const brokenSuites = (report.testResults ?? []).filter((s) => s.status === 'failed' && !(s.assertionResults ?? []).some((a) => a.status === 'failed')).length;
 const failed = report.numFailedTests + brokenSuites + staticFailed;
 const skipped = report.numPendingTests + (report.numTodoTests ?? 0);
 if (report.numTotalTests === 0) {

@@ -192,14 +192,18 @@ export async function status(req: CniRequest): Promise<void> {
 
 export async function gc(req: CniRequest): Promise<void> {
   const conf = parseBridgeConfForDel(req.config);
-  // Every step collects what it can; the first error is raised at the end.
-  let first: unknown;
-  try {
-    if (req.config.ipam?.type) await ipam.gc(req);
-    if (req.validAttachments) collectStaleRules(conf.network, req.validAttachments, req.log);
-  } catch (err) {
-    first = err;
-  }
-  if (hasEmbedded(conf)) await gcEmbedded(req, conf).catch((err: unknown) => (first ??= err));
-  if (first !== undefined) throw first;
+  // Every step runs, whatever the steps before it did; the first error is raised at the end.
+  const errors: unknown[] = [];
+  const step = async (fn: () => unknown): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  };
+  if (req.config.ipam?.type) await step(() => ipam.gc(req));
+  const valid = req.validAttachments;
+  if (valid) await step(() => collectStaleRules(conf.network, valid, req.log));
+  if (hasEmbedded(conf)) await step(() => gcEmbedded(req, conf));
+  throwFirst(errors);
 }

@@ -24,7 +24,7 @@ async function gc(args: string[]): Promise<number> {
   const { defaultPluginDir, delCached, gcNetworkList } = await import('../network/chain.js');
   const { listCached } = await import('../network/cache.js');
   const { listNetworks } = await import('../network/model.js');
-  const { listAttachments } = await import('../network/attachments.js');
+  const { listAttachments, attachmentProblems } = await import('../network/attachments.js');
   const { loadConflist } = await import('../network/manage.js');
   const store = await openStore();
   const opts = { pluginDir: defaultPluginDir(), stateDir: stateDir() };
@@ -53,7 +53,11 @@ async function gc(args: string[]): Promise<number> {
     }
   }
   for (const net of await listNetworks(store)) {
-    const valid = (await listAttachments(store, net)).map((a) => ({ containerID: a.containerId, ifname: a.ifname }));
+    const attached = await listAttachments(store, net);
+    // An attachment whose record is unreadable stays valid (GC must not free what it cannot judge);
+    // gc reports it and exits 1 so someone looks.
+    problems.push(...attachmentProblems(net, attached));
+    const valid = attached.map((a) => ({ containerID: a.containerId, ifname: a.ifname }));
     try {
       await gcNetworkList(opts, loadConflist(net), valid);
     } catch (err) {

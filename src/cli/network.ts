@@ -45,6 +45,11 @@ export function chainOptions() {
   return import('../network/chain.js').then(({ defaultPluginDir }) => ({ pluginDir: defaultPluginDir(), stateDir: stateDir() }));
 }
 
+/** Warns on stderr about attachments whose store records are unreadable (they still count). */
+function warnUnreadable(command: string, problems: string[]): void {
+  for (const p of problems) process.stderr.write(`shoal ${command}: warning: ${p}\n`);
+}
+
 async function requireNet(store: Store, query: string): Promise<NetworkRecord> {
   const { findNetwork } = await import('../network/model.js');
   const net = await findNetwork(store, query);
@@ -58,11 +63,13 @@ async function ls(args: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   if (values.format !== 'table' && values.format !== 'json') throw new UsageError(`invalid --format "${values.format}": table or json`);
   const { listNetworks } = await import('../network/model.js');
-  const { listAttachments } = await import('../network/attachments.js');
+  const { listAttachments, attachmentProblems } = await import('../network/attachments.js');
   const store = await openStore();
   const nets = await listNetworks(store);
   if (values.quiet) return void process.stdout.write(nets.map((n) => `${n.name}\n`).join('')), 0;
-  const counts = await Promise.all(nets.map(async (n) => (await listAttachments(store, n)).length));
+  const attached = await Promise.all(nets.map((n) => listAttachments(store, n)));
+  nets.forEach((n, i) => warnUnreadable('network ls', attachmentProblems(n, attached[i]!)));
+  const counts = attached.map((a) => a.length);
   if (values.format === 'json') {
     const rows = nets.map((n, i) => ({ name: n.name, id: n.id, driver: n.driver, subnets: n.subnets.map((s) => s.subnet), internal: n.internal, containers: counts[i], created: n.created }));
     process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
@@ -77,13 +84,14 @@ async function inspect(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
   if (values.help) return void process.stdout.write(INSPECT_HELP), 0;
   if (!positionals.length) throw new UsageError('missing network name');
-  const { listAttachments } = await import('../network/attachments.js');
+  const { listAttachments, attachmentProblems } = await import('../network/attachments.js');
   const { defaultGateway } = await import('../network/subnet.js');
   const store = await openStore();
   const out = [];
   for (const q of positionals) {
     const n = await requireNet(store, q);
     const containers = await listAttachments(store, n);
+    warnUnreadable('network inspect', attachmentProblems(n, containers));
     out.push({
       name: n.name,
       id: n.id,
@@ -108,11 +116,10 @@ async function inspect(args: string[]): Promise<number> {
   return 0;
 }
 
-/** The bridge the plugins made for the network; only a bridge with no ports left is deleted. */
 /** Removes a network (src/network/remove.ts) with the CLI's plugin dir and state dir. */
 async function removeNetwork(store: Store, net: NetworkRecord, force: boolean): Promise<void> {
   const { removeNetwork: remove } = await import('../network/remove.js');
-  await remove(store, net, force, await chainOptions());
+  await remove(store, net, force, await chainOptions(), (problems) => warnUnreadable('network rm', problems));
 }
 
 async function rm(args: string[]): Promise<number> {
@@ -135,10 +142,12 @@ async function prune(args: string[]): Promise<number> {
   if (values.help) return void process.stdout.write(PRUNE_HELP), 0;
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const { listNetworks } = await import('../network/model.js');
-  const { listAttachments } = await import('../network/attachments.js');
+  const { listAttachments, attachmentProblems } = await import('../network/attachments.js');
   const store = await openStore();
   for (const net of await listNetworks(store)) {
-    if ((await listAttachments(store, net)).length) continue;
+    const attached = await listAttachments(store, net);
+    warnUnreadable('network prune', attachmentProblems(net, attached));
+    if (attached.length) continue;
     await removeNetwork(store, net, false);
     process.stdout.write(`${net.name}\n`);
   }

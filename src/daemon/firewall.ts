@@ -9,11 +9,15 @@
  * our table accepts, at any priority. Nothing inside Shoal's tables can override it, and Shoal
  * does not write into other software's tables. What the daemon does instead: it detects input
  * base chains with policy drop in other tables and logs the exact rule the operator must add
- * there (`dns_firewall_conflict`).
+ * there (`dns_firewall_conflict`). When it cannot look (nft fails or prints something
+ * unreadable) it says so (`dns_firewall_check_failed`) and looks again on every later sync until
+ * a look succeeds: "no warning" must mean "no conflicting chain", not "could not check".
  */
 import type { Logger } from 'pino';
+import { causeText } from '../errors.js';
+import { NftablesError } from '../kernel/errors.js';
 import { NftTransaction, SHOAL_TABLE, applyTransaction } from '../kernel/nftables.js';
-import { runNft } from '../kernel/nftables-exec.js';
+import { runNft, type NftResult } from '../kernel/nftables-exec.js';
 import { parseAddress, parseCidr, stripAddress } from '../dns/ip.js';
 import type { RegistryNetwork } from '../dns/registry.js';
 
@@ -66,23 +70,29 @@ export interface ForeignDropChain {
   chain: string;
 }
 
+export type NftRunner = (args: readonly string[]) => NftResult;
+
 /**
  * Input base chains with policy drop in tables that are not Shoal's. Read-only, chain headers
  * only (`nft -j list chains`): the rules of other software's tables are never read or changed.
+ * Throws NftablesError when nft fails or its output is not the JSON document expected.
  */
-export function foreignInputDropChains(): ForeignDropChain[] {
-  const res = runNft(['-j', 'list', 'chains']);
-  if (res.status !== 0) return [];
-  const out: ForeignDropChain[] = [];
+export function foreignInputDropChains(run: NftRunner = runNft): ForeignDropChain[] {
+  const what = 'failed to list "nftables chains"';
+  const res = run(['-j', 'list', 'chains']);
+  if (res.status !== 0) throw new NftablesError(`${what}: nft exited with status ${res.status}`, res.stderr);
+  let doc: { nftables?: unknown };
   try {
-    const doc = JSON.parse(res.stdout) as { nftables?: Array<{ chain?: Record<string, unknown> }> };
-    for (const item of doc.nftables ?? []) {
-      const c = item.chain;
-      if (!c || c.hook !== 'input' || c.policy !== 'drop' || String(c.table).startsWith('shoal')) continue;
-      out.push({ family: String(c.family), table: String(c.table), chain: String(c.name) });
-    }
-  } catch {
-    return [];
+    doc = JSON.parse(res.stdout) as { nftables?: unknown };
+  } catch (err) {
+    throw new NftablesError(`${what}: nft printed no valid JSON: ${causeText(err)}`, '', { cause: err });
+  }
+  if (!Array.isArray(doc?.nftables)) throw new NftablesError(`${what}: nft printed JSON without an "nftables" array`);
+  const out: ForeignDropChain[] = [];
+  for (const item of doc.nftables as Array<{ chain?: Record<string, unknown> } | null>) {
+    const c = item?.chain;
+    if (!c || c.hook !== 'input' || c.policy !== 'drop' || String(c.table).startsWith('shoal')) continue;
+    out.push({ family: String(c.family), table: String(c.table), chain: String(c.name) });
   }
   return out;
 }
@@ -90,6 +100,8 @@ export function foreignInputDropChains(): ForeignDropChain[] {
 export class DnsFirewall {
   private applied = new Map<string, string[]>();
   private warned = new Set<string>();
+  /** A conflict check was asked for and has not succeeded yet: every sync tries again. */
+  private checkDue = false;
 
   constructor(
     private readonly port: number,
@@ -116,16 +128,22 @@ export class DnsFirewall {
         this.logger?.warn({ event: 'dns_firewall_failed', err }, `failed to sync "${SHOAL_TABLE.family} ${SHOAL_TABLE.name}" DNS rules: ${(err as Error).message}`);
       }
     }
-    if (opts.checkConflicts) this.checkConflicts(networks);
+    if (opts.checkConflicts || this.checkDue) this.checkConflicts(networks);
   }
 
   private checkConflicts(networks: readonly RegistryNetwork[]): void {
     let chains: ForeignDropChain[];
     try {
       chains = this.foreignDrops();
-    } catch {
+    } catch (err) {
+      this.checkDue = true;
+      this.logger?.warn(
+        { event: 'dns_firewall_check_failed', err },
+        `failed to check "input chains of other tables" for policy drop (DNS from containers may be dropped unnoticed): ${causeText(err)}; retrying on the next sync`,
+      );
       return;
     }
+    this.checkDue = false;
     for (const c of chains) {
       const id = `${c.family} ${c.table} ${c.chain}`;
       if (this.warned.has(id)) continue;

@@ -66,6 +66,6 @@ export async function attach(opts: ChainOptions, net: NetworkRecord, req: Attach
 
 /** DEL with the cached result; falls back to the current conflist when nothing was cached. */
 export async function detach(opts: ChainOptions, net: NetworkRecord | undefined, network: string, req: Pick<AttachRequest, 'containerId' | 'netns' | 'ifname'>): Promise<void> {
-  const fallback = net ? { list: loadConflist(net), att: { containerId: req.containerId, netns: req.netns, ifname: req.ifname, args: [['IgnoreUnknown', '1']] as Array<[string, string]> } } : undefined;
+  const fallback = net ? () => ({ list: loadConflist(net), att: { containerId: req.containerId, netns: req.netns, ifname: req.ifname, args: [['IgnoreUnknown', '1']] as Array<[string, string]> } }) : undefined;
   await delCached(opts, network, req.containerId, req.ifname, fallback);
 }

@@ -151,15 +151,21 @@ export async function delNetworkList(opts: ChainOptions, list: Conflist, att: At
   removeCached(opts.stateDir, list.name, att.containerId, att.ifname);
 }
 
-/** DEL of a cached attachment, using the conflist and arguments ADD ran with. */
-export async function delCached(opts: ChainOptions, network: string, containerId: string, ifname: string, fallback?: { list: Conflist; att: Attachment }): Promise<void> {
+/**
+ * DEL of a cached attachment, using the conflist and arguments ADD ran with. `fallback` is asked
+ * only when nothing is cached (so a conflist that cannot be loaded fails only that case).
+ */
+export async function delCached(opts: ChainOptions, network: string, containerId: string, ifname: string, fallback?: () => { list: Conflist; att: Attachment }): Promise<void> {
   const cached = readCached(opts.stateDir, network, containerId, ifname);
   if (cached) {
     const list = JSON.parse(cached.config) as Conflist;
     const att: Attachment = { containerId, ifname, netns: cached.netns, args: cached.cniArgs, capabilityArgs: cached.capabilityArgs };
     return delNetworkList(opts, list, att, cached.result);
   }
-  if (fallback) return delNetworkList(opts, fallback.list, fallback.att, undefined);
+  if (fallback) {
+    const { list, att } = fallback();
+    return delNetworkList(opts, list, att, undefined);
+  }
   throw new ChainError(`failed to delete attachment "${network}/${containerId}/${ifname}": no cached result`);
 }
 

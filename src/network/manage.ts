@@ -152,13 +152,50 @@ export async function createNetwork(store: Store, net: NetworkRecord): Promise<C
   return conflist;
 }
 
-/** The conflist a network's attachments run: the file if it is still there, else re-rendered. */
-export function loadConflist(net: NetworkRecord): Conflist {
-  try {
-    return JSON.parse(fs.readFileSync(net.confFile, 'utf8')) as Conflist;
-  } catch {
-    return renderConflist(net);
+/** A conflist file that exists but cannot be used; the file is left as it is for the operator. */
+export class ConflistError extends NetworkError {
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
+    super('ECONFLIST', `failed to load conflist "${file}": ${problem}`, options);
   }
+}
+
+/** What is wrong with a parsed conflist for `net`, or undefined when it has the shape we run. */
+function conflistProblem(doc: unknown, net: NetworkRecord): string | undefined {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return 'not a JSON object';
+  const c = doc as Record<string, unknown>;
+  if (typeof c['cniVersion'] !== 'string') return '"cniVersion" is missing or not a string';
+  if (typeof c['name'] !== 'string') return '"name" is missing or not a string';
+  if (c['name'] !== net.name) return `"name" is "${c['name']}", not the network's name "${net.name}"`;
+  const plugins = c['plugins'];
+  if (!Array.isArray(plugins) || plugins.length === 0) return '"plugins" is missing or not a non-empty array';
+  const bad = plugins.findIndex((p) => typeof p !== 'object' || p === null || Array.isArray(p) || typeof (p as Record<string, unknown>)['type'] !== 'string' || (p as Record<string, unknown>)['type'] === '');
+  if (bad >= 0) return `"plugins[${bad}]" is not an object with a "type"`;
+  return undefined;
+}
+
+/**
+ * The conflist a network's attachments run: the file if it is there, re-rendered from the record
+ * when the file is gone. A file that cannot be read, is not JSON or has the wrong shape is refused
+ * with ConflistError naming the file and the problem (never silently replaced: it may be an
+ * operator's edit, and running something else than what podman reads would split the two).
+ */
+export function loadConflist(net: NetworkRecord): Conflist {
+  let text: string;
+  try {
+    text = fs.readFileSync(net.confFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return renderConflist(net);
+    throw new ConflistError(net.confFile, `cannot read it: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ConflistError(net.confFile, `not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const problem = conflistProblem(doc, net);
+  if (problem) throw new ConflistError(net.confFile, problem);
+  return doc as Conflist;
 }
 
 /** Removes the record and the conflist (the caller has dealt with attachments). */

@@ -6,7 +6,7 @@
  */
 import { ShoalError } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { listAttachments } from './attachments.js';
+import { attachmentProblems, listAttachments } from './attachments.js';
 import { readCached } from './cache.js';
 import { delCached, gcNetworkList, type ChainOptions } from './chain.js';
 import { deleteNetworkRecord, loadConflist } from './manage.js';
@@ -47,9 +47,15 @@ async function deleteBridge(net: NetworkRecord): Promise<void> {
   removeNetworkPolicy(net.bridge);
 }
 
-/** Removes the network; refused (NetworkInUseError) while containers are attached, unless `force`. */
-export async function removeNetwork(store: Store, net: NetworkRecord, force: boolean, opts: ChainOptions): Promise<void> {
+/**
+ * Removes the network; refused (NetworkInUseError) while containers are attached, unless
+ * `force`. Attachment records that cannot be read count as attached and are reported through
+ * `warn` (src/network/attachments.ts).
+ */
+export async function removeNetwork(store: Store, net: NetworkRecord, force: boolean, opts: ChainOptions, warn?: (problems: string[]) => void): Promise<void> {
   const attached = await listAttachments(store, net);
+  const problems = attachmentProblems(net, attached);
+  if (problems.length) warn?.(problems);
   if (attached.length && !force) throw new NetworkInUseError(net.name, attached.map((a) => a.name ?? a.containerId.slice(0, 12)));
   if (attached.length) await detachAll(store, net, opts);
   await deleteBridge(net);

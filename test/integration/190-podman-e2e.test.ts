@@ -13,9 +13,8 @@ import { ipamNetworkStats } from '../../src/ipam/stats.js';
 import { ipJson, ipQuiet } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { privateBundles, root, shoalRulesOwnedBy } from '../e2e/helpers/cni-exec.js';
-import { IMAGE, Podman, podmanAvailable } from '../e2e/helpers/podman.js';
+import { IMAGE, Podman, requirePodman } from '../e2e/helpers/podman.js';
 
-const missing = podmanAvailable();
 const network = uniqueName('l2p');
 const bridge = uniqueName('l2p');
 const third = Math.floor(Math.random() * 250);
@@ -23,8 +22,9 @@ const subnet = `10.237.${third}.0/24`;
 let podman: Podman;
 let bundles: { dir: string; remove(): void };
 
-describe.skipIf(missing)('podman e2e on shoal-bridge + shoal-ipam', () => {
+describe('podman e2e on shoal-bridge + shoal-ipam', () => {
   beforeAll(() => {
+    requirePodman();
     // Under node_modules so the bundles find shoal-sys and better-sqlite3 the way dist/cni does.
     bundles = privateBundles(['shoal-bridge', 'shoal-ipam'], path.join(root, 'node_modules/.cache'));
     podman = new Podman(bundles.dir);

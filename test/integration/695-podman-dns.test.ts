@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { watchContainer, type Watch } from '../helpers/continuity.js';
 import { ipQuiet } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
+import { requirePodman } from '../e2e/helpers/podman.js';
 import { DIST, startDaemon, tempDirs, testSubnet, waitFor, type DaemonProc } from './daemon-helpers.js';
 
 const dirs = tempDirs('695');
@@ -35,6 +36,7 @@ function podman(args: string[], input?: string | Buffer) {
 const limits = ['--ulimit', 'nproc=1024:1024', '--ulimit', 'nofile=10000:10000'];
 
 beforeAll(async () => {
+  requirePodman();
   const rootfs = path.join(dirs.root, 'rootfs');
   mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
   copyFileSync('/bin/busybox', path.join(rootfs, 'bin/busybox'));

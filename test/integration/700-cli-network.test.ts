@@ -11,6 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
+import { addrKey, attachmentKey } from '../../src/ipam/keys.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
 
 const root = path.resolve(__dirname, '../..');
 const SHOAL = path.join(root, 'dist/bin/shoal');
@@ -179,5 +181,62 @@ describe('shoal network', () => {
     expect(p.status, p.stderr).toBe(0);
     expect(p.stdout).toContain(NET2);
     expect(shoal('network', 'ls', '-q').stdout).toBe('');
+  });
+
+  it('a corrupt attachment record is reported by ls, inspect, rm and gc, and its attachment still counts (gc keeps its address)', async () => {
+    expect(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', SUBNET2, NET2).status).toBe(0);
+    const key = attachmentKey(NET2, 'broken1', 'eth0');
+    const held = addrKey(NET2, { family: 4, value: (10n << 24n) | (253n << 16n) | (BigInt(third) << 8n) | 5n });
+    const withStore = async <T>(fn: (s: SqliteStore) => Promise<T>): Promise<T> => {
+      const store = new SqliteStore(path.join(dir, 'state', 'shoal.db'));
+      try {
+        return await fn(store);
+      } finally {
+        store.close();
+      }
+    };
+    await withStore(async (s) => {
+      await s.put(held, JSON.stringify({ containerId: 'broken1', ifname: 'eth0', rangeSet: 0 }));
+      await s.put(key, '{"addresses": [');
+    });
+    try {
+      const warning = new RegExp(`warning: network "${NET2}", attachment "broken1/eth0": store record "${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" is not valid JSON`);
+      const ls = shoal('network', 'ls');
+      expect(ls.status, ls.stderr).toBe(0);
+      expect(ls.stderr).toMatch(warning);
+      expect(ls.stdout).toMatch(new RegExp(`${NET2}\\s+bridge\\s+\\S+\\s+1`));
+      const inspect = shoal('network', 'inspect', NET2);
+      expect(inspect.stderr).toMatch(warning);
+      expect(JSON.parse(inspect.stdout)[0].containers).toEqual([expect.objectContaining({ containerId: 'broken1', ifname: 'eth0', problem: expect.stringContaining(key) })]);
+      const rm = shoal('network', 'rm', NET2);
+      expect(rm.status).toBe(1);
+      expect(rm.stderr).toMatch(warning);
+      expect(rm.stderr).toMatch(/1 container\(s\) attached \(broken1\)/);
+      const gc = shoal('gc');
+      expect(gc.status).toBe(1);
+      expect(gc.stderr).toMatch(new RegExp(`shoal gc: network "${NET2}", attachment "broken1/eth0": store record`));
+      await withStore(async (s) => {
+        expect((await s.get(key))?.value).toBe('{"addresses": [');
+        expect(await s.get(held)).toBeDefined();
+      });
+    } finally {
+      await withStore(async (s) => {
+        await s.delete(key);
+        await s.delete(held);
+      });
+      shoal('network', 'rm', NET2);
+    }
+    expect(conflists()).toEqual([]);
+  });
+
+  it('a corrupt conflist is refused with its path and the problem, and left as it is', () => {
+    expect(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', SUBNET2, NET2).status).toBe(0);
+    const file = path.join(conf, `${NET2}.conflist`);
+    fs.writeFileSync(file, '{"cniVersion": "1.0.0", "name": "');
+    oneLineError(shoal('network', 'connect', NET2, NS), new RegExp(`failed to load conflist "${file.replace(/\./g, '\\.')}": not valid JSON`), 1);
+    expect(fs.readFileSync(file, 'utf8')).toBe('{"cniVersion": "1.0.0", "name": "');
+    expect(spawnSync('ip', ['-n', NS, 'link', 'show', 'eth0'], { stdio: 'ignore' }).status).not.toBe(0);
+    expect(shoal('network', 'rm', NET2).status).toBe(0);
+    expect(conflists()).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
-import { IMAGE, Podman, podmanAvailable } from '../e2e/helpers/podman.js';
+import { IMAGE, Podman, requirePodman } from '../e2e/helpers/podman.js';
 
 const root = path.resolve(__dirname, '../..');
 const SHOAL = path.join(root, 'dist/bin/shoal');
@@ -20,7 +20,6 @@ const NET = `cli7p${ID}`;
 const third = 1 + Math.floor(Math.random() * 250);
 const SUBNET = `10.255.${third}.0/24`;
 const PORT = 40000 + Math.floor(Math.random() * 8000);
-const missing = podmanAvailable();
 let podman: Podman;
 let dir: string;
 let env: NodeJS.ProcessEnv;
@@ -32,8 +31,9 @@ function shoal(...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe.skipIf(missing)('podman on a network made by shoal network create', () => {
+describe('podman on a network made by shoal network create', () => {
   beforeAll(async () => {
+    requirePodman();
     podman = new Podman(path.join(root, 'dist/cni'));
     podman.importBusybox();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-cli7p-'));

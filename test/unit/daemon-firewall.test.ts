@@ -1,5 +1,7 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { DNS_CHAIN, DnsFirewall, dnsAcceptRules, firewallTransaction, ownerOf } from '../../src/daemon/firewall.js';
+import { DNS_CHAIN, DnsFirewall, dnsAcceptRules, firewallTransaction, foreignInputDropChains, ownerOf, type NftRunner } from '../../src/daemon/firewall.js';
 import type { NftTransaction } from '../../src/kernel/nftables.js';
 
 const red = { name: 'red', gateways: ['10.88.0.1', 'fd00:88::1'], subnets: ['10.88.0.0/16', 'fd00:88::/64'] };
@@ -69,5 +71,53 @@ describe('DNS accept rules', () => {
     fw.sync([red], { checkConflicts: true });
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn.mock.calls[0]![1]).toMatch(/nft insert rule inet filter input ip saddr 10.88.0.0\/16 ip daddr 10.88.0.1 .* accept/);
+  });
+
+  it('logs each conflict check nft cannot answer (dns_firewall_check_failed) and checks again on every later sync until one succeeds', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) }));
+    const events = (name: string) => lines.filter((l) => l['event'] === name);
+    const calls: string[][] = [];
+    let answer: { status: number; stdout: string; stderr: string } = { status: 1, stdout: '', stderr: 'Error: cache initialization failed: Operation not permitted' };
+    const nft: NftRunner = (args) => (calls.push([...args]), answer);
+    const fw = new DnsFirewall(53, logger, () => undefined, () => foreignInputDropChains(nft));
+
+    fw.sync([red], { checkConflicts: true });
+    expect(events('dns_firewall_check_failed')).toHaveLength(1);
+    const first = events('dns_firewall_check_failed')[0]!;
+    expect(first['level']).toBe(40);
+    expect(first['msg']).toMatch(/Operation not permitted/);
+    expect((first['err'] as { message: string }).message).toMatch(/nft exited with status 1: Error: cache initialization failed: Operation not permitted/);
+
+    // Later syncs (a store change, not a reload) try again and say so each time.
+    fw.sync([red]);
+    answer = { status: 0, stdout: 'not json', stderr: '' };
+    fw.sync([red]);
+    expect(events('dns_firewall_check_failed')).toHaveLength(3);
+    expect((events('dns_firewall_check_failed')[2]!['err'] as { message: string }).message).toMatch(/no valid JSON/);
+    expect(calls).toHaveLength(3);
+
+    answer = { status: 0, stdout: JSON.stringify({ nftables: [{ metainfo: {} }, { chain: { family: 'ip', table: 'filter', name: 'INPUT', hook: 'input', policy: 'drop' } }] }), stderr: '' };
+    fw.sync([red]);
+    expect(events('dns_firewall_conflict')).toMatchObject([{ family: 'ip', table: 'filter', chain: 'INPUT' }]);
+    expect(calls).toHaveLength(4);
+    // Once a check succeeded, plain syncs leave nft alone again; a reload checks anew.
+    fw.sync([red]);
+    expect(calls).toHaveLength(4);
+    fw.sync([red], { checkConflicts: true });
+    expect(calls).toHaveLength(5);
+    expect(events('dns_firewall_check_failed')).toHaveLength(3);
+  });
+
+  it('lists only foreign input chains with policy drop, and refuses output it cannot read', () => {
+    const doc = { nftables: [
+      { chain: { family: 'inet', table: 'filter', name: 'input', hook: 'input', policy: 'drop' } },
+      { chain: { family: 'inet', table: 'filter', name: 'fwd', hook: 'forward', policy: 'drop' } },
+      { chain: { family: 'inet', table: 'other', name: 'input', hook: 'input', policy: 'accept' } },
+      { chain: { family: 'inet', table: 'shoal', name: 'dns_input', hook: 'input', policy: 'drop' } },
+    ] };
+    expect(foreignInputDropChains(() => ({ status: 0, stdout: JSON.stringify(doc), stderr: '' }))).toEqual([{ family: 'inet', table: 'filter', chain: 'input' }]);
+    expect(() => foreignInputDropChains(() => ({ status: 0, stdout: '{"x":1}', stderr: '' }))).toThrow(/without an "nftables" array/);
+    expect(() => foreignInputDropChains(() => ({ status: 2, stdout: '', stderr: 'no permission' }))).toThrow(/failed to list "nftables chains": nft exited with status 2: no permission/);
   });
 });

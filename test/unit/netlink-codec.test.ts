@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import * as constants from '../../src/kernel/netlink/constants.js';
 import { align, attr, AttrSet, decodeError, encodeAttrs, encodeMessage, parseMessages } from '../../src/kernel/netlink/codec.js';
 import {
   NLA_F_NESTED,
@@ -7,9 +9,6 @@ import {
   NLMSGERR_ATTR_OFFS,
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
-  NLM_F_DUMP,
-  NLM_F_EXCL,
-  NLM_F_MATCH,
   RTM_DELLINK,
   RTM_GETADDR,
   RTM_GETLINK,
@@ -118,11 +117,24 @@ describe('messages', () => {
 });
 
 describe('dump detection', () => {
-  it('decides from the message type because NLM_F_EXCL and NLM_F_MATCH share a bit', () => {
-    expect(NLM_F_EXCL).toBe(NLM_F_MATCH);
-    expect(NLM_F_DUMP & NLM_F_EXCL).not.toBe(0);
+  it('decides from the message type, since a NEW request with NLM_F_EXCL carries a dump bit', () => {
     expect([RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH].every(isGetType)).toBe(true);
     expect([RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_NEWROUTE, NLMSG_ERROR].some(isGetType)).toBe(false);
+  });
+});
+
+describe('netlink constants', () => {
+  it('have the values of the kernel UAPI header (linux/netlink.h) for every NLM_F_ and NLMSG_ name both define', () => {
+    // An independent source: the header the addon is compiled against (Debian linux-libc-dev).
+    const header = readFileSync('/usr/include/linux/netlink.h', 'utf8');
+    const defined = new Map<string, number>();
+    for (const [, name, value] of header.matchAll(/^#define\s+((?:NLM_F|NLMSG)_\w+)\s+(0x[0-9a-fA-F]+|\d+|\(\w+\|\w+\))/gm)) {
+      const or = /^\((\w+)\|(\w+)\)$/.exec(value!);
+      defined.set(name!, or ? defined.get(or[1]!)! | defined.get(or[2]!)! : Number(value));
+    }
+    const ours = Object.entries(constants).filter(([name, v]) => typeof v === 'number' && defined.has(name));
+    expect(ours.map(([name]) => name)).toEqual(expect.arrayContaining(['NLM_F_REQUEST', 'NLM_F_ACK', 'NLM_F_DUMP', 'NLM_F_EXCL', 'NLM_F_CREATE', 'NLM_F_ACK_TLVS', 'NLMSG_ERROR', 'NLMSG_DONE']));
+    for (const [name, value] of ours) expect(value, name).toBe(defined.get(name));
   });
 });
 

@@ -12,11 +12,17 @@ import path from 'node:path';
 export const BUSYBOX = '/bin/busybox';
 export const IMAGE = 'localhost/shoal-l2-bb:latest';
 
-export function podmanAvailable(): string | undefined {
-  if (spawnSync('podman', ['--version'], { stdio: 'ignore' }).status !== 0) return 'podman is not installed (Debian package "podman")';
-  if (spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0) return 'runc is not installed (Debian package "runc")';
-  if (!existsSync(BUSYBOX)) return `${BUSYBOX} is missing (Debian package "busybox-static")`;
-  return undefined;
+/**
+ * Throws, naming what is missing, unless podman, runc and busybox-static are there. The podman
+ * suites call it first in beforeAll: scripts/setup.sh installs all three, so a machine without
+ * them is a broken setup and its podman tests fail with the reason (they never skip).
+ */
+export function requirePodman(): void {
+  const missing: string[] = [];
+  if (spawnSync('podman', ['--version'], { stdio: 'ignore' }).status !== 0) missing.push('podman does not run (Debian package "podman")');
+  if (spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0) missing.push('runc does not run (Debian package "runc")');
+  if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} is missing (Debian package "busybox-static")`);
+  if (missing.length) throw new Error(`podman tests cannot run: ${missing.join('; ')}; scripts/setup.sh installs them`);
 }
 
 export class Podman {
