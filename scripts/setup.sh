@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine prometheus iptables)
+DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman containerd runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine prometheus iptables)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -1,10 +1,11 @@
 /**
  * Pure construction of registry records from what a CNI runtime hands shoal-dns: the container
- * name (podman's `K8S_POD_NAME` in CNI_ARGS, else `args.cni.name`), aliases (podman's
- * `runtimeConfig.aliases[<network>]`), and addresses, gateways and subnets from `prevResult`.
- * No I/O here, so every rule is unit-tested.
+ * name (podman's `K8S_POD_NAME` in CNI_ARGS, else `args.cni.name`, else one derived from the
+ * container id), aliases (podman's `runtimeConfig.aliases[<network>]`), and addresses, gateways
+ * and subnets from `prevResult`. No I/O here, so every rule is unit-tested.
  */
 import type { CniDns, CniResult } from '../../cni/types.js';
+import { stableHash } from '../hash.js';
 import { parseCidr, parseAddress, stripAddress } from './ip.js';
 import type { RegistryEndpoint, RegistryNetwork } from './registry.js';
 
@@ -59,14 +60,35 @@ function cniArgsName(args: Record<string, unknown> | undefined): string | undefi
   return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
+/** A runtime-generated id (docker, podman, CRI-O): 64 lowercase hex digits. */
+const HEX_ID = /^[0-9a-f]{64}$/;
+const LABEL_MAX = 63;
+
+/**
+ * The name an unnamed container gets from its id, the one its user would try:
+ * - a 64-hex id (docker, podman, CRI-O) -> its first 12 characters, the short id their tools show;
+ * - any other id (one the user chose: containerd's `ctr run --cni` passes `<namespace>-<id>`,
+ *   e.g. `default-web`) -> the whole id when it is a valid label (letters, digits, `_`, `-`, at
+ *   most 63 characters);
+ * - otherwise a label derived from it: every other character (the `.` CNI ids may contain)
+ *   becomes `-`, and an id longer than 63 characters keeps its first 54, then `-` and 8 hex
+ *   digits of a hash of the whole id, so two long ids with one prefix stay apart.
+ */
+export function idName(containerId: string): string {
+  if (HEX_ID.test(containerId)) return containerId.slice(0, 12);
+  const label = containerId.replace(/[^A-Za-z0-9_-]/g, '-');
+  if (label.length <= LABEL_MAX) return label;
+  return `${label.slice(0, LABEL_MAX - 9)}-${stableHash(containerId, 8)}`;
+}
+
 /**
  * The name a container is registered under: `K8S_POD_NAME` (podman sends the container name
- * there), else `args.cni.name`, else the first 12 characters of the container id (what docker
- * and podman show as the short id), so an unnamed container still resolves by something.
+ * there), else `args.cni.name`, else one derived from the container id (`idName`), so an
+ * unnamed container still resolves by something its user can guess.
  */
 export function endpointName(inputs: Pick<EndpointInputs, 'cniArgs' | 'args' | 'containerId'>): string {
   const pod = inputs.cniArgs['K8S_POD_NAME'];
-  return pod !== undefined && pod !== '' ? pod : (cniArgsName(inputs.args) ?? inputs.containerId.slice(0, 12));
+  return pod !== undefined && pod !== '' ? pod : (cniArgsName(inputs.args) ?? idName(inputs.containerId));
 }
 
 /** podman's `runtimeConfig.aliases[<network>]`; invalid entries and duplicates are dropped. */

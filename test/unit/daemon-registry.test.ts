@@ -24,6 +24,7 @@ import {
   endpointAliases,
   endpointName,
   EndpointInputError,
+  idName,
   mergeDnsResult,
   subnetOf,
 } from '../../src/dns/registry-build.js';
@@ -40,6 +41,8 @@ const bridgeResult: CniResult = {
   routes: [{ dst: '0.0.0.0/0' }],
   dns: { nameservers: ['192.0.2.53'], search: ['corp.example'], options: ['ndots:2'] },
 };
+
+const HEX64 = '3f2a9c0b7d1e5a4b6c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b';
 
 const inputs = (over: Partial<Parameters<typeof buildEndpoint>[0]> = {}) => ({
   network: 'red',
@@ -65,10 +68,49 @@ describe('registry keys', () => {
 });
 
 describe('building records from CNI inputs', () => {
-  it('names the endpoint from K8S_POD_NAME, else args.cni.name, else the short container id', () => {
+  it('names the endpoint from K8S_POD_NAME, else args.cni.name, else the container id', () => {
     expect(endpointName({ cniArgs: { K8S_POD_NAME: 'web' }, args: { cni: { name: 'x' } }, containerId: 'c' })).toBe('web');
     expect(endpointName({ cniArgs: {}, args: { cni: { name: 'x' } }, containerId: 'c' })).toBe('x');
-    expect(endpointName({ cniArgs: { K8S_POD_NAME: '' }, containerId: 'abcdef0123456789' })).toBe('abcdef012345');
+    expect(endpointName({ cniArgs: { K8S_POD_NAME: '' }, containerId: HEX64 })).toBe('3f2a9c0b7d1e');
+    expect(endpointName({ cniArgs: { K8S_POD_NAME: '' }, args: { cni: {} }, containerId: 'default-ctrweb' })).toBe('default-ctrweb');
+  });
+
+  it('names an unnamed container by its short id only when the id is a 64-hex runtime id', () => {
+    // docker, podman, CRI-O: the 12 characters their tools show.
+    expect(idName(HEX64)).toBe('3f2a9c0b7d1e');
+    // containerd's ctr run --cni passes <namespace>-<id>: registered whole, as typed.
+    expect(idName('default-ctrweb')).toBe('default-ctrweb');
+    expect(idName('default-ctrc')).toBe('default-ctrc');
+    expect(idName('my_app-2')).toBe('my_app-2');
+    // Hex-looking but not a runtime id (too short, upper case, 65 digits): whole.
+    expect(idName('abcdef0123456789')).toBe('abcdef0123456789');
+    expect(idName('deadbeef')).toBe('deadbeef');
+    expect(idName('DEADBEEF01234567')).toBe('DEADBEEF01234567');
+    // 64 upper-case or 65 hex digits: not a runtime id, and too long for a label (see below).
+    for (const id of [HEX64.toUpperCase(), `${HEX64}0`]) expect(idName(id)).toMatch(/^.{54}-[0-9a-f]{8}$/);
+    // Exactly 63 characters is still a label.
+    expect(idName('a'.repeat(63))).toBe('a'.repeat(63));
+  });
+
+  it('derives a valid label from an id that is not one: dots become "-", long ids end in a hash', () => {
+    expect(idName('default-web.1')).toBe('default-web-1');
+    expect(idName('k8s.io-pod.x')).toBe('k8s-io-pod-x');
+    const long = `default-${'service-replica-'.repeat(5)}1`;
+    const name = idName(long);
+    expect(name).toHaveLength(63);
+    expect(name.startsWith(long.slice(0, 54))).toBe(true);
+    expect(name).toMatch(/^.{54}-[0-9a-f]{8}$/);
+    // Stable, and two long ids sharing their first 54 characters still differ.
+    expect(idName(long)).toBe(name);
+    expect(idName(`${long.slice(0, -1)}2`)).not.toBe(name);
+    for (const id of [long, 'a.b.c', HEX64, `${HEX64}0`, 'x'.repeat(200)]) expect(dnsNameProblem(idName(id))).toBeUndefined();
+    for (const id of [long, 'a.b.c', `${HEX64}0`, 'x'.repeat(200)]) expect(idName(id)).not.toContain('.');
+  });
+
+  it('registers a containerd container under its whole id', () => {
+    const ep = buildEndpoint(inputs({ containerId: 'default-ctrweb', cniArgs: {}, runtimeConfig: undefined }));
+    expect(ep.name).toBe('default-ctrweb');
+    expect(ep.containerId).toBe('default-ctrweb');
   });
 
   it('takes aliases for its own network only, dropping invalid ones, duplicates and the name itself', () => {
