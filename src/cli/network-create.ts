@@ -1,6 +1,6 @@
 /** `shoal network create`: see HELP. All validation happens before anything is written. */
 import { CliError, parse, many, keyValues, UsageError, openStore, stateDir } from './common.js';
-import { CreateInputError, DEFAULT_CNI_CONF_DIR } from '../network/manage.js';
+import { cniConfDir, CreateInputError, DEFAULT_CNI_CONF_DIR } from '../network/manage.js';
 
 export const CREATE_HELP = `Usage: shoal network create [OPTIONS] NAME
 
@@ -23,7 +23,7 @@ Options:
       --dns IP             upstream resolver for names the network does not know (repeatable)
       --dns-search DOMAIN  search domain handed to containers (first one: the DNS domain)
       --add-host NAME:IP   a name the network's DNS answers (repeatable)
-      --cni-conf-dir DIR   where to write the conflist (default ${DEFAULT_CNI_CONF_DIR})
+      --cni-conf-dir DIR   where to write the conflist (default: $SHOAL_CNI_CONF_DIR, else ${DEFAULT_CNI_CONF_DIR})
 `;
 
 export async function create(args: string[]): Promise<number> {
@@ -39,7 +39,7 @@ export async function create(args: string[]): Promise<number> {
     dns: { type: 'string', multiple: true },
     'dns-search': { type: 'string', multiple: true },
     'add-host': { type: 'string', multiple: true },
-    'cni-conf-dir': { type: 'string', default: DEFAULT_CNI_CONF_DIR },
+    'cni-conf-dir': { type: 'string', default: cniConfDir() },
   });
   if (values.help) {
     process.stdout.write(CREATE_HELP);

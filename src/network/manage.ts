@@ -12,6 +12,11 @@ import { buildSubnetSpecs, firstOverlap, pickFreeSubnet, SubnetInputError } from
 import { parseCidr } from '../ipam/address.js';
 
 export const DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d';
+
+/** Where conflists go: SHOAL_CNI_CONF_DIR when set (DESIGN §2, so several test "hosts" share one filesystem), else /etc/cni/net.d. */
+export function cniConfDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env['SHOAL_CNI_CONF_DIR'] || DEFAULT_CNI_CONF_DIR;
+}
 /** libcni 1.1 (podman 4.3) reads conflists up to 1.0.0; our plugins speak it. */
 export const CONFLIST_CNI_VERSION = '1.0.0';
 

@@ -30,7 +30,8 @@ function shoal(...args: string[]) {
   const r = spawnSync(process.execPath, [SHOAL, ...args], {
     encoding: 'utf8',
     timeout: 60_000,
-    env: { ...process.env, SHOAL_STATE_DIR: path.join(dir, 'state'), SHOAL_RUN_DIR: path.join(dir, 'run') },
+    // SHOAL_CNI_CONF_DIR too: a command that forgets --cni-conf-dir must still not touch /etc/cni/net.d.
+    env: { ...process.env, SHOAL_STATE_DIR: path.join(dir, 'state'), SHOAL_RUN_DIR: path.join(dir, 'run'), SHOAL_CNI_CONF_DIR: conf },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -107,12 +108,14 @@ describe('shoal network', () => {
     expect(info).toMatchObject({ name: NET, gateway: `10.252.${third}.1`, options: { mtu: '1400' }, containers: [] });
   });
 
-  it('picks a free subnet when none is given, avoiding other networks', () => {
-    const r = shoal('network', 'create', '--cni-conf-dir', conf, NET2);
+  it('picks a free subnet when none is given, avoiding other networks; the conflist goes to $SHOAL_CNI_CONF_DIR', () => {
+    const r = shoal('network', 'create', NET2);
     expect(r.status, r.stderr).toBe(0);
     const [info] = JSON.parse(shoal('network', 'inspect', NET2).stdout);
     expect(info.subnets[0].subnet).toMatch(/\/24$/);
     expect(info.subnets[0].subnet).not.toBe(SUBNET);
+    expect(info.conflist).toBe(path.join(conf, `${NET2}.conflist`));
+    expect(conflists()).toContain(`${NET2}.conflist`);
     expect(shoal('network', 'rm', NET2).status).toBe(0);
     expect(conflists()).toEqual([`${NET}.conflist`]);
   });
