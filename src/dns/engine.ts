@@ -64,6 +64,13 @@ export class DnsEngine {
     }
     const snapshot = this.opts.snapshot();
     const scope = snapshot.scopeFor(source);
+    // Only clients inside a Shoal network are served: anyone else who can route to a gateway
+    // would otherwise have an open resolver (forwarding included). REFUSED, not silence, so a
+    // misconfigured client learns why; the answer is no larger than the query (no amplification).
+    // Counted in shoal_dns_requests_total{network="none",rcode="REFUSED"}.
+    if (scope.networks.length === 0) {
+      return this.finish(parsed, msg, { kind: 'rcode', rcode: RCODE.REFUSED, network: 'none' }, udpLimit(parsed, this.opts.maxUdpSize ?? 4096), transport, started);
+    }
     const ctx = new Context(parsed, msg, scope, snapshot);
     const limit = transport === 'tcp' ? TCP_LIMIT : udpLimit(parsed, this.opts.maxUdpSize ?? 4096);
     let result;

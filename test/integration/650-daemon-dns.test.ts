@@ -5,7 +5,7 @@
  * the first ADDs, so it also proves it serves records written while it was down.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KernelObjects } from '../helpers/kernel-objects.js';
+import { KernelObjects, ipQuiet } from '../helpers/kernel-objects.js';
 import { startDnsmasq, loopbackNet, type Dnsmasq } from '../helpers/dns-live.js';
 import { uniqueName } from '../helpers/names.js';
 import { seededRandom } from '../helpers/random.js';
@@ -194,6 +194,30 @@ describe('650 daemon DNS with containers', () => {
     expect(r.listeners).toEqual([{ address: red.subnet.gateway, state: 'listening' }]);
     const eps = (await api(daemon!.socket, `/v1/endpoints?network=${red.name}`)).body as Array<{ name: string }>;
     expect(eps.map((e) => e.name).sort()).toEqual(['alpha', 'bravo']);
+  });
+
+  it('a client in no Shoal network that can route to a gateway is refused: no names, no forwarding, UDP and TCP', async () => {
+    // An outsider: a namespace on a point-to-point veth to the host (10.196.x.0/30), whose
+    // route to red's subnet goes through the host, where the gateway address lives.
+    const outsider = objs.netns();
+    const x = Math.floor(Math.random() * 250);
+    const hostEnd = objs.linkName();
+    expect(ipQuiet(['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outsider.name])).toBe(true);
+    expect(ipQuiet(['addr', 'add', `10.196.${x}.1/30`, 'dev', hostEnd])).toBe(true);
+    expect(ipQuiet(['link', 'set', hostEnd, 'up'])).toBe(true);
+    expect(ipQuiet(['addr', 'add', `10.196.${x}.2/30`, 'dev', 'eth0'], outsider.name)).toBe(true);
+    expect(ipQuiet(['link', 'set', 'eth0', 'up'], outsider.name)).toBe(true);
+    expect(ipQuiet(['route', 'add', red.subnet.cidr, 'via', `10.196.${x}.1`], outsider.name)).toBe(true);
+    const gw = red.subnet.gateway;
+    for (const q of [['www.example.test', 'A'], ['bravo.red.shoal', 'A'], ['+tcp', 'www.example.test', 'A'], ['+tcp', 'bravo', 'A']]) {
+      const r = await digIn(outsider.name, gw, q);
+      expect(r.status, `${q.join(' ')}: ${r.raw}`).toBe('REFUSED');
+      expect(r.answers).toEqual([]);
+    }
+    // The same question from inside the network is answered.
+    expect((await digIn(ns['a']!.name, gw, ['www.example.test', 'A'])).answers).toEqual(['192.0.2.7']);
+    const text = await metricsText(daemon!.metricsPort);
+    expect(metricValue(text, 'shoal_dns_requests_total', { network: 'none', qtype: 'A', rcode: 'REFUSED' })).toBeGreaterThanOrEqual(4);
   });
 
   it('adds accept rules for each network to inet shoal', () => {
