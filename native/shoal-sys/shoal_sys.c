@@ -154,6 +154,20 @@ static napi_value Getsockname(napi_env env, napi_callback_info info) {
   return result(env, ret < 0 ? ret : (long)alen, errno);
 }
 
+/* Fills the buffer with the option's value (SO_PEERCRED: struct ucred); returns its length or -errno. */
+static napi_value Getsockopt(napi_env env, napi_callback_info info) {
+  napi_value a[4];
+  int32_t fd, level, name;
+  void *value;
+  size_t len;
+  if (!get_args(env, info, 4, a) || !get_i32(env, a[0], &fd) || !get_i32(env, a[1], &level) || !get_i32(env, a[2], &name) ||
+      !get_buffer(env, a[3], &value, &len))
+    return NULL;
+  socklen_t vlen = (socklen_t)len;
+  int ret = getsockopt(fd, level, name, value, &vlen);
+  return result(env, ret < 0 ? ret : (long)vlen, errno);
+}
+
 static napi_value Mount(napi_env env, napi_callback_info info) {
   napi_value a[5];
   char *source = NULL, *target = NULL, *fstype = NULL, *data = NULL;
@@ -249,7 +263,7 @@ NAPI_MODULE_INIT() {
     const char *name;
     napi_callback fn;
   } functions[] = {
-      {"socket", Socket},       {"bind", Bind},       {"setsockopt", Setsockopt},     {"getsockname", Getsockname},
+      {"socket", Socket},       {"bind", Bind},       {"setsockopt", Setsockopt},     {"getsockname", Getsockname}, {"getsockopt", Getsockopt},
       {"close", Close},         {"setns", Setns},     {"unshare", Unshare},           {"mount", Mount},
       {"umount2", Umount2},     {"exit", Exit},                 {"errnoName", ErrnoName},
       {"sethostname", Sethostname}, {"fcntl", Fcntl}, {"resetSignals", ResetSignals}, {"execvpe", Execvpe},

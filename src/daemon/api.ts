@@ -9,7 +9,9 @@
  */
 import { chmodSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { peerCredentials } from '../kernel/ffi.js';
 
 export interface ApiHandlers {
   status(): Promise<unknown> | unknown;
@@ -47,6 +49,15 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
         },
       );
   });
+  // Mode 0600 keeps others from connecting; the peer's credentials are checked as well, so a
+  // socket made accessible by mistake (a chmod, a bind mount into a container) still serves
+  // root only. A peer whose credentials cannot be read is refused too.
+  server.on('connection', (socket: Socket) => {
+    const uid = peerUid(socket);
+    if (uid === 0) return;
+    logger?.warn({ event: 'api_peer_refused', uid }, `refused a control API client running as uid ${uid ?? 'unknown'}`);
+    socket.destroy();
+  });
   // A socket left by a daemon that died without cleanup (the pid file lock is ours now).
   try {
     unlinkSync(socketPath);
@@ -72,4 +83,15 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
       process.umask(old);
     }
   });
+}
+
+/** The uid of the process at the other end (SO_PEERCRED), undefined when it cannot be read. */
+function peerUid(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  try {
+    return peerCredentials(fd).uid;
+  } catch {
+    return undefined;
+  }
 }

@@ -65,6 +65,15 @@ export function getsockname(fd: number, size: number): Buffer {
   return addr.subarray(0, checked('getsockname', sys().getsockname(fd, addr)));
 }
 
+const SO_PEERCRED = 17;
+
+/** The credentials of the process at the other end of a unix socket (SO_PEERCRED). */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  const ucred = Buffer.alloc(12);
+  checked('getsockopt(SO_PEERCRED)', sys().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ucred));
+  return { pid: ucred.readInt32LE(0), uid: ucred.readUInt32LE(4), gid: ucred.readUInt32LE(8) };
+}
+
 export function setsockopt(fd: number, level: number, name: number, value: Buffer): void {
   checked('setsockopt', sys().setsockopt(fd, level, name, value), `(level ${level}, option ${name})`);
 }

@@ -14,6 +14,8 @@ export interface Sys {
   setsockopt(fd: number, level: number, name: number, value: Buffer): number;
   /** Fills addr; returns the address length. */
   getsockname(fd: number, addr: Buffer): number;
+  /** Fills value with the option; returns its length. */
+  getsockopt(fd: number, level: number, name: number, value: Buffer): number;
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;

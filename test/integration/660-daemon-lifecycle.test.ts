@@ -5,7 +5,8 @@
  * etcd store refusal.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerEndpoint } from '../../src/dns/registry.js';
 import { closeStateStores, openStateStore } from '../../src/store/open.js';
@@ -60,6 +61,29 @@ describe('660 daemon life cycle', () => {
     expect((await api(daemon!.socket, '/v1/nope')).status).toBe(404);
     expect((await api(daemon!.socket, '/v1/status', 'POST')).status).toBe(405);
     expect((await api(daemon!.socket, '/v1/reload', 'GET')).status).toBe(405);
+  });
+
+  it('refuses a client that is not root even when the socket\'s mode would let it in (peer credentials)', async () => {
+    // Open the way as a misconfiguration would: the socket and its directories readable by all.
+    const opened = [path.dirname(path.dirname(daemon!.socket)), path.dirname(daemon!.socket)];
+    const modes = opened.map((d) => statSync(d).mode & 0o777);
+    for (const d of opened) chmodSync(d, 0o755);
+    chmodSync(daemon!.socket, 0o666);
+    try {
+      const asNobody = spawnSync(
+        process.execPath,
+        ['-e', `const http=require('node:http');const r=http.get({socketPath:${JSON.stringify(daemon!.socket)},path:'/v1/status'},(res)=>{console.log('status '+res.statusCode);res.resume()});r.on('error',(e)=>console.log('error '+e.code));`],
+        { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 },
+      );
+      // Closed before any answer: the write fails (EPIPE) or the read does (ECONNRESET).
+      expect(asNobody.stdout.trim()).toMatch(/^error (ECONNRESET|EPIPE)$/);
+      await daemon!.waitLog((l) => l['event'] === 'api_peer_refused' && l['uid'] === 65534);
+      // Root is still served through the same socket.
+      expect((await api(daemon!.socket, '/v1/status')).status).toBe(200);
+    } finally {
+      chmodSync(daemon!.socket, 0o600);
+      opened.forEach((d, i) => chmodSync(d, modes[i]!));
+    }
   });
 
   it('serves /metrics and nothing else on the metrics address', async () => {
