@@ -29,24 +29,8 @@ if (!existsSync(path.join(betterSqlite3, 'build/Release/better_sqlite3.node'))) 
 const PRAGMAS = ['journal_mode = WAL', 'synchronous = NORMAL', 'busy_timeout = 5000', 'wal_autocheckpoint = 64'];
 const SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)';
 
-// Both scripts do the same statements; only the driver differs.
-const scripts = {
-  'better-sqlite3': `
-const Database = require(${JSON.stringify(betterSqlite3)});
-const db = new Database(process.argv[2]);
-for (const p of ${JSON.stringify(PRAGMAS)}) db.pragma(p);
-db.exec(${JSON.stringify(SCHEMA)});
-const get = db.prepare('SELECT v FROM kv WHERE k = ?');
-const put = db.prepare('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)');
-db.exec('BEGIN IMMEDIATE');
-const cur = Number(get.get('cursor')?.v ?? 0) + 1;
-put.run('ip/' + cur + '/' + process.pid, 'ctr');
-put.run('cursor', String(cur));
-db.exec('COMMIT');
-`,
-  'node:sqlite': `
-const { DatabaseSync } = require('node:sqlite');
-const db = new DatabaseSync(process.argv[2]);
+// Both scripts run the same statements; only how the driver is loaded and opened differs.
+const work = `
 for (const p of ${JSON.stringify(PRAGMAS)}) db.exec('PRAGMA ' + p);
 db.exec(${JSON.stringify(SCHEMA)});
 const get = db.prepare('SELECT v FROM kv WHERE k = ?');
@@ -56,7 +40,10 @@ const cur = Number(get.get('cursor')?.v ?? 0) + 1;
 put.run('ip/' + cur + '/' + process.pid, 'ctr');
 put.run('cursor', String(cur));
 db.exec('COMMIT');
-`,
+`;
+const scripts = {
+  'better-sqlite3': `const Database = require(${JSON.stringify(betterSqlite3)});\nconst db = new Database(process.argv[2]);\n${work}`,
+  'node:sqlite': `const { DatabaseSync } = require('node:sqlite');\nconst db = new DatabaseSync(process.argv[2]);\n${work}`,
   'node -e 0': '',
 };
 

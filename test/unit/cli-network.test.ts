@@ -2,28 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { buildSubnetSpecs, defaultGateway, firstOverlap, pickFreeSubnet, rangeBounds, SubnetInputError } from '../../src/network/subnet.js';
 import { renderConflist, validateOptions, OptionError } from '../../src/network/conflist.js';
 import { bridgeNameFor, type NetworkRecord } from '../../src/network/model.js';
+import { networkRecord } from '../helpers/network-record.js';
 import { pluginConfig } from '../../src/network/chain.js';
 
 function record(over: Partial<NetworkRecord> = {}): NetworkRecord {
-  return {
-    name: 'n1',
-    id: 'x'.repeat(64),
-    driver: 'bridge',
-    subnets: [{ subnet: '10.250.1.0/24' }],
-    ipv6: false,
-    internal: false,
-    attachable: false,
-    options: {},
-    dns: [],
-    dnsSearch: [],
-    hosts: [],
-    bridge: 'shoal-n1',
-    cniVersion: '1.0.0',
-    confFile: '/tmp/n1.conflist',
-    stateDir: '/var/lib/shoal',
-    created: '2024-01-01T00:00:00.000Z',
-    ...over,
-  };
+  return networkRecord(over);
 }
 
 describe('subnets', () => {

@@ -6,29 +6,12 @@ import { attach, detach } from '../../src/network/attach.js';
 import { renderConflist } from '../../src/network/conflist.js';
 import { ConflistError, loadConflist } from '../../src/network/manage.js';
 import type { NetworkRecord } from '../../src/network/model.js';
+import { networkRecord } from '../helpers/network-record.js';
 
 let dir: string;
 
 function record(over: Partial<NetworkRecord> = {}): NetworkRecord {
-  return {
-    name: 'n1',
-    id: 'x'.repeat(64),
-    driver: 'bridge',
-    subnets: [{ subnet: '10.250.1.0/24' }],
-    ipv6: false,
-    internal: false,
-    attachable: false,
-    options: {},
-    dns: [],
-    dnsSearch: [],
-    hosts: [],
-    bridge: 'shoal-n1',
-    cniVersion: '1.0.0',
-    confFile: path.join(dir, 'n1.conflist'),
-    stateDir: path.join(dir, 'state'),
-    created: '2024-01-01T00:00:00.000Z',
-    ...over,
-  };
+  return networkRecord({ confFile: path.join(dir, 'n1.conflist'), stateDir: path.join(dir, 'state'), ...over });
 }
 
 beforeEach(() => {
