@@ -377,7 +377,9 @@ export class IpPrefix {
   }
 
   contains(addr: IpAddr): boolean {
-    return addr.family === this.family && (addr.value & ~this.hostMask) === (this.addr.value & ~this.hostMask);
+    if (addr.family !== this.family) return false;
+    const host = this.hostMask;
+    return (addr.value | host) === (this.addr.value | host);
   }
 
   /** Every address of `other` is in this prefix. */
