@@ -12,7 +12,7 @@
  * carries its own message, and describeIssue() phrases valibot's type issues.
  */
 import * as v from 'valibot';
-import { bytesToBigInt, isIP, parseIp } from '../src/ip-text.js';
+import { IpAddr, IpPrefix } from '../src/addr.js';
 import { CniCode, CniError, showValue } from './errors.js';
 import { CNI_NAME_PATTERN, ifnameProblem } from './env.js';
 import { LOG_LEVELS } from './log.js';
@@ -27,21 +27,58 @@ export const networkName = v.pipe(
   v.regex(CNI_NAME_PATTERN, 'must start with a letter or digit and contain only letters, digits, "_", "." and "-"'),
 );
 
-export const ipAddress = v.pipe(v.string(), v.check((s) => isIP(s) !== 0, 'is not an IP address'));
-export const ipv4Address = v.pipe(v.string(), v.check((s) => isIP(s) === 4, 'is not an IPv4 address'));
-export const ipv6Address = v.pipe(v.string(), v.check((s) => isIP(s) === 6, 'is not an IPv6 address'));
+// Addresses are parsed here, at the edge, into values (src/addr.ts); the message of a bad one
+// names its problem ('"10.0.0.256" is not an IP address: part 256 is more than 255').
 
-/** An address with a prefix length, host bits allowed ("10.1.0.5/24"). */
-export const cidr = v.pipe(v.string(), v.check((s) => parseCidr(s) !== undefined, 'is not in CIDR notation (like "10.1.0.0/24")'));
+/** An IP address, parsed: the output is an IpAddr. */
+export const ipAddr = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const parsed = IpAddr.tryParse(dataset.value);
+    if (parsed) return parsed;
+    addIssue({ message: `is not an IP address: ${IpAddr.problem(dataset.value)}` });
+    return NEVER;
+  }),
+);
 
-/** A network: CIDR notation with no host bits set ("10.1.0.0/24", not "10.1.0.1/24"). */
-export const subnet = v.pipe(
+/** An IP address or "" (none given; undefined in the output). */
+export const optionalIpAddr = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    if (dataset.value === '') return undefined;
+    const parsed = IpAddr.tryParse(dataset.value);
+    if (parsed) return parsed;
+    addIssue({ message: `is not an IP address: ${IpAddr.problem(dataset.value)}` });
+    return NEVER;
+  }),
+);
+
+/** An IP address that stays text (passed through as written, e.g. a result's nameservers). */
+export const ipAddress = v.pipe(
   v.string(),
   v.rawCheck(({ dataset, addIssue }) => {
-    if (!dataset.typed) return;
-    const parsed = parseCidr(dataset.value);
-    if (!parsed) addIssue({ message: 'is not in CIDR notation (like "10.1.0.0/24")' });
-    else if (parsed.hostBitsSet) addIssue({ message: 'has host bits set' });
+    if (dataset.typed && !IpAddr.tryParse(dataset.value)) addIssue({ message: `is not an IP address: ${IpAddr.problem(dataset.value)}` });
+  }),
+);
+
+/** An address with a prefix length, host bits allowed ("10.1.0.5/24"), parsed: an IpPrefix. */
+export const cidr = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const parsed = IpPrefix.tryParse(dataset.value);
+    if (parsed) return parsed;
+    addIssue({ message: `is not in CIDR notation (like "10.1.0.0/24"): ${IpPrefix.problem(dataset.value)}` });
+    return NEVER;
+  }),
+);
+
+/** A network: CIDR notation with no host bits set ("10.1.0.0/24", not "10.1.0.1/24"), parsed. */
+export const subnet = v.pipe(
+  cidr,
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    if (dataset.value.isMasked) return dataset.value;
+    addIssue({ message: `has host bits set (the network is ${dataset.value.masked().toString()})` });
+    return NEVER;
   }),
 );
 
@@ -115,7 +152,8 @@ export const portMappingSchema = v.looseObject({
   hostPort: port,
   containerPort: port,
   protocol: v.optional(v.picklist(['tcp', 'udp', 'sctp'])),
-  hostIP: v.optional(v.union([ipAddress, v.literal('')])),
+  /** An address, parsed; "" (every local address) becomes undefined. */
+  hostIP: v.optional(optionalIpAddr),
 });
 
 /** podman: `{"<network>": ["<alias>", ...]}`. */
@@ -194,29 +232,4 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     current = (current as Record<PropertyKey, unknown>)[key];
   }
   return current;
-}
-
-// ---- CIDR arithmetic (enough for validation; allocation lives in src/ipam) -----------------
-
-interface ParsedCidr {
-  family: 4 | 6;
-  prefix: number;
-  hostBitsSet: boolean;
-}
-
-export function parseCidr(text: string): ParsedCidr | undefined {
-  const slash = text.indexOf('/');
-  if (slash < 0) return undefined;
-  const ip = text.slice(0, slash);
-  const prefixText = text.slice(slash + 1);
-  const family = isIP(ip);
-  if (family === 0 || !/^\d{1,3}$/.test(prefixText)) return undefined;
-  const prefix = Number(prefixText);
-  const width = family === 4 ? 32 : 128;
-  if (prefix > width) return undefined;
-  const parsed = parseIp(ip);
-  if (!parsed) return undefined;
-  const value = bytesToBigInt(parsed.bytes);
-  const hostMask = (1n << BigInt(width - prefix)) - 1n;
-  return { family: family === 4 ? 4 : 6, prefix, hostBitsSet: (value & hostMask) !== 0n };
 }

@@ -10,7 +10,7 @@
  * Parsing validates as it goes and reports code 7 naming the field path (e.g.
  * `prevResult.ips[0].address`), since a prevResult is part of the network config.
  */
-import { isIP } from '../src/ip-text.js';
+import { IpAddr, IpPrefix } from '../src/addr.js';
 import { invalidConfig } from './errors.js';
 import { atLeast } from './version.js';
 
@@ -115,10 +115,9 @@ function compact<T extends Record<string, unknown>>(obj: T): Partial<T> {
   return out;
 }
 
-/** "4" or "6" for a CIDR or a bare address. */
+/** "4" or "6" for a CIDR or a bare address (one this module has validated). */
 export function ipFamilyOf(addressOrCidr: string): '4' | '6' {
-  const ip = addressOrCidr.split('/')[0] ?? '';
-  return isIP(ip) === 6 ? '6' : '4';
+  return IpPrefix.tryParse(addressOrCidr, { bareAddress: true })?.family === 6 ? '6' : '4';
 }
 
 // ---- parsing -----------------------------------------------------------------------------
@@ -161,7 +160,8 @@ function parseIp(value: unknown, path: string, legacy: boolean, interfaces: CniI
   const ip: CniIpConfig = { address };
   const gateway = str(o.gateway, `${path}.gateway`);
   if (gateway !== undefined && gateway !== '') {
-    if (!isIP(gateway)) throw invalidConfig(`${path}.gateway`, gateway, 'is not an IP address');
+    const problem = IpAddr.problem(gateway);
+    if (problem) throw invalidConfig(`${path}.gateway`, gateway, `is not an IP address: ${problem}`);
     ip.gateway = gateway;
   }
   const index = int(o.interface, `${path}.interface`);
@@ -190,7 +190,8 @@ function parseRoute(value: unknown, path: string): CniRoute {
   const route: CniRoute = { dst: cidr(o.dst, `${path}.dst`) };
   const gw = str(o.gw, `${path}.gw`);
   if (gw !== undefined && gw !== '') {
-    if (!isIP(gw)) throw invalidConfig(`${path}.gw`, gw, 'is not an IP address');
+    const problem = IpAddr.problem(gw);
+    if (problem) throw invalidConfig(`${path}.gw`, gw, `is not an IP address: ${problem}`);
     route.gw = gw;
   }
   for (const key of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const) assign(route, key, int(o[key], `${path}.${key}`));
@@ -263,14 +264,13 @@ function int(value: unknown, path: string): number | undefined {
   return value;
 }
 
+/**
+ * A result's CIDR, validated by the one parser; kept as text (results are passed on as the
+ * previous plugin wrote them, and whoever needs values parses them once at its own edge).
+ */
 function cidr(value: unknown, path: string): string {
   const text = str(value, path, true) as string;
-  const [ip, prefix, extra] = text.split('/');
-  const family = isIP(ip ?? '');
-  const bits = Number(prefix);
-  const max = family === 6 ? 128 : 32;
-  if (!family || extra !== undefined || prefix === undefined || !/^\d+$/.test(prefix) || bits > max) {
-    throw invalidConfig(path, value, 'is not an address in CIDR notation (like "10.1.0.5/24")');
-  }
+  const problem = IpPrefix.problem(text);
+  if (problem) throw invalidConfig(path, value, `is not an address in CIDR notation (like "10.1.0.5/24"): ${problem}`);
   return text;
 }

@@ -8,11 +8,10 @@ import { readFileSync } from 'node:fs';
 import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
 import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
 import { createLink, findLink, getLink, linkMacIsSet, setLinkGroup, setLinkMac, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
-import { AF_INET, AF_INET6 } from '../kernel/netlink/constants.js';
-import { bytesToIp, ipToBytes, parseCidr } from '../kernel/netlink/inet.js';
+import type { IpPrefix } from '../addr.js';
+import { afOf } from '../kernel/netlink/inet.js';
 import type { Rtnl } from '../kernel/rtnl.js';
 import { writeSysctl } from '../kernel/sysctl.js';
-import { isIpv6 } from './addressing.js';
 import { LinkConflictError } from './errors.js';
 import { SHOAL_BRIDGE_GROUP } from './firewall.js';
 import { bridgeMac } from './mac.js';
@@ -72,47 +71,28 @@ function pinBridgeMac(host: Rtnl, link: Link): void {
 }
 
 /**
- * Puts `cidr` (the gateway) on the bridge. As the reference's ensureAddr: an IPv4 bridge holds
- * one address; a different one (or, for IPv6, one of an overlapping subnet) is an error unless
- * `forceAddress`, which replaces it.
+ * Puts `gateway` (with its subnet's length) on the bridge. As the reference's ensureAddr: an
+ * IPv4 bridge holds one address; a different one (or, for IPv6, one of an overlapping subnet) is
+ * an error unless `forceAddress`, which replaces it.
  */
-export function ensureGatewayAddress(host: Rtnl, bridge: Link, cidr: string, forceAddress: boolean): void {
-  const v6 = isIpv6(cidr);
-  const want = parseCidr(cidr);
-  const wantIp = bytesToIp(ipToBytes(want.ip));
-  for (const a of listAddresses(host, { link: bridge.index, family: v6 ? AF_INET6 : AF_INET })) {
-    if (a.ip === wantIp && a.prefixLen === want.prefixLen) return;
+export function ensureGatewayAddress(host: Rtnl, bridge: Link, gateway: IpPrefix, forceAddress: boolean): void {
+  const v6 = gateway.family === 6;
+  for (const a of listAddresses(host, { link: bridge.index, family: afOf(gateway.family) })) {
+    if (a.prefix.equals(gateway)) return;
     if (v6 && a.scope !== 0) continue; // link-local fe80:: addresses
-    const overlaps = !v6 || overlapsV6(a.cidr, cidr);
-    if (!overlaps) continue;
+    if (v6 && !a.prefix.overlaps(gateway)) continue;
     if (!forceAddress) {
-      throw new LinkConflictError(`failed to set gateway address on bridge "${bridge.name}": it already has ${a.cidr}, different from ${cidr} (set "forceAddress" to replace it)`);
+      throw new LinkConflictError(`failed to set gateway address on bridge "${bridge.name}": it already has ${a.cidr}, different from ${gateway.toString()} (set "forceAddress" to replace it)`);
     }
-    deleteAddress(host, bridge.index, a.cidr);
+    deleteAddress(host, bridge.index, a.prefix);
   }
   try {
-    addAddress(host, bridge.index, cidr, v6 ? { nodad: true } : { broadcast: true });
+    addAddress(host, bridge.index, gateway, v6 ? { nodad: true } : { broadcast: true });
   } catch (err) {
     // A racing ADD added the same address first.
     if (err instanceof NetlinkError && err.errnoName === 'EEXIST') return;
     throw err;
   }
-}
-
-function overlapsV6(a: string, b: string): boolean {
-  const pa = Number(a.split('/')[1]);
-  const pb = Number(b.split('/')[1]);
-  const shorter = Math.min(pa, pb);
-  const prefixOf = (cidr: string) => expandV6(cidr.split('/')[0] ?? '').slice(0, shorter);
-  return prefixOf(a) === prefixOf(b);
-}
-
-function expandV6(ip: string): string {
-  const [head = '', tail] = ip.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t];
-  return groups.map((g) => parseInt(g || '0', 16).toString(2).padStart(16, '0')).join('');
 }
 
 /** Routing between the bridge and the rest of the host (the reference's enableIPForward). */

@@ -14,7 +14,8 @@ import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags, 
 import { NftTransaction } from '../kernel/nftables.js';
 import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
 import { netnsExists } from '../kernel/netns.js';
-import { isIpv6, planAddresses } from './addressing.js';
+import type { IpPrefix } from '../addr.js';
+import { parseAddressing, planAddresses, resultIps, resultRoutes } from './addressing.js';
 import { enableForwarding, ensureBridge, ensureGatewayAddress } from './bridge-device.js';
 import { parseBridgeConf, parseBridgeConfForDel, requestedMac, type BridgeConf } from './config.js';
 import { configureInterface, verifyInterface } from './container-iface.js';
@@ -65,17 +66,19 @@ export async function add(req: CniRequest): Promise<CniResult> {
       if (conf.hairpinMode) setBridgePortFlags(host, vethName, { hairpin: true });
 
       const allocated = await ipam.allocate(req, undo);
-      const plan = planAddresses(allocated, { ...conf, interfaceIndex: CONTAINER_INDEX });
+      // The IPAM result's text is parsed here, once; values from here on (addressing.ts).
+      const plan = planAddresses(allocated, conf);
+      const addresses = plan.ips.map((i) => i.address);
       // Unless the runtime asked for one, the MAC follows the address (mac.ts): set while the
       // link is still down, before configureInterface reads it back for the result.
-      const derivedMac = mac ? undefined : containerMac(plan.ips.map((i) => i.address));
+      const derivedMac = mac ? undefined : containerMac(addresses.map((a) => a.addr));
       if (derivedMac) setLinkMac(ctr, req.ifname, derivedMac);
       const ctrLink = configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: !conf.enabledad });
-      for (const cidr of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, cidr, conf.forceAddress);
-      if (conf.isGateway) enableForwarding({ v4: plan.ips.some((i) => !isIpv6(i.address)), v6: plan.ips.some((i) => isIpv6(i.address)) });
+      for (const gateway of plan.bridgeAddresses) ensureGatewayAddress(host, bridge, gateway, conf.forceAddress);
+      if (conf.isGateway) enableForwarding({ v4: addresses.some((a) => a.family === 4), v6: addresses.some((a) => a.family === 6) });
 
       // Both ends as they were read back (createLink, configureInterface): MAC and MTU are final.
-      applyRules(conf, req, plan.ips.map((i) => i.address), vethName, ctrLink.mac, undo);
+      applyRules(conf, req, addresses, vethName, ctrLink.mac, undo);
 
       // Re-read the bridge: its MAC follows its ports' until it is set, as the reference notes.
       const bridgeNow = getLink(host, bridge.index);
@@ -84,7 +87,7 @@ export async function add(req: CniRequest): Promise<CniResult> {
         withMtu({ name: vethName, mac: hostLink.mac }, hostLink.mtu),
         withMtu({ name: req.ifname, mac: ctrLink.mac, sandbox: req.netns }, ctrLink.mtu),
       ];
-      const result: CniResult = { interfaces, ips: plan.ips, routes: plan.routes };
+      const result: CniResult = { interfaces, ips: resultIps(plan.ips, CONTAINER_INDEX), routes: resultRoutes(plan.routes) };
       if (allocated.dns) result.dns = allocated.dns;
       if (!hasEmbedded(conf)) return result;
       return await addEmbedded(req, conf, result, undo);
@@ -99,7 +102,7 @@ function withMtu(iface: CniInterface, mtu: number | undefined): CniInterface {
 }
 
 /** One nft transaction for the network's policy and this container's rules (no call when empty). */
-function applyRules(conf: BridgeConf, req: CniRequest, addresses: string[], vethName: string, mac: string | undefined, undo: { push(what: string, fn: () => unknown): void }): void {
+function applyRules(conf: BridgeConf, req: CniRequest, addresses: IpPrefix[], vethName: string, mac: string | undefined, undo: { push(what: string, fn: () => unknown): void }): void {
   const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
   const tx = new NftTransaction();
   addNetworkPolicy(tx, { network: conf.network, bridge: conf.bridge, isolate: conf.isolate, internal: conf.internal });
@@ -151,7 +154,8 @@ export async function check(req: CniRequest): Promise<void> {
   const ifaces = prev.interfaces ?? [];
   const index = ifaces.findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);
   if (index < 0) throw new AttachmentCheckError(`failed to check "${req.ifname}": prevResult has no interface "${req.ifname}" in sandbox ${req.netns}`);
-  const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index);
+  // prevResult's text, parsed once.
+  const { ips, routes } = parseAddressing({ ips: (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index), routes: prev.routes ?? [] });
   const vethName = hostVethName(conf.network, req.containerId, req.ifname);
   const host = openRtnl();
   const ctr = openRtnl(req.netns);
@@ -162,7 +166,7 @@ export async function check(req: CniRequest): Promise<void> {
     if (!hostVeth) throw new AttachmentCheckError(`failed to check veth "${vethName}": it does not exist`);
     if (hostVeth.masterIndex !== bridge.index) throw new AttachmentCheckError(`failed to check veth "${vethName}": it is not attached to bridge "${conf.bridge}"`);
     if (!hostVeth.up) throw new AttachmentCheckError(`failed to check veth "${vethName}": the link is down`);
-    const link = verifyInterface(ctr, req.ifname, { ips, routes: prev.routes ?? [], mac: ifaces[index]?.mac });
+    const link = verifyInterface(ctr, req.ifname, { ips, routes, mac: ifaces[index]?.mac });
     if (link.kind !== 'veth' || link.parentIndex !== hostVeth.index) {
       throw new AttachmentCheckError(`failed to check "${req.ifname}": it is not the peer of host veth "${vethName}"`);
     }

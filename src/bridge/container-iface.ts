@@ -4,21 +4,17 @@
  */
 import { addAddress, listAddresses } from '../kernel/address.js';
 import { getLink, setLinkUp, type Link } from '../kernel/link.js';
-import { AF_INET, AF_INET6 } from '../kernel/netlink/constants.js';
+import { afOf } from '../kernel/netlink/inet.js';
 import { addRoute, listRoutes } from '../kernel/route.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import type { CniIpConfig, CniRoute } from '../../cni/types.js';
-import { isIpv6, routeGateway } from './addressing.js';
+import { routeGateway, type Addressing } from './addressing.js';
 import { AttachmentCheckError } from './errors.js';
 
-export interface IfaceConfig {
-  ips: CniIpConfig[];
-  routes: CniRoute[];
+export interface IfaceConfig extends Addressing {
   /** Skip IPv6 duplicate address detection (the reference's default, `enabledad: false`). */
   nodad: boolean;
 }
 
-/** Brings `ifname` up and adds its addresses, then its routes (a gateway needs the subnet route). */
 /**
  * Brings the container interface up with its addresses and routes. Looks the link up once (every
  * operation by name would look it up again) and returns it as it was found: MAC and MTU, which
@@ -27,18 +23,16 @@ export interface IfaceConfig {
 export function configureInterface(ctr: Rtnl, ifname: string, c: IfaceConfig): Link {
   const link = getLink(ctr, ifname);
   setLinkUp(ctr, link);
-  for (const ip of c.ips) addAddress(ctr, link, ip.address, isIpv6(ip.address) ? { nodad: c.nodad } : { broadcast: true });
+  for (const ip of c.ips) addAddress(ctr, link, ip.address, ip.address.family === 6 ? { nodad: c.nodad } : { broadcast: true });
   for (const route of c.routes) {
     const gateway = routeGateway(route, c.ips);
-    addRoute(ctr, { dst: route.dst, ...(gateway ? { gateway } : { family: isIpv6(route.dst) ? AF_INET6 : AF_INET }), dev: link });
+    addRoute(ctr, { dst: route.dst, ...(gateway ? { gateway } : { family: afOf(route.dst.family) }), dev: link });
   }
   return link;
 }
 
-const canonical = (ip: string): string => ip.toLowerCase();
-
 /** CHECK: the interface exists, is up, and has the addresses and routes of prevResult. */
-export function verifyInterface(ctr: Rtnl, ifname: string, c: { ips: CniIpConfig[]; routes: CniRoute[]; mac?: string | undefined }): Link {
+export function verifyInterface(ctr: Rtnl, ifname: string, c: Addressing & { mac?: string | undefined }): Link {
   let link: Link;
   try {
     link = getLink(ctr, ifname);
@@ -49,19 +43,16 @@ export function verifyInterface(ctr: Rtnl, ifname: string, c: { ips: CniIpConfig
   if (c.mac && link.mac?.toLowerCase() !== c.mac.toLowerCase()) {
     throw new AttachmentCheckError(`failed to check "${ifname}": MAC is ${link.mac ?? 'none'}, prevResult says ${c.mac}`);
   }
-  const have = new Set(listAddresses(ctr, { link: link.index }).map((a) => `${canonical(a.ip)}/${a.prefixLen}`));
+  const have = listAddresses(ctr, { link: link.index });
   for (const ip of c.ips) {
-    const [addr = '', prefix] = ip.address.split('/');
-    if (!have.has(`${canonical(addr)}/${prefix}`)) throw new AttachmentCheckError(`failed to check "${ifname}": address ${ip.address} is missing`);
+    if (!have.some((a) => a.prefix.equals(ip.address))) throw new AttachmentCheckError(`failed to check "${ifname}": address ${ip.address.toString()} is missing`);
   }
   for (const route of c.routes) {
-    const v6 = isIpv6(route.dst);
     const gateway = routeGateway(route, c.ips);
-    const dst = route.dst === '0.0.0.0/0' || route.dst === '::/0' ? 'default' : route.dst;
-    const found = listRoutes(ctr, { family: v6 ? AF_INET6 : AF_INET, dev: link.index }).some(
-      (r) => (r.dst === dst || (dst !== 'default' && r.dst === route.dst)) && (gateway === undefined || canonical(r.gateway ?? '') === canonical(gateway)),
-    );
-    if (!found) throw new AttachmentCheckError(`failed to check "${ifname}": route to ${route.dst}${gateway ? ` via ${gateway}` : ''} is missing`);
+    // The kernel keeps a route's destination without host bits.
+    const dst = route.dst.masked();
+    const found = listRoutes(ctr, { family: afOf(dst.family), dev: link.index }).some((r) => r.to.equals(dst) && (gateway === undefined || r.via?.equals(gateway) === true));
+    if (!found) throw new AttachmentCheckError(`failed to check "${ifname}": route to ${route.dst.toString()}${gateway ? ` via ${gateway.toString()}` : ''} is missing`);
   }
   return link;
 }

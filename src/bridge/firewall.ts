@@ -16,6 +16,7 @@
  *
  * Every chain name here starts with "l2_": other Shoal components share these tables.
  */
+import type { IpPrefix } from '../addr.js';
 import { NftablesError } from '../kernel/errors.js';
 import { applyTransaction, NftTransaction, SHOAL_NAT4, SHOAL_NAT6, SHOAL_TABLE, type NftTableRef } from '../kernel/nftables.js';
 import { listShoalTables, type NftRuleInfo, type NftTableInfo } from '../kernel/nftables-reader.js';
@@ -45,37 +46,15 @@ function quoted(name: string): string {
   return `"${name}"`;
 }
 
-function isIpv6(cidr: string): boolean {
-  return cidr.includes(':');
-}
-
-/** "10.1.2.3/24" -> "10.1.2.0/24" (the subnet a masquerade rule leaves alone). */
-export function networkOf(cidr: string): string {
-  const [ip = '', prefixText = ''] = cidr.split('/');
-  const prefix = Number(prefixText);
-  if (!isIpv6(cidr)) {
-    const n = ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-    const mask = prefix === 0 ? 0n : ((1n << 32n) - 1n) ^ ((1n << BigInt(32 - prefix)) - 1n);
-    const v = n & mask;
-    return `${[24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join('.')}/${prefix}`;
-  }
-  const [head = '', tail] = ip.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t];
-  let v = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g || '0', 16)), 0n);
-  v &= prefix === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - prefix)) - 1n);
-  const out: string[] = [];
-  for (let i = 7; i >= 0; i--) out.push(((v >> BigInt(i * 16)) & 0xffffn).toString(16));
-  // Uncompressed is valid nft syntax and avoids a second formatter.
-  return `${out.join(':')}/${prefix}`;
-}
-
-/** The masquerade rule for one container address (reference ipmasq: not to its own subnet, not multicast). */
-export function masqueradeRule(cidr: string): { table: NftTableRef; expr: string } {
-  const ip = cidr.split('/')[0];
-  if (isIpv6(cidr)) return { table: SHOAL_NAT6, expr: `ip6 saddr ${ip} ip6 daddr != ${networkOf(cidr)} ip6 daddr != ff00::/8 masquerade` };
-  return { table: SHOAL_NAT4, expr: `ip saddr ${ip} ip daddr != ${networkOf(cidr)} ip daddr != 224.0.0.0/4 masquerade` };
+/**
+ * The masquerade rule for one container address (reference ipmasq: not to its own subnet, not
+ * multicast). `address` is the container's address with its subnet's length (10.1.2.5/24).
+ */
+export function masqueradeRule(address: IpPrefix): { table: NftTableRef; expr: string } {
+  const ip = address.addr.toString();
+  const subnet = address.masked().toString();
+  if (address.family === 6) return { table: SHOAL_NAT6, expr: `ip6 saddr ${ip} ip6 daddr != ${subnet} ip6 daddr != ff00::/8 masquerade` };
+  return { table: SHOAL_NAT4, expr: `ip saddr ${ip} ip daddr != ${subnet} ip daddr != 224.0.0.0/4 masquerade` };
 }
 
 export function macspoofRule(hostVeth: string, mac: string): string {
@@ -120,13 +99,14 @@ export function addNetworkPolicy(tx: NftTransaction, p: NetworkPolicy): boolean 
 /** What ADD installs for one attachment. */
 export interface AttachmentRules {
   owner: string;
-  masquerade: string[];
+  /** The container's addresses with their subnets' length. */
+  masquerade: IpPrefix[];
   macspoof?: { hostVeth: string; mac: string };
 }
 
 export function addAttachmentRules(tx: NftTransaction, a: AttachmentRules): void {
-  for (const cidr of a.masquerade) {
-    const { table, expr } = masqueradeRule(cidr);
+  for (const address of a.masquerade) {
+    const { table, expr } = masqueradeRule(address);
     tx.addTable(table).addChain(table, MASQ_CHAIN, { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' }).addRule(table, MASQ_CHAIN, expr, a.owner);
   }
   if (a.macspoof) {
@@ -187,15 +167,16 @@ export function removeNetworkPolicy(bridge: string): void {
   applyTransaction(tx);
 }
 
-/** True when every masquerade rule `cidrs` need is present for `owner`. */
-export function missingMasquerade(tables: NftTableInfo[], owner: string, cidrs: string[]): string[] {
+/** The addresses among `addresses` whose masquerade rule is missing for `owner`. */
+export function missingMasquerade(tables: NftTableInfo[], owner: string, addresses: readonly IpPrefix[]): IpPrefix[] {
   const mine = attachmentRules(tables, (o) => o === owner);
-  const missing: string[] = [];
-  for (const cidr of cidrs) {
-    const { table } = masqueradeRule(cidr);
-    const ip = cidr.split('/')[0] ?? '';
-    const hit = mine.some((r) => r.family === table.family && r.table === table.name && r.chain === MASQ_CHAIN && JSON.stringify(r.expr).includes(`"${ip}"`));
-    if (!hit) missing.push(cidr);
+  const missing: IpPrefix[] = [];
+  for (const address of addresses) {
+    const { table } = masqueradeRule(address);
+    // nft -j writes addresses as inet_ntop does, which is the one formatter's text too.
+    const ip = `"${address.addr.toString()}"`;
+    const hit = mine.some((r) => r.family === table.family && r.table === table.name && r.chain === MASQ_CHAIN && JSON.stringify(r.expr).includes(ip));
+    if (!hit) missing.push(address);
   }
   return missing;
 }

@@ -16,8 +16,8 @@
  * Both are locally administered unicast addresses (first byte 0x02) with distinct second bytes,
  * so a bridge MAC never equals a container MAC.
  */
+import type { IpAddr } from '../addr.js';
 import { stableHash } from '../hash.js';
-import { parseIp } from '../ip-text.js';
 
 const BRIDGE_PREFIX = '02:5b';
 const CONTAINER_V4_PREFIX = '02:5c';
@@ -33,15 +33,14 @@ export function bridgeMac(name: string): string {
 }
 
 /**
- * The MAC for a container interface holding `addresses` (CIDR or bare): 02:5c and the first
- * IPv4 address, or for an IPv6-only interface 02:5d and the low 32 bits of the first IPv6
- * address. Undefined when there is no address (an L2-only attachment keeps a random MAC).
+ * The MAC for a container interface holding `addresses`: 02:5c and the first IPv4 address, or
+ * for an IPv6-only interface 02:5d and the low 32 bits of the first IPv6 address. Undefined when
+ * there is no address (an L2-only attachment keeps a random MAC).
  */
-export function containerMac(addresses: readonly string[]): string | undefined {
-  const parsed = addresses.map((a) => parseIp(a.split('/')[0] ?? '')).filter((p) => p !== undefined);
-  const v4 = parsed.find((p) => p.family === 4);
-  if (v4) return withPrefix(CONTAINER_V4_PREFIX, v4.bytes);
-  const v6 = parsed.find((p) => p.family === 6);
-  if (v6) return withPrefix(CONTAINER_V6_PREFIX, v6.bytes.subarray(12));
+export function containerMac(addresses: readonly IpAddr[]): string | undefined {
+  const v4 = addresses.find((a) => a.family === 4);
+  if (v4) return withPrefix(CONTAINER_V4_PREFIX, v4.toBytes());
+  const v6 = addresses.find((a) => a.family === 6);
+  if (v6) return withPrefix(CONTAINER_V6_PREFIX, v6.toBytes().subarray(12));
   return undefined;
 }

@@ -14,7 +14,7 @@ import { AF_INET } from '../kernel/netlink/constants.js';
 import { netnsExists } from '../kernel/netns.js';
 import { listRoutes } from '../kernel/route.js';
 import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
-import { planAddresses } from './addressing.js';
+import { parseAddressing, planAddresses, resultIps, resultRoutes } from './addressing.js';
 import { parseIpvlanConf, parseMacvlanConf, type IpvlanConf, type MacvlanConf } from './config.js';
 import { configureInterface, verifyInterface } from './container-iface.js';
 import { AttachmentCheckError, LinkConflictError } from './errors.js';
@@ -70,13 +70,13 @@ export async function add(kind: Kind, req: CniRequest): Promise<CniResult> {
         return { interfaces: [sublinkInterface(kind, req, configureInterface(ctr, req.ifname, { ips: [], routes: [], nodad: true }))] };
       }
       const allocated = await ipam.allocate(req, undo);
-      const plan = planAddresses(allocated, { isGateway: false, isDefaultGateway: false, internal: false, interfaceIndex: 0 });
+      const plan = planAddresses(allocated, { isGateway: false, isDefaultGateway: false, internal: false });
       // A macvlan's MAC follows its address unless the config names one (mac.ts: neighbours on
       // the parent's segment reach a reused address at once). An ipvlan has its parent's MAC.
-      const derivedMac = c.kind === 'macvlan' && !c.mac ? containerMac(plan.ips.map((i) => i.address)) : undefined;
+      const derivedMac = c.kind === 'macvlan' && !c.mac ? containerMac(plan.ips.map((i) => i.address.addr)) : undefined;
       if (derivedMac) setLinkMac(ctr, req.ifname, derivedMac);
       const link = configureInterface(ctr, req.ifname, { ips: plan.ips, routes: plan.routes, nodad: true });
-      const result: CniResult = { interfaces: [sublinkInterface(kind, req, link)], ips: plan.ips, routes: plan.routes };
+      const result: CniResult = { interfaces: [sublinkInterface(kind, req, link)], ips: resultIps(plan.ips, 0), routes: resultRoutes(plan.routes) };
       if (allocated.dns) result.dns = allocated.dns;
       return result;
     }, req.log);
@@ -108,10 +108,10 @@ export async function check(kind: Kind, req: CniRequest): Promise<void> {
   const prev = req.prevResult ?? {};
   const index = (prev.interfaces ?? []).findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);
   if (index < 0) throw new AttachmentCheckError(`failed to check "${req.ifname}": prevResult has no interface "${req.ifname}" in sandbox ${req.netns}`);
-  const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index);
+  const { ips, routes } = parseAddressing({ ips: (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index), routes: prev.routes ?? [] });
   const ctr = openRtnl(req.netns);
   try {
-    const link = verifyInterface(ctr, req.ifname, { ips, routes: prev.routes ?? [], mac: prev.interfaces?.[index]?.mac });
+    const link = verifyInterface(ctr, req.ifname, { ips, routes, mac: prev.interfaces?.[index]?.mac });
     if (link.kind !== kind) throw new AttachmentCheckError(`failed to check "${req.ifname}": it is a ${link.kind ?? 'non-' + kind} link, not ${kind}`);
   } finally {
     ctr.close();

@@ -78,7 +78,7 @@ export async function buildSpec(args: string[]): Promise<RunSpec | 'help'> {
   const { newSandboxId } = await import('../network/sandboxes.js');
   const { parsePortSpecs } = await import('../network/ports.js');
   const { parseAddHost } = await import('../network/sandbox-files.js');
-  const { isIP } = await import('node:net');
+  const { isIP } = await import('../addr.js');
   const id = newSandboxId();
   const name = (values.name as string | undefined) ?? id.slice(0, 12);
   if (!NAME_RE.test(name)) throw new UsageError(`invalid --name "${name}": use letters, digits, "_", "." and "-"`);

@@ -2,7 +2,7 @@
  * `shoal daemon` flags -> DaemonOptions. Pure (env is passed in) so every default and every
  * refusal is unit-tested. Errors read `invalid flag "--x": <value> <problem>`.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../addr.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ShoalError } from '../errors.js';

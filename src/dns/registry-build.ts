@@ -5,8 +5,9 @@
  * and subnets from `prevResult`. No I/O here, so every rule is unit-tested.
  */
 import type { CniDns, CniResult } from '../../cni/types.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import { stableHash } from '../hash.js';
-import { parseCidr, parseAddress, stripAddress } from './ip.js';
+import { parseAddress } from './ip.js';
 import type { RegistryEndpoint, RegistryNetwork } from './registry.js';
 
 /** Search domain when the config names none (podman uses `dns.podman`; ours mirrors it). */
@@ -122,9 +123,10 @@ export function buildEndpoint(inputs: EndpointInputs): RegistryEndpoint {
   const ipv4: string[] = [];
   const ipv6: string[] = [];
   for (const ip of containerIps(inputs.prevResult)) {
-    const parsed = parseAddress(ip.address);
+    // Kept in CIDR form as the result has it (src/dns/types.ts), printed canonically.
+    const parsed = IpPrefix.tryParse(ip.address, { bareAddress: true });
     if (!parsed) continue;
-    (parsed.family === 4 ? ipv4 : ipv6).push(ip.address);
+    (parsed.family === 4 ? ipv4 : ipv6).push(parsed.toString());
   }
   if (ipv4.length + ipv6.length === 0) {
     throw new EndpointInputError(`failed to register "${name}": prevResult has no container address (is shoal-dns chained after the main plugin?)`);
@@ -137,34 +139,26 @@ export function buildEndpoint(inputs: EndpointInputs): RegistryEndpoint {
   return endpoint;
 }
 
-/** `10.88.0.5/16` -> `10.88.0.0/16`; IPv6 in full (uncompressed) form. */
+/** `10.88.0.5/16` -> `10.88.0.0/16`, `fd00:88::5/64` -> `fd00:88::/64`; undefined without a prefix. */
 export function subnetOf(cidrText: string): string | undefined {
-  const c = parseCidr(cidrText);
-  if (!c || !cidrText.includes('/')) return undefined;
-  const bytes = Buffer.from(c.bytes);
-  for (let bit = c.prefix; bit < bytes.length * 8; bit += 1) {
-    const i = bit >> 3;
-    bytes[i] = (bytes[i] ?? 0) & ~(0x80 >> (bit & 7)) & 0xff;
-  }
-  if (c.family === 4) return `${[...bytes].join('.')}/${c.prefix}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
-  return `${groups.join(':')}/${c.prefix}`;
+  return IpPrefix.tryParse(cidrText)?.masked().toString();
 }
 
 function hostsMap(hosts: DnsPluginConfig['hosts']): Record<string, string[]> | undefined {
   if (!hosts) return undefined;
   const out: Record<string, string[]> = {};
-  for (const [name, v] of Object.entries(hosts)) out[name] = Array.isArray(v) ? v : [v];
+  // Validated by the plugin's schema; stored in the one formatter's text.
+  for (const [name, v] of Object.entries(hosts)) out[name] = (Array.isArray(v) ? v : [v]).map((a) => IpAddr.tryParse(a)?.toString() ?? a);
   return Object.keys(out).length ? out : undefined;
 }
 
 /** The network record this ADD contributes (merged with the stored one by the registry). */
 export function buildNetwork(network: string, conf: DnsPluginConfig, prev: CniResult): RegistryNetwork {
-  const gateways: string[] = [];
+  const gateways: IpAddr[] = [];
   const subnets: string[] = [];
   for (const ip of containerIps(prev)) {
-    if (ip.gateway && !gateways.includes(stripAddress(ip.gateway))) gateways.push(stripAddress(ip.gateway));
+    const gateway = ip.gateway ? parseAddress(ip.gateway) : undefined;
+    if (gateway && !gateways.some((g) => g.equals(gateway))) gateways.push(gateway);
     const s = subnetOf(ip.address);
     if (s && !subnets.includes(s)) subnets.push(s);
   }
@@ -172,8 +166,8 @@ export function buildNetwork(network: string, conf: DnsPluginConfig, prev: CniRe
     throw new EndpointInputError(`failed to register network "${network}": prevResult has no gateway for the DNS server to listen on`);
   }
   // IPv4 first: resolvers try nameservers in order, and most clients ask over v4.
-  gateways.sort((a, b) => (parseAddress(a)?.family ?? 4) - (parseAddress(b)?.family ?? 4));
-  const record: RegistryNetwork = { name: network, domain: conf.domainName ?? DEFAULT_DOMAIN, gateways, subnets };
+  gateways.sort((a, b) => a.family - b.family);
+  const record: RegistryNetwork = { name: network, domain: conf.domainName ?? DEFAULT_DOMAIN, gateways: gateways.map((g) => g.toString()), subnets };
   const hosts = hostsMap(conf.hosts);
   if (hosts) record.hosts = hosts;
   if (conf.upstreams?.length) record.upstreams = conf.upstreams;

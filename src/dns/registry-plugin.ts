@@ -16,7 +16,7 @@ import type { CniRequest } from '../../cni/skel.js';
 import type { CniResult } from '../../cni/types.js';
 import { openStateStore, resolveStateDir } from '../store/open.js';
 import type { Store } from '../store/store.js';
-import { parseUpstream } from './upstream.js';
+import { parseUpstream } from './ip.js';
 import { buildEndpoint, buildNetwork, dnsNameProblem, EndpointInputError, mergeDnsResult, type DnsPluginConfig } from './registry-build.js';
 import { gcEndpoints, getEndpoint, getNetwork, registerEndpoint, unregisterEndpoint } from './registry.js';
 

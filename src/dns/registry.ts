@@ -12,7 +12,9 @@
  * A network record exists while at least one endpoint of it does: the last DEL (or GC) of a
  * network removes it in the same transaction, so the daemon stops listening on its gateway.
  */
+import { IpPrefix } from '../addr.js';
 import type { Store, Txn } from '../store/store.js';
+import { stripAddress } from './ip.js';
 import type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput } from './types.js';
 
 export const DNS_PREFIX = 'dns/';
@@ -63,6 +65,13 @@ function union(a: readonly string[] | undefined, b: readonly string[] | undefine
 }
 
 /**
+ * A stored record's addresses in the one formatter's text: records written before it had IPv6
+ * subnets uncompressed ("fd00:0:0:0:0:0:0:0/64"), and the union must not hold one subnet twice.
+ */
+const canonicalGateways = (list: readonly string[] | undefined) => list?.map(stripAddress);
+const canonicalSubnets = (list: readonly string[] | undefined) => list?.map((s) => IpPrefix.tryParse(s)?.toString() ?? s);
+
+/**
  * The network record after an ADD: the config's own fields (domain, hosts, upstreams, ttl) come
  * from the latest ADD (the conflist is the source of truth), while gateways and subnets are
  * the union of what every attachment's prevResult showed (a dual-stack network can show the
@@ -70,8 +79,8 @@ function union(a: readonly string[] | undefined, b: readonly string[] | undefine
  */
 export function mergeNetwork(existing: RegistryNetwork | undefined, next: RegistryNetwork): RegistryNetwork {
   const merged: RegistryNetwork = { ...next };
-  const gateways = union(existing?.gateways, next.gateways);
-  const subnets = union(existing?.subnets, next.subnets);
+  const gateways = union(canonicalGateways(existing?.gateways), next.gateways);
+  const subnets = union(canonicalSubnets(existing?.subnets), next.subnets);
   if (gateways) merged.gateways = gateways;
   if (subnets) merged.subnets = subnets;
   return merged;

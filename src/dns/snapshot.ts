@@ -6,7 +6,8 @@
  * Scope: a client sees the networks its source address belongs to (one of its endpoint
  * addresses, a gateway, or inside a subnet), and nothing else.
  */
-import { cidrContains, normalizeName, parseAddress, parseCidr, reverseName, type Cidr, type ParsedAddress } from './ip.js';
+import type { IpAddr, IpPrefix } from '../addr.js';
+import { normalizeName, parseAddress, parseCidr, reverseName } from './ip.js';
 import type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput, HandlerResult } from './types.js';
 
 export interface AddressSet {
@@ -26,7 +27,7 @@ export interface NetworkRecords {
   /** Reverse name -> target, for container addresses (and hosts in `hostPtr`). */
   readonly ptr: ReadonlyMap<string, string>;
   readonly hostPtr: ReadonlyMap<string, string>;
-  readonly subnets: readonly Cidr[];
+  readonly subnets: readonly IpPrefix[];
   /** Name -> address pairs (bare names, aliases and hosts): the `shoal_dns_records` gauge. */
   readonly recordCount: number;
 }
@@ -50,7 +51,7 @@ export interface SnapshotOptions {
 export class RecordSnapshot {
   readonly networks: ReadonlyMap<string, NetworkRecords>;
   readonly version: number;
-  private readonly memberOf: Map<string, Set<string>>; // address bytes (hex) -> networks
+  private readonly memberOf: Map<string, Set<string>>; // address (canonical text) -> networks
   private readonly scopes = new Map<string, Scope>();
   private readonly scopesByKey = new Map<string, Scope>();
   private answerCount = 0;
@@ -93,10 +94,10 @@ export class RecordSnapshot {
     return scope;
   }
 
-  private networksOf(addr: ParsedAddress): string[] {
-    const names = new Set<string>(this.memberOf.get(addr.bytes.toString('hex')) ?? []);
+  private networksOf(addr: IpAddr): string[] {
+    const names = new Set<string>(this.memberOf.get(addr.toString()) ?? []);
     for (const net of this.networks.values()) {
-      if (net.subnets.some((c) => cidrContains(c, addr))) names.add(net.name);
+      if (net.subnets.some((c) => c.contains(addr))) names.add(net.name);
     }
     return [...names].sort();
   }
@@ -129,14 +130,16 @@ export class RecordSnapshot {
   }
 }
 
-function addAddress(map: Map<string, AddressSet>, name: string, addr: ParsedAddress): void {
+function addAddress(map: Map<string, AddressSet>, name: string, addr: IpAddr): void {
   let set = map.get(name);
   if (!set) {
     set = { v4: [], v6: [] };
     map.set(name, set);
   }
   const list = addr.family === 4 ? set.v4 : set.v6;
-  if (!list.some((b) => b.equals(addr.bytes))) list.push(addr.bytes);
+  // Answers carry the address bytes: encoded once here, copied into every answer.
+  const bytes = addr.toBytes();
+  if (!list.some((b) => b.equals(bytes))) list.push(bytes);
 }
 
 /** Names a record answers to: bare, `.<network>`, `.<domain>` (all normalized). */
@@ -148,8 +151,8 @@ function spellings(name: string, network: string, domain: string | undefined): s
   return out;
 }
 
-function endpointAddresses(e: DnsEndpoint): ParsedAddress[] {
-  const out: ParsedAddress[] = [];
+function endpointAddresses(e: DnsEndpoint): IpAddr[] {
+  const out: IpAddr[] = [];
   for (const a of [...(e.ipv4 ?? []), ...(e.ipv6 ?? [])]) {
     const p = parseAddress(a);
     if (p) out.push(p);
@@ -171,7 +174,7 @@ function shareContainerScopes(endpoints: DnsEndpoint[], members: Map<string, Set
   }
   for (const eps of byContainer.values()) {
     if (new Set(eps.map((e) => e.network)).size < 2) continue;
-    const keys = eps.flatMap((e) => endpointAddresses(e)).map((a) => a.bytes.toString('hex'));
+    const keys = eps.flatMap((e) => endpointAddresses(e)).map((a) => a.toString());
     const union = new Set(keys.flatMap((k) => [...(members.get(k) ?? [])]));
     for (const k of keys) members.set(k, new Set(union));
   }
@@ -184,8 +187,8 @@ function buildNetwork(cfg: DnsNetworkConfig, endpoints: DnsEndpoint[], localTtl:
   const ptr = new Map<string, string>();
   const hostPtr = new Map<string, string>();
   let recordCount = 0;
-  const member = (addr: ParsedAddress): void => {
-    const key = addr.bytes.toString('hex');
+  const member = (addr: IpAddr): void => {
+    const key = addr.toString();
     let set = members.get(key);
     if (!set) members.set(key, (set = new Set()));
     set.add(cfg.name);
@@ -217,7 +220,7 @@ function buildNetwork(cfg: DnsNetworkConfig, endpoints: DnsEndpoint[], localTtl:
     const a = parseAddress(g);
     if (a) member(a);
   }
-  const subnets = (cfg.subnets ?? []).map(parseCidr).filter((c): c is Cidr => c !== undefined);
+  const subnets = (cfg.subnets ?? []).map(parseCidr).filter((c): c is IpPrefix => c !== undefined);
   return {
     name: cfg.name,
     domain,

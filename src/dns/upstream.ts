@@ -6,35 +6,12 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { isIPv6 } from 'node:net';
+import { isIPv6 } from '../addr.js';
 import { ShoalError } from '../errors.js';
+import type { Upstream } from './ip.js';
 
-export interface Upstream {
-  host: string;
-  port: number;
-  /** `host:port` (`[v6]:port`), the metrics label. */
-  label: string;
-}
-
-/** `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353`. */
-export function parseUpstream(text: string): Upstream | undefined {
-  const t = text.trim();
-  let host = t;
-  let port = 53;
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
-  if (bracket) {
-    host = bracket[1] as string;
-    if (bracket[2]) port = Number(bracket[2]);
-  } else if (!isIPv6(t)) {
-    const m = /^([^:]+):(\d+)$/.exec(t);
-    if (m) {
-      host = m[1] as string;
-      port = Number(m[2]);
-    }
-  }
-  if (net.isIP(host.split('%')[0] ?? '') === 0 || port < 1 || port > 65535) return undefined;
-  return { host, port, label: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}` };
-}
+// The text form is parsed in ./ip.ts, which plugins load without node:net and node:dgram.
+export { parseUpstream, type Upstream } from './ip.js';
 
 export type Protocol = 'udp' | 'tcp';
 

@@ -1,5 +1,6 @@
 import type { Txn } from '../store/store.js';
-import { type Address, addressFromKey, addressKey, formatAddress } from './address.js';
+import { IpAddr } from '../addr.js';
+import { addressFromKey, addressKey } from './address.js';
 import type { IpamConfig } from './config.js';
 import {
   AddressInUseError,
@@ -33,7 +34,7 @@ export interface Attachment {
 
 export interface Allocation {
   rangeSetIndex: number;
-  address: Address;
+  address: IpAddr;
   range: IpRange;
 }
 
@@ -93,7 +94,7 @@ export function segmentsOf(config: IpamConfig, setIndex: number): Segment[] {
   return allocatableSegments(config.rangeSets[setIndex]!, config.holes);
 }
 
-async function lastReserved(reader: Pick<Txn, 'get'>, network: string, setIndex: number): Promise<Address | undefined> {
+async function lastReserved(reader: Pick<Txn, 'get'>, network: string, setIndex: number): Promise<IpAddr | undefined> {
   const kv = await reader.get(cursorKey(network, setIndex));
   return kv === undefined ? undefined : addressFromKey(kv.value);
 }
@@ -110,7 +111,7 @@ function checkRequested(config: IpamConfig, setIndex: number, requested: Request
   const set = config.rangeSets[setIndex]!;
   const range = rangeSetContains(set, requested.address)!;
   const value = requested.address.value;
-  if (config.rangeSets.flat().some((r) => r.family === requested.address.family && r.gateway === value))
+  if (config.rangeSets.flat().some((r) => r.gateway.equals(requested.address)))
     throw new AddressNotAllocatableError(requested.field, requested.text, 'it is a gateway address');
   const allocatable = segmentsOf(config, setIndex).some((s) => s.family === requested.address.family && s.lo <= value && value <= s.hi);
   if (!allocatable) throw new AddressNotAllocatableError(requested.field, requested.text, 'it is excluded by ipam.exclude');
@@ -132,7 +133,7 @@ export async function allocate(
   const ownerKey = attachmentKey(network, attachment.containerId, attachment.ifname);
   const existing = await readJson<AttachmentRecord>(txn, ownerKey);
   if (existing) {
-    const held = existing.addresses.map((key) => formatAddress(addressFromKey(key)));
+    const held = existing.addresses.map((key) => addressFromKey(key).toString());
     throw new DuplicateAttachmentError(network, attachment.containerId, attachment.ifname, held);
   }
 
@@ -141,7 +142,7 @@ export async function allocate(
   for (let setIndex = 0; setIndex < config.rangeSets.length; setIndex++) {
     const set = config.rangeSets[setIndex]!;
     const wanted = requested.find((r) => unmatched.has(r) && rangeSetContains(set, r.address));
-    let address: Address;
+    let address: IpAddr;
     let range: IpRange;
     if (wanted) {
       unmatched.delete(wanted);
@@ -152,7 +153,7 @@ export async function allocate(
     } else {
       const value = await nextFree(txn, network, config, setIndex);
       if (value === undefined) throw new RangeExhaustedError(network, setIndex, describeRangeSet(set));
-      address = { family: set[0]!.family, value };
+      address = IpAddr.of(set[0]!.family, value);
       range = rangeSetContains(set, address)!;
     }
     const record: AddressRecord = { ...attachment, rangeSet: setIndex };
@@ -167,7 +168,7 @@ export async function allocate(
       extra.field,
       extra.text,
       taken
-        ? `range set ${setIndex} gives one address per attachment and already takes requested ${formatAddress(taken.address)}`
+        ? `range set ${setIndex} gives one address per attachment and already takes requested ${taken.address.toString()}`
         : `it is not inside any range of network "${network}" (${config.rangeSets.map(describeRangeSet).join('; ')})`,
     );
   }
@@ -190,11 +191,11 @@ async function recordCapacity(txn: Txn, network: string, config: IpamConfig): Pr
  * Address records are removed only while they still name this attachment, so a stale index
  * can never free an address someone else holds. Returns the released addresses.
  */
-export async function release(txn: Txn, network: string, attachment: Attachment): Promise<Address[]> {
+export async function release(txn: Txn, network: string, attachment: Attachment): Promise<IpAddr[]> {
   const ownerKey = attachmentKey(network, attachment.containerId, attachment.ifname);
   const record = await readJson<AttachmentRecord>(txn, ownerKey);
   if (!record) return [];
-  const released: Address[] = [];
+  const released: IpAddr[] = [];
   for (const key of record.addresses) {
     const address = addressFromKey(key);
     const holder = await readJson<AddressRecord>(txn, addrKey(network, address));
@@ -208,7 +209,7 @@ export async function release(txn: Txn, network: string, attachment: Attachment)
 }
 
 /** What `attachment` holds, or undefined when it holds nothing. */
-export async function heldBy(reader: Pick<Txn, 'get'>, network: string, attachment: Attachment): Promise<Address[] | undefined> {
+export async function heldBy(reader: Pick<Txn, 'get'>, network: string, attachment: Attachment): Promise<IpAddr[] | undefined> {
   const record = await readJson<AttachmentRecord>(reader, attachmentKey(network, attachment.containerId, attachment.ifname));
   return record?.addresses.map(addressFromKey);
 }

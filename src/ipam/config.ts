@@ -1,4 +1,4 @@
-import { type Cidr, lastOf, networkOf, parseAddress, parseCidr } from './address.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import { InvalidIpamConfigError } from './errors.js';
 import type { Hole } from './pool.js';
 import { type RangeSet, parseRangeSets } from './range.js';
@@ -50,14 +50,14 @@ function parseRoutes(raw: unknown): IpamRoute[] {
     const field = `ipam.routes[${i}]`;
     if (!isObject(route)) throw new InvalidIpamConfigError(field, route, 'must be an object {"dst": CIDR, "gw": IP}');
     const dst = route['dst'];
-    const cidr = typeof dst === 'string' ? parseCidr(dst) : undefined;
-    if (!cidr) throw new InvalidIpamConfigError(`${field}.dst`, dst, 'is not a CIDR (e.g. "0.0.0.0/0")');
+    const cidr = typeof dst === 'string' ? IpPrefix.tryParse(dst) : undefined;
+    if (!cidr) throw new InvalidIpamConfigError(`${field}.dst`, dst, `is not a CIDR (e.g. "0.0.0.0/0")${typeof dst === 'string' ? `: ${IpPrefix.problem(dst)}` : ''}`);
     const gw = route['gw'];
-    if (gw === undefined || gw === null || gw === '') return { dst: dst as string };
-    const gateway = typeof gw === 'string' ? parseAddress(gw) : undefined;
-    if (!gateway) throw new InvalidIpamConfigError(`${field}.gw`, gw, 'is not an IP address');
+    if (gw === undefined || gw === null || gw === '') return { dst: cidr.toString() };
+    const gateway = typeof gw === 'string' ? IpAddr.tryParse(gw) : undefined;
+    if (!gateway) throw new InvalidIpamConfigError(`${field}.gw`, gw, `is not an IP address${typeof gw === 'string' ? `: ${IpAddr.problem(gw)}` : ''}`);
     if (gateway.family !== cidr.family) throw new InvalidIpamConfigError(`${field}.gw`, gw, `is IPv${gateway.family} but dst ${String(dst)} is IPv${cidr.family}`);
-    return { dst: dst as string, gw: gw as string };
+    return { dst: cidr.toString(), gw: gateway.toString() };
   });
 }
 
@@ -67,12 +67,10 @@ function parseExclude(raw: unknown): Hole[] {
   return raw.map((entry, i): Hole => {
     const field = `ipam.exclude[${i}]`;
     if (typeof entry !== 'string') throw new InvalidIpamConfigError(field, entry, 'must be an IP address or a CIDR');
-    const address = parseAddress(entry);
-    if (address) return { family: address.family, lo: address.value, hi: address.value };
-    const cidr: Cidr | undefined = parseCidr(entry);
-    if (!cidr) throw new InvalidIpamConfigError(field, entry, 'is neither an IP address nor a CIDR');
+    const cidr = IpPrefix.tryParse(entry, { bareAddress: true });
+    if (!cidr) throw new InvalidIpamConfigError(field, entry, `is neither an IP address nor a CIDR: ${IpPrefix.problem(entry, { bareAddress: true })}`);
     // A CIDR with host bits set still names one block unambiguously: exclude that block.
-    return { family: cidr.family, lo: networkOf(cidr), hi: lastOf(cidr) };
+    return { family: cidr.family, lo: cidr.network().value, hi: cidr.last().value };
   });
 }
 
@@ -110,7 +108,7 @@ export function parseIpamConfig(ipam: unknown, runtimeConfig?: unknown): IpamCon
       rangeSets = parseRangeSets([legacy, ...(ranges ?? [])], 'ipam.ranges', shifted);
     }
   }
-  const gateways: Hole[] = rangeSets.flat().map((range) => ({ family: range.family, lo: range.gateway, hi: range.gateway }));
+  const gateways: Hole[] = rangeSets.flat().map((range) => ({ family: range.family, lo: range.gateway.value, hi: range.gateway.value }));
   const config: IpamConfig = {
     rangeSets,
     holes: [...gateways, ...parseExclude(ipam['exclude'])],

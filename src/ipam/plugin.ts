@@ -1,6 +1,6 @@
 import type { Store } from '../store/store.js';
 import { openStateStore, resolveStateDir } from '../store/open.js';
-import { type Address, formatAddress, parseAddress } from './address.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import { type Allocation, type Attachment, allocate, heldBy, nextFree, release } from './allocator.js';
 import { type IpamConfig, type IpamRoute, parseIpamConfig, stateDirOf } from './config.js';
 import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError } from './errors.js';
@@ -54,8 +54,8 @@ async function storeFor(where: StoreLocation, deps: IpamDeps): Promise<Store> {
 function toResult(config: IpamConfig, allocations: Allocation[], dns: DnsConfig | undefined): IpamResult {
   const result: IpamResult = {
     ips: allocations.map(({ address, range }) => ({
-      address: `${formatAddress(address)}/${range.subnet.prefixLength}`,
-      gateway: formatAddress({ family: range.family, value: range.gateway }),
+      address: IpPrefix.of(address, range.subnet.length).toString(),
+      gateway: range.gateway.toString(),
     })),
     routes: config.routes.map((route) => ({ ...route })),
   };
@@ -81,15 +81,15 @@ export async function ipamDel(request: Pick<IpamRequest, 'containerId' | 'ifname
   await store.transaction((txn) => release(txn, request.network, attachment));
 }
 
-function addressesOfPrevResult(prevResult: unknown): Map<string, Address> {
+function addressesOfPrevResult(prevResult: unknown): Map<string, IpAddr> {
   const ips = (prevResult as { ips?: unknown } | undefined)?.ips;
   if (!Array.isArray(ips)) throw new InvalidIpamConfigError('prevResult.ips', ips, 'must be a list of {"address": CIDR}');
-  const found = new Map<string, Address>();
+  const found = new Map<string, IpAddr>();
   ips.forEach((ip: unknown, i) => {
     const text = (ip as { address?: unknown } | null)?.address;
-    const address = typeof text === 'string' ? parseAddress(text.split('/')[0]!) : undefined;
+    const address = typeof text === 'string' ? IpPrefix.tryParse(text, { bareAddress: true })?.addr : undefined;
     if (!address) throw new InvalidIpamConfigError(`prevResult.ips[${i}].address`, text, 'is not an address in CIDR form');
-    found.set(formatAddress(address), address);
+    found.set(address.toString(), address);
   });
   return found;
 }
@@ -102,7 +102,7 @@ export async function ipamCheck(request: IpamRequest & { prevResult: unknown }, 
   const held = await heldBy(store, request.network, request);
   const who = `container ${request.containerId} interface ${request.ifname}`;
   if (!held) throw new AllocationMismatchError(`${who} holds no addresses in network "${request.network}"`);
-  const heldText = new Set(held.map(formatAddress));
+  const heldText = new Set(held.map((a) => a.toString()));
   const missing = [...expected.keys()].filter((a) => !heldText.has(a));
   const extra = [...heldText].filter((a) => !expected.has(a));
   if (missing.length || extra.length) {

@@ -31,14 +31,14 @@ export function allocatableSegments(set: RangeSet, holes: readonly Hole[]): Segm
   const segments: Segment[] = [];
   set.forEach((range, rangeIndex) => {
     const relevant = holes
-      .filter((hole) => hole.family === range.family && hole.hi >= range.start && hole.lo <= range.end)
+      .filter((hole) => hole.family === range.family && hole.hi >= range.start.value && hole.lo <= range.end.value)
       .sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
-    let next = range.start;
+    let next = range.start.value;
     for (const hole of relevant) {
       if (hole.lo > next) segments.push({ family: range.family, lo: next, hi: hole.lo - 1n, rangeIndex });
       if (hole.hi + 1n > next) next = hole.hi + 1n;
     }
-    if (next <= range.end) segments.push({ family: range.family, lo: next, hi: range.end, rangeIndex });
+    if (next <= range.end.value) segments.push({ family: range.family, lo: next, hi: range.end.value, rangeIndex });
   });
   return segments;
 }
@@ -67,7 +67,7 @@ export function visitOrder(segments: readonly Segment[], set: RangeSet, last: { 
     order.push({ ...current, hi: last.value });
     return order;
   }
-  const rangeIndex = set.findIndex((r) => r.family === last.family && r.start <= last.value && last.value <= r.end);
+  const rangeIndex = set.findIndex((r) => r.family === last.family && r.start.value <= last.value && last.value <= r.end.value);
   if (rangeIndex < 0) return [...segments];
   let next = segments.findIndex((s) => s.rangeIndex === rangeIndex && s.lo > last.value);
   if (next < 0) next = segments.findIndex((s) => s.rangeIndex > rangeIndex);

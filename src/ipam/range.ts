@@ -1,25 +1,14 @@
-import {
-  type Address,
-  type Cidr,
-  type Family,
-  bitsOf,
-  formatAddress,
-  formatCidr,
-  lastOf,
-  networkOf,
-  parseAddress,
-  parseCidr,
-} from './address.js';
+import { IpAddr, IpPrefix, type Family } from '../addr.js';
 import { InvalidIpamConfigError } from './errors.js';
 
 /** One validated range: every bound filled in (host-local's defaults), all inside `subnet`. */
 export interface IpRange {
   family: Family;
   /** Normalised: host bits are zero. */
-  subnet: Cidr;
-  start: bigint;
-  end: bigint;
-  gateway: bigint;
+  subnet: IpPrefix;
+  start: IpAddr;
+  end: IpAddr;
+  gateway: IpAddr;
 }
 
 /** A range set yields one address per ADD; a config with a v4 set and a v6 set is dual stack. */
@@ -29,16 +18,16 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function optionalAddress(raw: Record<string, unknown>, key: string, field: string, subnet: Cidr): bigint | undefined {
+function optionalAddress(raw: Record<string, unknown>, key: string, field: string, subnet: IpPrefix): IpAddr | undefined {
   const value = raw[key];
   if (value === undefined || value === null || value === '') return undefined;
-  const parsed = typeof value === 'string' ? parseAddress(value) : undefined;
-  if (!parsed) throw new InvalidIpamConfigError(`${field}.${key}`, value, 'is not an IP address');
+  if (typeof value !== 'string') throw new InvalidIpamConfigError(`${field}.${key}`, value, 'is not an IP address');
+  const parsed = IpAddr.tryParse(value);
+  if (!parsed) throw new InvalidIpamConfigError(`${field}.${key}`, value, `is not an IP address: ${IpAddr.problem(value)}`);
   if (parsed.family !== subnet.family)
-    throw new InvalidIpamConfigError(`${field}.${key}`, value, `is IPv${parsed.family} but subnet ${formatCidr(subnet)} is IPv${subnet.family}`);
-  if (parsed.value < networkOf(subnet) || parsed.value > lastOf(subnet))
-    throw new InvalidIpamConfigError(`${field}.${key}`, value, `is outside subnet ${formatCidr(subnet)}`);
-  return parsed.value;
+    throw new InvalidIpamConfigError(`${field}.${key}`, value, `is IPv${parsed.family} but subnet ${subnet.toString()} is IPv${subnet.family}`);
+  if (!subnet.contains(parsed)) throw new InvalidIpamConfigError(`${field}.${key}`, value, `is outside subnet ${subnet.toString()}`);
+  return parsed;
 }
 
 /**
@@ -50,38 +39,32 @@ export function parseRange(raw: unknown, field: string): IpRange {
   if (!isObject(raw)) throw new InvalidIpamConfigError(field, raw, 'must be an object with at least "subnet"');
   const subnetText = raw['subnet'];
   if (subnetText === undefined) throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, 'is required');
-  const subnet = typeof subnetText === 'string' ? parseCidr(subnetText) : undefined;
-  if (!subnet) throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, 'is not a CIDR (e.g. "10.88.0.0/16")');
-  const network = networkOf(subnet);
-  if (subnet.address !== network) {
-    const normal = formatCidr({ ...subnet, address: network });
-    throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, `has host bits set; the network is ${normal}`);
-  }
+  if (typeof subnetText !== 'string') throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, 'is not a CIDR (e.g. "10.88.0.0/16")');
+  const subnet = IpPrefix.tryParse(subnetText);
+  if (!subnet) throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, `is not a CIDR (e.g. "10.88.0.0/16"): ${IpPrefix.problem(subnetText)}`);
+  if (!subnet.isMasked) throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, `has host bits set; the network is ${subnet.masked().toString()}`);
   // Need at least a network address, one host and (IPv4) a broadcast address.
-  if (subnet.prefixLength > bitsOf(subnet.family) - 2)
-    throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, `a /${subnet.prefixLength} is too small to allocate from`);
+  if (subnet.length > subnet.bits - 2) throw new InvalidIpamConfigError(`${field}.subnet`, subnetText, `a /${subnet.length} is too small to allocate from`);
 
-  const broadcast = lastOf(subnet);
-  const start = optionalAddress(raw, 'rangeStart', field, subnet) ?? network + 1n;
-  const end = optionalAddress(raw, 'rangeEnd', field, subnet) ?? (subnet.family === 4 ? broadcast - 1n : broadcast);
-  const gateway = optionalAddress(raw, 'gateway', field, subnet) ?? network + 1n;
-  const show = (value: bigint): string => formatAddress({ family: subnet.family, value });
+  const network = subnet.network();
+  const broadcast = subnet.last();
+  const start = optionalAddress(raw, 'rangeStart', field, subnet) ?? network.next();
+  const end = optionalAddress(raw, 'rangeEnd', field, subnet) ?? (subnet.family === 4 ? broadcast.prev() : broadcast);
+  const gateway = optionalAddress(raw, 'gateway', field, subnet) ?? network.next();
   for (const [key, value] of [
     ['rangeStart', start],
     ['rangeEnd', end],
   ] as const) {
-    if (value === network) throw new InvalidIpamConfigError(`${field}.${key}`, show(value), `is the network address of ${subnetText}`);
-    if (subnet.family === 4 && value === broadcast)
-      throw new InvalidIpamConfigError(`${field}.${key}`, show(value), `is the broadcast address of ${subnetText}`);
+    if (value.equals(network)) throw new InvalidIpamConfigError(`${field}.${key}`, value.toString(), `is the network address of ${subnetText}`);
+    if (subnet.family === 4 && value.equals(broadcast))
+      throw new InvalidIpamConfigError(`${field}.${key}`, value.toString(), `is the broadcast address of ${subnetText}`);
   }
-  if (start > end)
-    throw new InvalidIpamConfigError(`${field}.rangeStart`, show(start), `is after rangeEnd ${show(end)}`);
+  if (start.compare(end) > 0) throw new InvalidIpamConfigError(`${field}.rangeStart`, start.toString(), `is after rangeEnd ${end.toString()}`);
   return { family: subnet.family, subnet, start, end, gateway };
 }
 
 export function describeRange(range: IpRange): string {
-  const show = (value: bigint): string => formatAddress({ family: range.family, value });
-  return `${formatCidr(range.subnet)} ${show(range.start)}-${show(range.end)}`;
+  return `${range.subnet.toString()} ${range.start.toString()}-${range.end.toString()}`;
 }
 
 export function describeRangeSet(set: RangeSet): string {
@@ -89,7 +72,7 @@ export function describeRangeSet(set: RangeSet): string {
 }
 
 function overlaps(a: IpRange, b: IpRange): boolean {
-  return a.family === b.family && a.start <= b.end && b.start <= a.end;
+  return a.family === b.family && a.start.value <= b.end.value && b.start.value <= a.end.value;
 }
 
 /**
@@ -111,7 +94,7 @@ export function parseRangeSets(
     const family = ranges[0]!.family;
     ranges.forEach((range, j) => {
       if (range.family !== family)
-        throw new InvalidIpamConfigError(`${pathOf(i, j)}.subnet`, formatCidr(range.subnet), `is IPv${range.family} but range set ${i} is IPv${family}`);
+        throw new InvalidIpamConfigError(`${pathOf(i, j)}.subnet`, range.subnet.toString(), `is IPv${range.family} but range set ${i} is IPv${family}`);
     });
     return ranges;
   });
@@ -125,6 +108,6 @@ export function parseRangeSets(
   return sets;
 }
 
-export function rangeSetContains(set: RangeSet, address: Address): IpRange | undefined {
-  return set.find((range) => range.family === address.family && address.value >= range.start && address.value <= range.end);
+export function rangeSetContains(set: RangeSet, address: IpAddr): IpRange | undefined {
+  return set.find((range) => range.family === address.family && address.value >= range.start.value && address.value <= range.end.value);
 }

@@ -1,9 +1,9 @@
-import { type Address, parseAddress } from './address.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import { InvalidIpamConfigError } from './errors.js';
 
 /** An address the runtime asked for, and where it came from (for error messages). */
 export interface RequestedAddress {
-  address: Address;
+  address: IpAddr;
   text: string;
   field: string;
 }
@@ -14,10 +14,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** "10.0.0.5" or "10.0.0.5/24": the conventions allow a prefix length, which IPAM ignores. */
 function parseRequested(text: unknown, field: string): RequestedAddress {
-  const bare = typeof text === 'string' ? text.trim().split('/')[0]! : undefined;
-  const address = bare !== undefined ? parseAddress(bare) : undefined;
-  if (!address) throw new InvalidIpamConfigError(field, text, 'is not an IP address');
-  return { address, text: bare!, field };
+  if (typeof text !== 'string') throw new InvalidIpamConfigError(field, text, 'is not an IP address');
+  const trimmed = text.trim();
+  const prefix = IpPrefix.tryParse(trimmed, { bareAddress: true });
+  if (!prefix) throw new InvalidIpamConfigError(field, text, `is not an IP address: ${IpPrefix.problem(trimmed, { bareAddress: true })}`);
+  return { address: prefix.addr, text: prefix.addr.toString(), field };
 }
 
 function fromList(raw: unknown, field: string): RequestedAddress[] {

@@ -23,7 +23,8 @@ import {
   RT_SCOPE,
   type RouteScope,
 } from './netlink/constants.js';
-import { bytesToIp, ipToBytes, ipv4Broadcast, parseCidr, type Family } from './netlink/inet.js';
+import { IpAddr, IpPrefix } from '../addr.js';
+import { afOf, toAddr, toPrefix, type Family } from './netlink/inet.js';
 import { linkIndex } from './link.js';
 import { linkRefText, op, type LinkRef, type Rtnl } from './rtnl.js';
 
@@ -31,7 +32,7 @@ export interface AddAddressOptions {
   /** Skip IPv6 duplicate address detection so the address is usable at once (IFA_F_NODAD). */
   nodad?: boolean;
   /** IPv4 broadcast: an address, or `true` for the subnet's all-ones address (`brd +`). */
-  broadcast?: string | true;
+  broadcast?: string | IpAddr | true;
   label?: string;
   scope?: RouteScope;
   /** Replace an existing identical address instead of failing with EEXIST. */
@@ -41,7 +42,9 @@ export interface AddAddressOptions {
 export interface Address {
   index: number;
   family: Family;
-  /** The address itself (IFA_LOCAL when present, else IFA_ADDRESS). */
+  /** The address and its prefix length as a value (IFA_LOCAL when present, else IFA_ADDRESS). */
+  prefix: IpPrefix;
+  /** The address as text (`prefix.addr`, formatted). */
   ip: string;
   prefixLen: number;
   /** `ip/prefixLen`. */
@@ -66,16 +69,19 @@ export function encodeIfaddrmsg(family: number, prefixLen: number, flags: number
   return b;
 }
 
-/** The attributes of an RTM_NEWADDR for `cidr` (exported for unit tests). */
-export function addressAttrs(cidr: string, o: AddAddressOptions = {}): Attr[] {
-  const { ip, prefixLen, family } = parseCidr(cidr);
-  const bytes = ipToBytes(ip);
+/**
+ * The attributes of an RTM_NEWADDR for `cidr` (exported for unit tests). Address arguments here
+ * and below are values (src/addr.ts) or text, which is parsed once (a bare address is /32, /128).
+ */
+export function addressAttrs(cidr: string | IpPrefix, o: AddAddressOptions = {}): Attr[] {
+  const prefix = toPrefix(cidr);
+  const bytes = prefix.addr.toBytes();
   // As `ip addr add` does: IFA_LOCAL is the address, IFA_ADDRESS equals it unless there is a peer.
   const attrs: Attr[] = [attr.bytes(IFA_LOCAL, bytes), attr.bytes(IFA_ADDRESS, bytes)];
   if (o.broadcast !== undefined) {
-    if (family !== AF_INET) throw new TypeError(`broadcast is an IPv4 option; "${cidr}" is IPv6`);
-    const brd = o.broadcast === true ? ipv4Broadcast(ip, prefixLen) : o.broadcast;
-    attrs.push(attr.bytes(IFA_BROADCAST, ipToBytes(brd)));
+    if (prefix.family !== 4) throw new TypeError(`broadcast is an IPv4 option; "${prefix.toString()}" is IPv6`);
+    const brd = o.broadcast === true ? prefix.last() : toAddr(o.broadcast);
+    attrs.push(attr.bytes(IFA_BROADCAST, brd.toBytes()));
   }
   if (o.label !== undefined) attrs.push(attr.str(IFA_LABEL, o.label));
   // IFA_FLAGS is the 32-bit superset of ifa_flags; NODAD fits in both, we send both.
@@ -83,25 +89,25 @@ export function addressAttrs(cidr: string, o: AddAddressOptions = {}): Attr[] {
   return attrs;
 }
 
-export function addAddress(nl: Rtnl, link: LinkRef, cidr: string, o: AddAddressOptions = {}): void {
-  const { prefixLen, family } = parseCidr(cidr);
+export function addAddress(nl: Rtnl, link: LinkRef, cidr: string | IpPrefix, o: AddAddressOptions = {}): void {
+  const prefix = toPrefix(cidr);
   const index = linkIndex(nl, link);
-  const header = encodeIfaddrmsg(family, prefixLen, o.nodad ? IFA_F_NODAD : 0, RT_SCOPE[o.scope ?? 'universe'], index);
+  const header = encodeIfaddrmsg(afOf(prefix.family), prefix.length, o.nodad ? IFA_F_NODAD : 0, RT_SCOPE[o.scope ?? 'universe'], index);
   const flags = NLM_F_CREATE | (o.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  nl.sock.request({ type: RTM_NEWADDR, flags, header, attrs: addressAttrs(cidr, o) }, op(`add address ${cidr} to link`, linkRefText(link)));
+  nl.sock.request({ type: RTM_NEWADDR, flags, header, attrs: addressAttrs(prefix, o) }, op(`add address ${prefix.toString()} to link`, linkRefText(link)));
 }
 
-export function deleteAddress(nl: Rtnl, link: LinkRef, cidr: string): void {
-  const { ip, prefixLen, family } = parseCidr(cidr);
+export function deleteAddress(nl: Rtnl, link: LinkRef, cidr: string | IpPrefix): void {
+  const prefix = toPrefix(cidr);
   const index = linkIndex(nl, link);
-  const bytes = ipToBytes(ip);
-  const header = encodeIfaddrmsg(family, prefixLen, 0, 0, index);
+  const bytes = prefix.addr.toBytes();
+  const header = encodeIfaddrmsg(afOf(prefix.family), prefix.length, 0, 0, index);
   const attrs = [attr.bytes(IFA_LOCAL, bytes), attr.bytes(IFA_ADDRESS, bytes)];
-  nl.sock.request({ type: RTM_DELADDR, flags: 0, header, attrs }, op(`delete address ${cidr} from link`, linkRefText(link)));
+  nl.sock.request({ type: RTM_DELADDR, flags: 0, header, attrs }, op(`delete address ${prefix.toString()} from link`, linkRefText(link)));
 }
 
 /** DEL semantics: false when the address (or its link) was already gone. */
-export function deleteAddressIfExists(nl: Rtnl, link: LinkRef, cidr: string): boolean {
+export function deleteAddressIfExists(nl: Rtnl, link: LinkRef, cidr: string | IpPrefix): boolean {
   try {
     deleteAddress(nl, link, cidr);
     return true;
@@ -119,19 +125,22 @@ export function decodeAddress(payload: Buffer): Address {
   const a = new AttrSet(payload.subarray(IFADDRMSG_LEN));
   const local = a.get(IFA_LOCAL);
   const address = a.get(IFA_ADDRESS);
-  const ipBytes = local ?? address;
-  const ip = ipBytes ? bytesToIp(ipBytes) : '';
-  const peer = local && address && !local.equals(address) ? bytesToIp(address) : undefined;
+  // The kernel always sends one of the two; a message without either reads as the zero address.
+  const addr = IpAddr.fromBytes(local ?? address ?? Buffer.alloc(family === AF_INET ? 4 : 16));
+  const prefix = IpPrefix.of(addr, Math.min(prefixLen, addr.bits));
+  const ip = addr.toString();
+  const peer = local && address && !local.equals(address) ? IpAddr.fromBytes(address).toString() : undefined;
   const brd = a.get(IFA_BROADCAST);
   const flags = a.u32(IFA_FLAGS) ?? payload.readUInt8(2);
   return {
     index: payload.readUInt32LE(4),
     family,
+    prefix,
     ip,
     prefixLen,
     cidr: `${ip}/${prefixLen}`,
     peer,
-    broadcast: brd ? bytesToIp(brd) : undefined,
+    broadcast: brd ? IpAddr.fromBytes(brd).toString() : undefined,
     label: a.str(IFA_LABEL),
     scope: payload.readUInt8(3),
     flags,

@@ -29,15 +29,20 @@ import {
   RT_TABLE_UNSPEC,
   type RouteScope,
 } from './netlink/constants.js';
-import { bytesToIp, ipFamily, ipToBytes, parseCidr, type Family } from './netlink/inet.js';
+import { IpAddr, IpPrefix } from '../addr.js';
+import { afOf, toAddr, toPrefix, type Family } from './netlink/inet.js';
 import { linkIndex } from './link.js';
 import { linkRefText, op, type LinkRef, type Rtnl } from './rtnl.js';
 
+/**
+ * A route to add or delete. Addresses are values (src/addr.ts) or text, parsed once here; a
+ * zero-length prefix (0.0.0.0/0, ::/0) is the default route like "default".
+ */
 export interface RouteSpec {
   /** "default" (needs `family` or a gateway to tell v4 from v6), or a CIDR like 10.1.0.0/16. */
-  dst: string;
+  dst: string | IpPrefix;
   family?: Family;
-  gateway?: string;
+  gateway?: string | IpAddr;
   dev?: LinkRef;
   /** Accept a gateway that is not on a connected subnet of `dev` (RTNH_F_ONLINK). */
   onlink?: boolean;
@@ -48,7 +53,7 @@ export interface RouteSpec {
   /** Defaults as `ip route` does: link for IPv4 routes without a gateway, else universe. */
   scope?: RouteScope;
   /** Preferred source address. */
-  src?: string;
+  src?: string | IpAddr;
   protocol?: number;
 }
 
@@ -56,7 +61,11 @@ export interface Route {
   family: Family;
   /** CIDR, or "default" for a zero-length prefix. */
   dst: string;
+  /** The destination as a value (0.0.0.0/0 or ::/0 for the default route). */
+  to: IpPrefix;
   gateway: string | undefined;
+  /** The gateway as a value. */
+  via: IpAddr | undefined;
   oif: number | undefined;
   metric: number | undefined;
   table: number;
@@ -93,26 +102,26 @@ export function encodeRtmsg(f: RtmsgFields): Buffer {
   return b;
 }
 
-function routeFamily(spec: RouteSpec): Family {
-  if (spec.dst !== 'default') {
-    const f = parseCidr(spec.dst).family;
-    if (spec.gateway !== undefined && ipFamily(spec.gateway) !== f) throw new TypeError(`route ${spec.dst}: gateway ${spec.gateway} is another IP family`);
-    return f;
+function routeFamily(dst: IpPrefix | undefined, gateway: IpAddr | undefined, spec: RouteSpec): Family {
+  if (dst) {
+    if (gateway && gateway.family !== dst.family) throw new TypeError(`route ${dst.toString()}: gateway ${gateway.toString()} is another IP family`);
+    return afOf(dst.family);
   }
-  if (spec.gateway !== undefined) return ipFamily(spec.gateway);
+  if (gateway) return afOf(gateway.family);
   if (spec.family !== undefined) return spec.family;
   throw new TypeError('a default route without a gateway needs `family`');
 }
 
 /** Header and attributes for a route request; `forDelete` matches loosely as `ip route del` does. */
 export function routeMessage(spec: RouteSpec, oif: number | undefined, forDelete: boolean): { header: Buffer; attrs: Attr[] } {
-  const family = routeFamily(spec);
-  const dst = spec.dst === 'default' ? undefined : parseCidr(spec.dst);
+  const dst = spec.dst === 'default' ? undefined : toPrefix(spec.dst);
+  const gateway = spec.gateway === undefined ? undefined : toAddr(spec.gateway);
+  const family = routeFamily(dst, gateway, spec);
   const table = spec.table ?? RT_TABLE_MAIN;
-  const defaultScope = family === AF_INET && spec.gateway === undefined ? RT_SCOPE.link : RT_SCOPE.universe;
+  const defaultScope = family === AF_INET && gateway === undefined ? RT_SCOPE.link : RT_SCOPE.universe;
   const header = encodeRtmsg({
     family,
-    dstLen: dst?.prefixLen ?? 0,
+    dstLen: dst?.length ?? 0,
     table,
     // For delete, zero protocol/type and scope "nowhere" mean "any" to the kernel.
     protocol: forDelete ? 0 : (spec.protocol ?? RTPROT_BOOT),
@@ -121,16 +130,16 @@ export function routeMessage(spec: RouteSpec, oif: number | undefined, forDelete
     flags: spec.onlink ? RTNH_F_ONLINK : 0,
   });
   const attrs: Attr[] = [attr.u32(RTA_TABLE, table)];
-  if (dst) attrs.push(attr.bytes(RTA_DST, ipToBytes(dst.ip)));
-  if (spec.gateway !== undefined) attrs.push(attr.bytes(RTA_GATEWAY, ipToBytes(spec.gateway)));
+  if (dst) attrs.push(attr.bytes(RTA_DST, dst.addr.toBytes()));
+  if (gateway) attrs.push(attr.bytes(RTA_GATEWAY, gateway.toBytes()));
   if (oif !== undefined) attrs.push(attr.u32(RTA_OIF, oif));
   if (spec.metric !== undefined) attrs.push(attr.u32(RTA_PRIORITY, spec.metric));
-  if (spec.src !== undefined) attrs.push(attr.bytes(RTA_PREFSRC, ipToBytes(spec.src)));
+  if (spec.src !== undefined) attrs.push(attr.bytes(RTA_PREFSRC, toAddr(spec.src).toBytes()));
   return { header, attrs };
 }
 
 function describe(spec: RouteSpec): string {
-  return [spec.dst, spec.gateway && `via ${spec.gateway}`, spec.dev !== undefined && `dev ${linkRefText(spec.dev)}`, spec.table && `table ${spec.table}`]
+  return [String(spec.dst), spec.gateway !== undefined && `via ${String(spec.gateway)}`, spec.dev !== undefined && `dev ${linkRefText(spec.dev)}`, spec.table && `table ${spec.table}`]
     .filter(Boolean)
     .join(' ');
 }
@@ -175,10 +184,14 @@ export function decodeRoute(payload: Buffer): Route {
   const dst = a.get(RTA_DST);
   const gw = a.get(RTA_GATEWAY);
   const src = a.get(RTA_PREFSRC);
+  const to = IpPrefix.of(IpAddr.fromBytes(dst ?? Buffer.alloc(family === AF_INET6 ? 16 : 4)), dstLen);
+  const via = gw ? IpAddr.fromBytes(gw) : undefined;
   return {
     family,
-    dst: dst ? `${bytesToIp(dst)}/${dstLen}` : dstLen === 0 ? 'default' : `${family === AF_INET6 ? '::' : '0.0.0.0'}/${dstLen}`,
-    gateway: gw ? bytesToIp(gw) : undefined,
+    dst: dst || dstLen !== 0 ? to.toString() : 'default',
+    to,
+    gateway: via?.toString(),
+    via,
     oif: a.u32(RTA_OIF),
     metric: a.u32(RTA_PRIORITY),
     table: a.u32(RTA_TABLE) ?? payload.readUInt8(4),
@@ -187,7 +200,7 @@ export function decodeRoute(payload: Buffer): Route {
     protocol: payload.readUInt8(5),
     flags,
     onlink: (flags & RTNH_F_ONLINK) !== 0,
-    src: src ? bytesToIp(src) : undefined,
+    src: src ? IpAddr.fromBytes(src).toString() : undefined,
   };
 }
 

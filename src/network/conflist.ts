@@ -14,7 +14,7 @@
  */
 import type { NetworkRecord } from './model.js';
 import { defaultGateway, rangeBounds } from './subnet.js';
-import { parseCidr } from '../ipam/address.js';
+import { IpPrefix } from '../addr.js';
 
 export class OptionError extends Error {}
 
@@ -63,7 +63,7 @@ function ipamSection(net: NetworkRecord, withGatewayRoutes: boolean): Record<str
   });
   const routes: Array<{ dst: string }> = [];
   if (withGatewayRoutes && !net.internal) {
-    const families = new Set(net.subnets.map((s) => parseCidr(s.subnet)!.family));
+    const families = new Set(net.subnets.map((s) => IpPrefix.parse(s.subnet).family));
     if (families.has(4)) routes.push({ dst: '0.0.0.0/0' });
     if (families.has(6)) routes.push({ dst: '::/0' });
   }

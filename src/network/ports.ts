@@ -9,7 +9,7 @@
  * Parsing yields requests; src/network/host-ports.ts turns the open ones into ports. Errors name
  * the spec and the problem in one line.
  */
-import { isIP } from '../ip-text.js';
+import { IpAddr } from '../addr.js';
 import type { PortMapping } from './attach.js';
 
 export class PortSpecError extends Error {
@@ -33,6 +33,13 @@ function portRange(spec: string, text: string, what: string): [number, number] {
   return [lo, hi];
 }
 
+/** The host IP of a port spec, parsed (printed back canonically into the request). */
+function hostAddress(spec: string, text: string): IpAddr {
+  const ip = IpAddr.tryParse(text);
+  if (!ip) throw new PortSpecError(`invalid port spec "${spec}": "${text}" is not an IP address (${IpAddr.problem(text)})`);
+  return ip;
+}
+
 /** Splits off /PROTO and [HOST_IP]; returns the protocol, host IP and the ":"-separated rest. */
 function splitSpec(spec: string): { protocol: string; hostIP: string; parts: string[] } {
   let rest = spec;
@@ -46,17 +53,16 @@ function splitSpec(spec: string): { protocol: string; hostIP: string; parts: str
   if (rest.startsWith('[')) {
     const end = rest.indexOf(']:');
     if (end < 0) throw new PortSpecError(`invalid port spec "${spec}": unclosed "[" around the host IP`);
-    const hostIP = rest.slice(1, end);
-    if (isIP(hostIP) !== 6) throw new PortSpecError(`invalid port spec "${spec}": "${hostIP}" is not an IPv6 address`);
+    const hostIP = hostAddress(spec, rest.slice(1, end));
+    if (hostIP.family !== 6) throw new PortSpecError(`invalid port spec "${spec}": "${hostIP.toString()}" is not an IPv6 address`);
     const parts = rest.slice(end + 2).split(':');
     if (parts.length !== 2) throw new PortSpecError(`invalid port spec "${spec}": expected [HOST_IP]:[HOST_PORT]:CONTAINER_PORT after the bracketed address`);
-    return { protocol, hostIP, parts };
+    return { protocol, hostIP: hostIP.toString(), parts };
   }
   const parts = rest.split(':');
   if (parts.length === 3) {
     const hostIP = parts.shift()!;
-    if (hostIP !== '' && isIP(hostIP) === 0) throw new PortSpecError(`invalid port spec "${spec}": "${hostIP}" is not an IP address`);
-    return { protocol, hostIP, parts };
+    return { protocol, hostIP: hostIP === '' ? '' : hostAddress(spec, hostIP).toString(), parts };
   }
   if (parts.length === 1) return { protocol, hostIP: '', parts: ['', parts[0]!] };
   if (parts.length !== 2) throw new PortSpecError(`invalid port spec "${spec}": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`);

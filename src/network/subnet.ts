@@ -3,22 +3,14 @@
  * overlap checks, and picking a free private subnet. Pure (the caller reads host routes through
  * the kernel layer and passes them in), so every rule is unit-tested.
  */
-import { formatAddress, formatCidr, lastOf, networkOf, parseAddress, parseCidr, type Cidr } from '../ipam/address.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import type { SubnetSpec } from './model.js';
 
 export class SubnetInputError extends Error {}
 
-export function canonicalCidr(c: Cidr): string {
-  return formatCidr({ ...c, address: networkOf(c) });
-}
-
-export function overlaps(a: Cidr, b: Cidr): boolean {
-  return a.family === b.family && networkOf(a) <= lastOf(b) && networkOf(b) <= lastOf(a);
-}
-
-function mustCidr(text: string, flag: string): Cidr {
-  const c = parseCidr(text);
-  if (!c) throw new SubnetInputError(`invalid ${flag} "${text}": not a CIDR like 10.89.0.0/24`);
+function mustCidr(text: string, flag: string): IpPrefix {
+  const c = IpPrefix.tryParse(text);
+  if (!c) throw new SubnetInputError(`invalid ${flag} "${text}": not a CIDR like 10.89.0.0/24 (${IpPrefix.problem(text)})`);
   return c;
 }
 
@@ -30,44 +22,44 @@ export function buildSubnetSpecs(subnets: string[], gateways: string[], ipRanges
   const cidrs = subnets.map((s) => mustCidr(s, '--subnet'));
   for (const c of cidrs) {
     const max = c.family === 4 ? 30 : 126;
-    if (c.prefixLength > max) throw new SubnetInputError(`invalid --subnet "${canonicalCidr(c)}": too small, at most /${max}`);
-    if (c.family === 4 && c.prefixLength < 8) throw new SubnetInputError(`invalid --subnet "${canonicalCidr(c)}": too large, at least /8`);
+    if (c.length > max) throw new SubnetInputError(`invalid --subnet "${c.masked().toString()}": too small, at most /${max}`);
+    if (c.family === 4 && c.length < 8) throw new SubnetInputError(`invalid --subnet "${c.masked().toString()}": too large, at least /8`);
   }
   for (let i = 0; i < cidrs.length; i++) {
     for (let j = i + 1; j < cidrs.length; j++) {
-      if (overlaps(cidrs[i]!, cidrs[j]!)) throw new SubnetInputError(`invalid --subnet "${subnets[j]}": overlaps --subnet "${subnets[i]}"`);
+      if (cidrs[i]!.overlaps(cidrs[j]!)) throw new SubnetInputError(`invalid --subnet "${subnets[j]}": overlaps --subnet "${subnets[i]}"`);
     }
   }
-  const specs: SubnetSpec[] = cidrs.map((c) => ({ subnet: canonicalCidr(c) }));
+  const specs: SubnetSpec[] = cidrs.map((c) => ({ subnet: c.masked().toString() }));
   for (const gw of gateways) {
-    const a = parseAddress(gw);
-    if (!a) throw new SubnetInputError(`invalid --gateway "${gw}": not an IP address`);
-    const i = cidrs.findIndex((c) => c.family === a.family && a.value > networkOf(c) && a.value < lastOf(c));
+    const a = IpAddr.tryParse(gw);
+    if (!a) throw new SubnetInputError(`invalid --gateway "${gw}": not an IP address (${IpAddr.problem(gw)})`);
+    // A host address: inside, and neither the network nor the last address.
+    const i = cidrs.findIndex((c) => c.contains(a) && !a.equals(c.network()) && !a.equals(c.last()));
     if (i < 0) throw new SubnetInputError(`invalid --gateway "${gw}": not a host address of any --subnet`);
     if (specs[i]!.gateway) throw new SubnetInputError(`invalid --gateway "${gw}": --subnet "${specs[i]!.subnet}" already has a gateway`);
-    specs[i]!.gateway = formatAddress(a);
+    specs[i]!.gateway = a.toString();
   }
   for (const r of ipRanges) {
     const c = mustCidr(r, '--ip-range');
-    const i = cidrs.findIndex((s) => s.family === c.family && s.prefixLength <= c.prefixLength && networkOf(c) >= networkOf(s) && lastOf(c) <= lastOf(s));
+    const i = cidrs.findIndex((s) => s.containsPrefix(c));
     if (i < 0) throw new SubnetInputError(`invalid --ip-range "${r}": not inside any --subnet`);
-    specs[i]!.ipRange = canonicalCidr(c);
+    specs[i]!.ipRange = c.masked().toString();
   }
   return specs;
 }
 
 /** The gateway a subnet gets when none is given: its first host address. */
 export function defaultGateway(subnet: string): string {
-  const c = parseCidr(subnet)!;
-  return formatAddress({ family: c.family, value: networkOf(c) + 1n });
+  return IpPrefix.parse(subnet).nth(1).toString();
 }
 
 /** host-local's rangeStart/rangeEnd for an --ip-range (network and broadcast excluded). */
 export function rangeBounds(ipRange: string): { rangeStart: string; rangeEnd: string } {
-  const c = parseCidr(ipRange)!;
-  const first = networkOf(c) + (c.prefixLength < (c.family === 4 ? 31 : 127) ? 1n : 0n);
-  const last = lastOf(c) - (c.family === 4 && c.prefixLength < 31 ? 1n : 0n);
-  return { rangeStart: formatAddress({ family: c.family, value: first }), rangeEnd: formatAddress({ family: c.family, value: last }) };
+  const c = IpPrefix.parse(ipRange);
+  const first = c.length < c.bits - 1 ? c.nth(1) : c.network();
+  const last = c.family === 4 && c.length < 31 ? c.last().prev() : c.last();
+  return { rangeStart: first.toString(), rangeEnd: last.toString() };
 }
 
 /**
@@ -75,11 +67,11 @@ export function rangeBounds(ipRange: string): { rangeStart: string; rangeEnd: st
  * zero-length prefix (default routes) overlap everything and are not taken into account.
  */
 export function firstOverlap(subnet: string, taken: ReadonlyArray<{ cidr: string; what: string }>): string | undefined {
-  const c = parseCidr(subnet)!;
+  const c = IpPrefix.parse(subnet);
   for (const t of taken) {
-    const o = parseCidr(t.cidr);
-    if (!o || o.prefixLength === 0) continue;
-    if (overlaps(c, o)) return t.what;
+    const o = IpPrefix.tryParse(t.cidr);
+    if (!o || o.length === 0) continue;
+    if (c.overlaps(o)) return t.what;
   }
   return undefined;
 }

@@ -4,13 +4,12 @@
  * names (owner comment, chains) its nftables objects carry. Pure: no kernel access, so the
  * whole mapping logic is unit-tested.
  */
+import { IpAddr, IpPrefix } from '../addr.js';
 import { stableHash } from '../hash.js';
-import { isIP } from '../ip-text.js';
 import * as v from 'valibot';
 import { parseConfig, pluginConfig, portMappingSchema } from '../../cni/config.js';
 import { CniCode, CniError } from '../../cni/errors.js';
 import type { CniResult } from '../../cni/types.js';
-import { bytesToIp, ipToBytes } from '../kernel/netlink/inet.js';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 export type IpFamily = 4 | 6;
@@ -31,7 +30,10 @@ export interface PortMapping {
   hostIP: string;
 }
 
-/** One DNAT a family table gets. `hostIP` undefined = any local address of that family. */
+/**
+ * One DNAT a family table gets, in the text the rules and nft's output use (addresses through
+ * the one formatter). `hostIP` undefined = any local address of that family.
+ */
 export interface DnatEntry {
   family: IpFamily;
   hostIP?: string;
@@ -43,9 +45,9 @@ export interface DnatEntry {
 
 export interface ContainerAddress {
   family: IpFamily;
-  ip: string;
-  /** The container's subnet in CIDR form ("10.1.0.0/24"): hairpin sources. */
-  subnet: string;
+  ip: IpAddr;
+  /** The container's subnet ("10.1.0.0/24"): hairpin sources. */
+  subnet: IpPrefix;
 }
 
 export interface Attachment {
@@ -118,31 +120,15 @@ export function parseOwner(comment: string): { networkTag: string; containerId: 
   return { networkTag: parts[0] as string, containerId: parts[1] as string, ifname: parts[2] as string };
 }
 
-/** Canonical text of an address (IPv6 compressed, lower case) so comparisons are exact. */
+/** Canonical text of an address (what nft prints, read back): IPv6 compressed, lower case. */
 export function canonicalIp(ip: string): string {
-  return bytesToIp(ipToBytes(ip));
-}
-
-export function familyOf(ip: string): IpFamily {
-  return isIP(ip) === 6 ? 6 : 4;
-}
-
-function subnetOf(cidr: string): ContainerAddress {
-  const [ip = '', prefixText = ''] = cidr.split('/');
-  const family = familyOf(ip);
-  const width = family === 4 ? 32 : 128;
-  const prefix = prefixText === '' ? width : Number(prefixText);
-  const bytes = ipToBytes(ip);
-  for (let bit = prefix; bit < width; bit += 1) {
-    const i = bit >> 3;
-    bytes[i] = (bytes[i] as number) & ~(0x80 >> (bit & 7));
-  }
-  return { family, ip: canonicalIp(ip), subnet: `${bytesToIp(bytes)}/${prefix}` };
+  return IpAddr.parse(ip).toString();
 }
 
 /**
- * The container's addresses from prevResult: the first of each family, preferring IPs on an
- * interface inside the sandbox (that is the container's side of the attachment).
+ * The container's addresses from prevResult (its text parsed here, once): the first of each
+ * family, preferring IPs on an interface inside the sandbox (that is the container's side of
+ * the attachment).
  */
 export function containerAddresses(prev: CniResult | undefined): ContainerAddress[] {
   const ips = prev?.ips ?? [];
@@ -150,8 +136,8 @@ export function containerAddresses(prev: CniResult | undefined): ContainerAddres
   const ordered = [...ips.filter((ip) => inSandbox(ip.interface)), ...ips.filter((ip) => !inSandbox(ip.interface))];
   const out: ContainerAddress[] = [];
   for (const ip of ordered) {
-    const addr = subnetOf(ip.address);
-    if (!out.some((a) => a.family === addr.family)) out.push(addr);
+    const prefix = IpPrefix.parse(ip.address, { bareAddress: true });
+    if (!out.some((a) => a.family === prefix.family)) out.push({ family: prefix.family, ip: prefix.addr, subnet: prefix.masked() });
   }
   return out;
 }
@@ -164,7 +150,8 @@ export function normaliseMappings(raw: readonly v.InferOutput<typeof portMapping
       hostPort: m.hostPort,
       containerPort: m.containerPort,
       protocol: m.protocol ?? 'tcp',
-      hostIP: m.hostIP ? canonicalIp(m.hostIP) : '',
+      // The schema parsed it (cni/config.ts hostIP): printed once, canonically.
+      hostIP: m.hostIP ? m.hostIP.toString() : '',
     };
     const same = out.find((o) => o.hostPort === mapping.hostPort && o.protocol === mapping.protocol && o.hostIP === mapping.hostIP);
     if (same && same.containerPort !== mapping.containerPort) {
@@ -187,9 +174,11 @@ export function normaliseMappings(raw: readonly v.InferOutput<typeof portMapping
 export function dnatEntries(mappings: readonly PortMapping[], addresses: readonly ContainerAddress[]): DnatEntry[] {
   const out: DnatEntry[] = [];
   for (const m of mappings) {
+    // hostIP is canonical text (normaliseMappings), so its family shows in its spelling.
+    const hostFamily = m.hostIP === '' ? undefined : m.hostIP.includes(':') ? 6 : 4;
     for (const a of addresses) {
-      if (m.hostIP !== '' && familyOf(m.hostIP) !== a.family) continue;
-      const entry: DnatEntry = { family: a.family, hostPort: m.hostPort, protocol: m.protocol, containerIP: a.ip, containerPort: m.containerPort };
+      if (hostFamily !== undefined && hostFamily !== a.family) continue;
+      const entry: DnatEntry = { family: a.family, hostPort: m.hostPort, protocol: m.protocol, containerIP: a.ip.toString(), containerPort: m.containerPort };
       if (m.hostIP !== '' && m.hostIP !== '0.0.0.0' && m.hostIP !== '::') entry.hostIP = m.hostIP;
       out.push(entry);
     }

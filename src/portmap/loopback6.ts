@@ -7,7 +7,7 @@
  * IPv6 connection at all. Docker solves both with docker-proxy; Shoal's daemon runs one
  * TcpProxy/UdpProxy per mapping this function returns (src/lb).
  */
-import { isIPv4, isIPv6 } from '../ip-text.js';
+import { IpPrefix } from '../addr.js';
 import type { Protocol } from './config.js';
 import type { PortmapRecord } from './state.js';
 
@@ -26,11 +26,6 @@ function coversIpv6Loopback(hostIP: string): boolean {
   return hostIP === '' || hostIP === '::' || hostIP === '::1';
 }
 
-function bareAddress(ip: string): string {
-  const slash = ip.indexOf('/');
-  return slash === -1 ? ip : ip.slice(0, slash);
-}
-
 /**
  * One target per (protocol, hostPort) that some record publishes on ::1. The backend is the
  * container's IPv6 address when it has one (no family change), else its IPv4 address. sctp is
@@ -39,8 +34,9 @@ function bareAddress(ip: string): string {
 export function loopbackProxyTargets(records: readonly PortmapRecord[]): LoopbackProxyTarget[] {
   const targets = new Map<string, LoopbackProxyTarget>();
   for (const record of records) {
-    const addresses = record.containerIPs.map(bareAddress);
-    const host = addresses.find((a) => isIPv6(a)) ?? addresses.find((a) => isIPv4(a));
+    // Records hold text (with or without a prefix); unreadable entries are skipped.
+    const addresses = record.containerIPs.flatMap((text) => IpPrefix.tryParse(text, { bareAddress: true })?.addr ?? []);
+    const host = (addresses.find((a) => a.family === 6) ?? addresses.find((a) => a.family === 4))?.toString();
     if (!host) continue;
     for (const m of record.mappings) {
       if (m.protocol === 'sctp' || !coversIpv6Loopback(m.hostIP)) continue;

@@ -8,6 +8,7 @@ import { CniCode, CniError } from '../../cni/errors.js';
 import { withRollback } from '../../cni/invoke.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniResult } from '../../cni/types.js';
+import type { IpAddr } from '../addr.js';
 import { ShoalError, causeText } from '../errors.js';
 import { IPPROTO, deleteConntrack, type ConntrackFilter } from '../kernel/conntrack.js';
 import { applyTransaction, NftTransaction } from '../kernel/nftables.js';
@@ -16,7 +17,6 @@ import { openRtnl } from '../kernel/rtnl.js';
 import { getLink } from '../kernel/link.js';
 import { listRoutes } from '../kernel/route.js';
 import { AF_INET } from '../kernel/netlink/constants.js';
-import { ipToBytes } from '../kernel/netlink/inet.js';
 import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
 import {
   attachmentFromOwner,
@@ -88,24 +88,12 @@ export function findConflict(plan: PortmapPlan, tables: Tables, dir: string): Po
 
 // ---- host side of localhost DNAT ---------------------------------------------------------------
 
-function inPrefix(ip: string, cidr: string): boolean {
-  const [net = '', len = '0'] = cidr.split('/');
-  const a = ipToBytes(ip);
-  const b = ipToBytes(net);
-  let bits = Number(len);
-  for (let i = 0; bits > 0; i += 1, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if (((a[i] as number) & mask) !== ((b[i] as number) & mask)) return false;
-  }
-  return true;
-}
-
 /** The host interface the main table routes `ip` out of (longest prefix). */
-export function hostInterfaceToward(ip: string): string | undefined {
+export function hostInterfaceToward(ip: IpAddr): string | undefined {
   const nl = openRtnl();
   try {
-    const routes = listRoutes(nl, { family: AF_INET }).filter((r) => r.oif !== undefined && r.dst !== 'default' && inPrefix(ip, r.dst));
-    routes.sort((x, y) => Number(y.dst.split('/')[1]) - Number(x.dst.split('/')[1]));
+    const routes = listRoutes(nl, { family: AF_INET }).filter((r) => r.oif !== undefined && r.to.length > 0 && r.to.contains(ip));
+    routes.sort((x, y) => y.to.length - x.to.length);
     const oif = routes[0]?.oif;
     return oif === undefined ? undefined : getLink(nl, oif).name;
   } finally {
@@ -124,7 +112,7 @@ function enableRouteLocalnet(plan: PortmapPlan, req: CniRequest): void {
   if (!v4 || !plan.dnat.some((e) => e.family === 4)) return;
   const ifname = hostInterfaceToward(v4.ip);
   if (!ifname) {
-    req.log.warn({ ip: v4.ip }, 'no host route to the container: 127.0.0.1 will not reach it');
+    req.log.warn({ ip: v4.ip.toString() }, 'no host route to the container: 127.0.0.1 will not reach it');
     return;
   }
   const key = interfaceSysctlKey('ipv4', ifname, 'route_localnet');
@@ -212,7 +200,7 @@ export async function add(req: CniRequest): Promise<CniResult> {
       netns: req.netns,
       owner: a.owner,
       mappings: plan.mappings,
-      containerIPs: plan.addresses.map((x) => x.ip),
+      containerIPs: plan.addresses.map((x) => x.ip.toString()),
       created: new Date().toISOString(),
     };
     const name = req.args['K8S_POD_NAME'];

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { testRunId } from '../helpers/names.js';
 import { addrKey, attachmentKey } from '../../src/ipam/keys.js';
+import { IpAddr } from '../../src/addr.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 
 const root = path.resolve(__dirname, '../..');
@@ -189,7 +190,7 @@ describe('shoal network', () => {
   it('a corrupt attachment record is reported by ls, inspect, rm and gc, and its attachment still counts (gc keeps its address)', async () => {
     expect(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', SUBNET2, NET2).status).toBe(0);
     const key = attachmentKey(NET2, 'broken1', 'eth0');
-    const held = addrKey(NET2, { family: 4, value: (10n << 24n) | (253n << 16n) | (BigInt(third) << 8n) | 5n });
+    const held = addrKey(NET2, IpAddr.parse(`10.253.${third}.5`));
     const withStore = async <T>(fn: (s: SqliteStore) => Promise<T>): Promise<T> => {
       const store = new SqliteStore(path.join(dir, 'state', 'shoal.db'));
       try {

@@ -1,17 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { firstAddress, planAddresses } from '../../src/bridge/addressing.js';
-import { addAttachmentRules, addNetworkPolicy, masqueradeRule, networkOf, networkPolicyRules, SHOAL_BRIDGE_GROUP } from '../../src/bridge/firewall.js';
+import { IpPrefix } from '../../src/addr.js';
+import { firstAddress, parseAddressing, planAddresses, resultIps, resultRoutes, type AddressPlan } from '../../src/bridge/addressing.js';
+import { addAttachmentRules, addNetworkPolicy, masqueradeRule, networkPolicyRules, SHOAL_BRIDGE_GROUP } from '../../src/bridge/firewall.js';
 import { attachmentOwner, bridgeChainName, hostVethName, parseAttachmentOwner } from '../../src/bridge/names.js';
 import { NftTransaction } from '../../src/kernel/nftables.js';
 import { commonLinkAttrs, linkInfoAttr } from '../../src/kernel/link-codec.js';
 import { encodeAttrs } from '../../src/kernel/netlink/codec.js';
 
+/** A plan as the CNI result and the bridge would show it. */
+const shown = (plan: AddressPlan) => ({ ips: resultIps(plan.ips, 2), routes: resultRoutes(plan.routes), bridgeAddresses: plan.bridgeAddresses.map(String) });
+
 describe('addressing', () => {
   it('gateway defaults to the first address when the bridge is the gateway', () => {
-    expect(firstAddress('10.1.2.77/24')).toBe('10.1.2.1');
-    expect(firstAddress('fd00:1::9/64')).toBe('fd00:1::1');
-    const plan = planAddresses({ ips: [{ address: '10.1.2.5/24' }] }, { isGateway: true, isDefaultGateway: true, internal: false, interfaceIndex: 2 });
-    expect(plan).toEqual({
+    expect(firstAddress(IpPrefix.parse('10.1.2.77/24')).toString()).toBe('10.1.2.1');
+    expect(firstAddress(IpPrefix.parse('fd00:1::9/64')).toString()).toBe('fd00:1::1');
+    const plan = planAddresses({ ips: [{ address: '10.1.2.5/24' }] }, { isGateway: true, isDefaultGateway: true, internal: false });
+    expect(shown(plan)).toEqual({
       ips: [{ address: '10.1.2.5/24', gateway: '10.1.2.1', interface: 2 }],
       routes: [{ dst: '0.0.0.0/0', gw: '10.1.2.1' }],
       bridgeAddresses: ['10.1.2.1/24'],
@@ -19,11 +23,18 @@ describe('addressing', () => {
   });
   it('keeps the IPAM default route, adds one per family otherwise; internal drops them', () => {
     const ipam = { ips: [{ address: '10.1.2.5/24', gateway: '10.1.2.254' }, { address: 'fd00::5/64' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16' }] };
-    const o = { isGateway: true, isDefaultGateway: true, internal: false, interfaceIndex: 2 };
-    expect(planAddresses(ipam, o).routes).toEqual([{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16' }, { dst: '::/0', gw: 'fd00::1' }]);
-    expect(planAddresses(ipam, { ...o, internal: true }).routes).toEqual([{ dst: '10.9.0.0/16' }]);
-    expect(planAddresses(ipam, o).bridgeAddresses).toEqual(['10.1.2.254/24', 'fd00::1/64']);
+    const o = { isGateway: true, isDefaultGateway: true, internal: false };
+    expect(shown(planAddresses(ipam, o)).routes).toEqual([{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16' }, { dst: '::/0', gw: 'fd00::1' }]);
+    expect(shown(planAddresses(ipam, { ...o, internal: true })).routes).toEqual([{ dst: '10.9.0.0/16' }]);
+    expect(shown(planAddresses(ipam, o)).bridgeAddresses).toEqual(['10.1.2.254/24', 'fd00::1/64']);
     expect(planAddresses(ipam, { ...o, isGateway: false, isDefaultGateway: false }).bridgeAddresses).toEqual([]);
+  });
+  it('reads the result text once, prints it back canonically, and keeps a route\'s other fields', () => {
+    const ipam = { ips: [{ address: 'FD00:0:0::5/64', gateway: 'fd00::1' }], routes: [{ dst: 'default', gw: 'fd00::1', mtu: 1400 }, { dst: '10.9.0.0/16', gw: '10.9.0.1' }, { dst: '10.9.0.0/16', gw: '10.9.0.1' }] };
+    const plan = planAddresses(ipam, { isGateway: false, isDefaultGateway: false, internal: false });
+    expect(shown(plan).ips).toEqual([{ address: 'fd00::5/64', gateway: 'fd00::1', interface: 2 }]);
+    expect(shown(plan).routes).toEqual([{ dst: '::/0', gw: 'fd00::1', mtu: 1400 }, { dst: '10.9.0.0/16', gw: '10.9.0.1' }]);
+    expect(() => parseAddressing({ ips: [{ address: '10.0.0.5' }] })).toThrow(/no prefix length/);
   });
 });
 
@@ -50,16 +61,15 @@ describe('names', () => {
 
 describe('nftables rules', () => {
   it('masquerade: per address, not to its own subnet, not to multicast', () => {
-    expect(networkOf('10.1.2.5/24')).toBe('10.1.2.0/24');
-    expect(masqueradeRule('10.1.2.5/24').expr).toBe('ip saddr 10.1.2.5 ip daddr != 10.1.2.0/24 ip daddr != 224.0.0.0/4 masquerade');
-    expect(masqueradeRule('fd00:1::5/64')).toEqual({
+    expect(masqueradeRule(IpPrefix.parse('10.1.2.5/24')).expr).toBe('ip saddr 10.1.2.5 ip daddr != 10.1.2.0/24 ip daddr != 224.0.0.0/4 masquerade');
+    expect(masqueradeRule(IpPrefix.parse('fd00:1::5/64'))).toEqual({
       table: { family: 'ip6', name: 'shoal-nat' },
-      expr: 'ip6 saddr fd00:1::5 ip6 daddr != fd00:1:0:0:0:0:0:0/64 ip6 daddr != ff00::/8 masquerade',
+      expr: 'ip6 saddr fd00:1::5 ip6 daddr != fd00:1::/64 ip6 daddr != ff00::/8 masquerade',
     });
   });
   it('renders one transaction with owner comments in Shoal tables only', () => {
     const tx = new NftTransaction();
-    addAttachmentRules(tx, { owner: 'n/c/eth0', masquerade: ['10.1.2.5/24'], macspoof: { hostVeth: 'veth01234567', mac: '02:AA:00:00:00:01' } });
+    addAttachmentRules(tx, { owner: 'n/c/eth0', masquerade: [IpPrefix.parse('10.1.2.5/24')], macspoof: { hostVeth: 'veth01234567', mac: '02:AA:00:00:00:01' } });
     const text = tx.render();
     expect(text).toContain('add rule ip shoal-nat l2_postrouting ip saddr 10.1.2.5 ip daddr != 10.1.2.0/24 ip daddr != 224.0.0.0/4 masquerade comment "n/c/eth0"');
     expect(text).toContain('add rule bridge shoal l2_macspoof iifname "veth01234567" ether saddr != 02:aa:00:00:00:01 drop comment "n/c/eth0"');

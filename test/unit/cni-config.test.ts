@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as v from 'valibot';
-import { interfaceName, parseCidr, parseConfig, parseNetConf, pluginConfig, portMappingSchema, subnet } from '../../cni/config.js';
+import { cidr, interfaceName, ipAddr, parseConfig, parseNetConf, pluginConfig, portMappingSchema, subnet } from '../../cni/config.js';
 import { CniError } from '../../cni/errors.js';
 
 function message(fn: () => unknown): string {
@@ -36,7 +36,7 @@ describe('base network config', () => {
   });
   it('names a bad nameserver by index', () => {
     expect(message(() => parseNetConf({ ...base, dns: { nameservers: ['10.0.0.1', 'dns.example'] } }))).toBe(
-      'invalid network config: field "dns.nameservers[1]": "dns.example" is not an IP address',
+      'invalid network config: field "dns.nameservers[1]": "dns.example" is not an IP address: it is neither an IPv4 address (like 10.1.2.3) nor an IPv6 address (like fd00::1)',
     );
   });
   it('rejects an empty ipam.type', () => {
@@ -69,12 +69,13 @@ describe('plugin config schemas', () => {
   it('names a nested path and the value: host bits set', () => {
     const conf = { ...base, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: '10.0.0.1/24' }]] } };
     expect(message(() => parseConfig(ipamSchema, conf))).toBe(
-      'invalid network config: field "ipam.ranges[0][0].subnet": "10.0.0.1/24" has host bits set',
+      'invalid network config: field "ipam.ranges[0][0].subnet": "10.0.0.1/24" has host bits set (the network is 10.0.0.0/24)',
     );
   });
   it('accepts a proper subnet, v4 and v6', () => {
     const conf = { ...base, ipam: { type: 'shoal-ipam', ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: 'fd00:1::/64' }]] } };
-    expect(parseConfig(ipamSchema, conf).ipam.ranges[0]).toHaveLength(2);
+    const ranges = parseConfig(ipamSchema, conf).ipam.ranges[0]!;
+    expect(ranges.map((r) => r.subnet.toString())).toEqual(['10.0.0.0/24', 'fd00:1::/64']);
   });
   it('names a bad interface name', () => {
     expect(message(() => parseConfig(ipamSchema, { ...base, ipam: { type: 'x', ranges: [] }, bridge: 'a-very-long-bridge-name' }))).toBe(
@@ -87,7 +88,7 @@ describe('plugin config schemas', () => {
   });
   it('prefixes paths with "where" when validating a sub-object', () => {
     expect(message(() => parseConfig(v.looseObject({ subnet }), { subnet: 'nope' }, 'ipam'))).toBe(
-      'invalid network config: field "ipam.subnet": "nope" is not in CIDR notation (like "10.1.0.0/24")',
+      'invalid network config: field "ipam.subnet": "nope" is not in CIDR notation (like "10.1.0.0/24"): it is neither an IPv4 address (like 10.1.2.3) nor an IPv6 address (like fd00::1)',
     );
   });
   it('quotes keys that are not identifiers', () => {
@@ -96,20 +97,37 @@ describe('plugin config schemas', () => {
   });
 });
 
-describe('parseCidr', () => {
+describe('address fields parse into values', () => {
+  const parse = <S extends v.GenericSchema>(schema: S, value: unknown) => parseConfig(v.looseObject({ f: schema }), { f: value }).f as v.InferOutput<S>;
   it.each([
-    ['10.0.0.0/8', false],
-    ['10.0.0.1/8', true],
-    ['0.0.0.0/0', false],
-    ['192.168.1.255/32', false],
-    ['fd00::/8', false],
-    ['fd00::1/64', true],
-    ['::ffff:10.0.0.0/120', false],
-    ['::ffff:10.0.0.1/120', true],
-  ])('%s host bits set: %s', (text, hostBits) => {
-    expect(parseCidr(text)?.hostBitsSet).toBe(hostBits);
+    ['10.0.0.0/8', true],
+    ['10.0.0.1/8', false],
+    ['0.0.0.0/0', true],
+    ['192.168.1.255/32', true],
+    ['fd00::/8', true],
+    ['fd00::1/64', false],
+    ['::ffff:10.0.0.0/120', true],
+    ['::ffff:10.0.0.1/120', false],
+  ])('%s is a subnet: %s', (text, isSubnet) => {
+    expect(parse(cidr, text).toString()).toBe(text);
+    if (isSubnet) expect(parse(subnet, text).toString()).toBe(text);
+    else expect(() => parse(subnet, text)).toThrow(/has host bits set/);
   });
-  it.each(['10.0.0.0', '10.0.0.0/33', 'fd00::/129', 'x/8', '10.0.0.0/-1', '10.0.0.0/8/8'])('rejects %s', (text) => {
-    expect(parseCidr(text)).toBeUndefined();
+  it.each([
+    ['10.0.0.0', 'it has no prefix length'],
+    ['10.0.0.0/33', 'prefix length 33 is more than 32'],
+    ['fd00::/129', 'prefix length 129 is more than 128'],
+    ['x/8', 'neither an IPv4'],
+    ['10.0.0.0/-1', 'prefix length "-1" is not a number'],
+    ['10.0.0.0/8/8', 'more than one "/"'],
+  ])('rejects %s, naming the problem', (text, problem) => {
+    expect(() => parse(cidr, text)).toThrow(problem);
+  });
+  it('addresses: values out, the problem in the message; portMappings hostIP "" means none', () => {
+    expect(parse(ipAddr, 'FD00:0::1').toString()).toBe('fd00::1');
+    expect(() => parse(ipAddr, '10.0.0.256')).toThrow('field "f": "10.0.0.256" is not an IP address: part 256 is more than 255');
+    expect(parse(portMappingSchema, { hostPort: 1, containerPort: 1, hostIP: '' }).hostIP).toBeUndefined();
+    expect(parse(portMappingSchema, { hostPort: 1, containerPort: 1, hostIP: '::1' }).hostIP?.toString()).toBe('::1');
+    expect(() => parse(portMappingSchema, { hostPort: 1, containerPort: 1, hostIP: '1.2.3' })).toThrow('field "f.hostIP": "1.2.3" is not an IP address: an IPv4 address has 4 parts');
   });
 });

@@ -97,7 +97,7 @@ describe('result validation', () => {
     const err = bad({ ips: [{ address: '10.0.0.5/24' }, { address: '10.0.0.300/24' }] });
     expect(err.cniCode).toBe(7);
     expect(err.message).toBe(
-      'invalid network config: field "prevResult.ips[1].address": "10.0.0.300/24" is not an address in CIDR notation (like "10.1.0.5/24")',
+      'invalid network config: field "prevResult.ips[1].address": "10.0.0.300/24" is not an address in CIDR notation (like "10.1.0.5/24"): part 300 is more than 255',
     );
   });
   it('checks ips[].version against the address in 0.x', () => {

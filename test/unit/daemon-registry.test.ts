@@ -143,7 +143,7 @@ describe('building records from CNI inputs', () => {
   it('computes subnets from addresses', () => {
     expect(subnetOf('10.88.7.5/16')).toBe('10.88.0.0/16');
     expect(subnetOf('10.1.2.3/32')).toBe('10.1.2.3/32');
-    expect(subnetOf('fd00:88::5/64')).toBe('fd00:88:0:0:0:0:0:0/64');
+    expect(subnetOf('fd00:88::5/64')).toBe('fd00:88::/64');
     expect(subnetOf('10.1.2.3')).toBeUndefined();
   });
 
@@ -153,7 +153,7 @@ describe('building records from CNI inputs', () => {
       name: 'red',
       domain: DEFAULT_DOMAIN,
       gateways: ['10.88.0.1', 'fd00:88::1'],
-      subnets: ['fd00:88:0:0:0:0:0:0/64', '10.88.0.0/16'],
+      subnets: ['fd00:88::/64', '10.88.0.0/16'],
       hosts: { 'db.internal': ['192.0.2.10'] },
       upstreams: ['192.0.2.53:5353'],
       ttl: 3,
@@ -176,6 +176,9 @@ describe('building records from CNI inputs', () => {
     const b = { name: 'n', domain: 'b', gateways: ['fd00::1'], subnets: ['fd00::/64'] };
     expect(mergeNetwork(a, b)).toEqual({ name: 'n', domain: 'b', gateways: ['10.0.0.1', 'fd00::1'], subnets: ['10.0.0.0/24', 'fd00::/64'] });
     expect(mergeNetwork(undefined, b)).toEqual(b);
+    // A record written when subnets were stored uncompressed merges without doubling them.
+    const legacy = { name: 'n', gateways: ['fd00:0::1'], subnets: ['fd00:0:0:0:0:0:0:0/64'] };
+    expect(mergeNetwork(legacy, b)).toMatchObject({ gateways: ['fd00::1'], subnets: ['fd00::/64'] });
   });
 });
 

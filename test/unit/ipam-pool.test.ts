@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatAddress, parseAddress } from '../../src/ipam/address.js';
+import { IpAddr } from '../../src/addr.js';
 import { parseIpamConfig } from '../../src/ipam/config.js';
 import { addressesOf, allocatableSegments, capacityOf, visitOrder } from '../../src/ipam/pool.js';
 
@@ -8,8 +8,8 @@ function walk(ipam: Record<string, unknown>, last?: string, set = 0): string[] {
   const config = parseIpamConfig(ipam);
   const rangeSet = config.rangeSets[set]!;
   const segments = allocatableSegments(rangeSet, config.holes);
-  const order = visitOrder(segments, rangeSet, last ? parseAddress(last) : undefined);
-  return [...addressesOf(order)].map((value) => formatAddress({ family: rangeSet[0]!.family, value }));
+  const order = visitOrder(segments, rangeSet, last ? IpAddr.parse(last) : undefined);
+  return [...addressesOf(order)].map((value) => IpAddr.of(rangeSet[0]!.family, value).toString());
 }
 
 describe('ipam range iteration', () => {

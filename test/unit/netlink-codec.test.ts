@@ -19,7 +19,8 @@ import {
   RTM_SETLINK,
   isGetType,
 } from '../../src/kernel/netlink/constants.js';
-import { bytesToIp, bytesToMac, ipToBytes, ipv4Broadcast, macToBytes, parseCidr } from '../../src/kernel/netlink/inet.js';
+import { IpAddr, IpPrefix } from '../../src/addr.js';
+import { bytesToIp, bytesToMac, ipFamily, ipToBytes, macToBytes, toPrefix } from '../../src/kernel/netlink/inet.js';
 
 describe('alignment', () => {
   it('rounds up to 4 bytes', () => {
@@ -175,6 +176,8 @@ describe('address conversions', () => {
     expect(ipToBytes('fd00::1').toString('hex')).toBe('fd000000000000000000000000000001');
     expect(ipToBytes('::').toString('hex')).toBe('0'.repeat(32));
     expect(ipToBytes('::ffff:1.2.3.4').toString('hex')).toBe('00000000000000000000ffff01020304');
+    expect(ipToBytes(IpAddr.parse('10.1.2.3')).toString('hex')).toBe('0a010203');
+    expect([ipFamily('10.0.0.1'), ipFamily(IpAddr.parse('fd00::1'))]).toEqual([2, 10]);
     expect(bytesToIp(ipToBytes('fd00:0:0:1::5'))).toBe('fd00:0:0:1::5');
     expect(bytesToIp(ipToBytes('2001:db8:0:0:1:0:0:1'))).toBe('2001:db8::1:0:0:1');
     expect(bytesToIp(ipToBytes('1:2:3:4:5:6:7:8'))).toBe('1:2:3:4:5:6:7:8');
@@ -183,13 +186,13 @@ describe('address conversions', () => {
     expect(() => ipToBytes('10.0.0.256')).toThrow(TypeError);
   });
 
-  it('parses CIDRs and computes IPv4 broadcast', () => {
-    expect(parseCidr('10.0.0.5/24')).toEqual({ ip: '10.0.0.5', prefixLen: 24, family: 2 });
-    expect(parseCidr('fd00::1')).toEqual({ ip: 'fd00::1', prefixLen: 128, family: 10 });
-    expect(() => parseCidr('10.0.0.5/33')).toThrow(/prefix length/);
-    expect(ipv4Broadcast('10.0.0.5', 24)).toBe('10.0.0.255');
-    expect(ipv4Broadcast('10.0.0.5', 32)).toBe('10.0.0.5');
-    expect(ipv4Broadcast('10.0.0.5', 0)).toBe('255.255.255.255');
+  it('takes prefixes as values or text (a bare address is the whole address)', () => {
+    expect(toPrefix('10.0.0.5/24').toString()).toBe('10.0.0.5/24');
+    expect(toPrefix('fd00::1').toString()).toBe('fd00::1/128');
+    const p = IpPrefix.parse('10.0.0.5/24');
+    expect(toPrefix(p)).toBe(p);
+    expect(() => toPrefix('10.0.0.5/33')).toThrow(/prefix length 33/);
+    expect(() => toPrefix('10.0.0.5/33')).toThrow(TypeError);
   });
 
   it('converts MAC addresses', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { IpAddr } from '../../src/addr.js';
 import { formatMappings, findRecords } from '../../src/cli/port.js';
 import { decodeConntrack, deleteAttrs, matchesFilter, nfgenmsg } from '../../src/kernel/conntrack.js';
 import { encodeAttrs } from '../../src/kernel/netlink/codec.js';
@@ -16,7 +17,7 @@ const prev = {
 
 describe('portmap config', () => {
   it('prefers sandbox addresses and derives each family\'s subnet', () => {
-    expect(containerAddresses(prev)).toEqual([
+    expect(containerAddresses(prev).map((a) => ({ family: a.family, ip: a.ip.toString(), subnet: a.subnet.toString() }))).toEqual([
       { family: 4, ip: '10.1.0.5', subnet: '10.1.0.0/24' },
       { family: 6, ip: 'fd00:1::5', subnet: 'fd00:1::/64' },
     ]);
@@ -26,9 +27,9 @@ describe('portmap config', () => {
     const addrs = containerAddresses(prev);
     const m = normaliseMappings([
       { hostPort: 1, containerPort: 1 },
-      { hostPort: 2, containerPort: 2, hostIP: '0.0.0.0' },
-      { hostPort: 3, containerPort: 3, hostIP: '::' },
-      { hostPort: 4, containerPort: 4, hostIP: '127.0.0.1', protocol: 'sctp' },
+      { hostPort: 2, containerPort: 2, hostIP: IpAddr.parse('0.0.0.0') },
+      { hostPort: 3, containerPort: 3, hostIP: IpAddr.parse('::') },
+      { hostPort: 4, containerPort: 4, hostIP: IpAddr.parse('127.0.0.1'), protocol: 'sctp' },
     ]);
     expect(dnatEntries(m, addrs).map((e) => `${e.family} ${e.hostIP ?? '*'} ${e.hostPort}/${e.protocol}`)).toEqual([
       '4 * 1/tcp',
@@ -41,7 +42,7 @@ describe('portmap config', () => {
 
   it('skips a family the container does not have', () => {
     const v4only = containerAddresses({ ips: [{ address: '10.1.0.5/24' }] });
-    expect(dnatEntries(normaliseMappings([{ hostPort: 1, containerPort: 1, hostIP: '::1' }]), v4only)).toEqual([]);
+    expect(dnatEntries(normaliseMappings([{ hostPort: 1, containerPort: 1, hostIP: IpAddr.parse('::1') }]), v4only)).toEqual([]);
   });
 
   it('refuses the same host port twice with different targets, folds exact duplicates', () => {

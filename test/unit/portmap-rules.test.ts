@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { IpAddr } from '../../src/addr.js';
 import { NftTransaction } from '../../src/kernel/nftables.js';
 import type { NftTableInfo } from '../../src/kernel/nftables-reader.js';
 import { attachmentOf, containerAddresses, dnatEntries, normaliseMappings } from '../../src/portmap/config.js';
@@ -9,8 +10,8 @@ const addresses = containerAddresses({ ips: [{ address: '10.1.0.5/24' }, { addre
 const entries = dnatEntries(
   normaliseMappings([
     { hostPort: 8080, containerPort: 80 },
-    { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '192.0.2.7' },
-    { hostPort: 8443, containerPort: 443, hostIP: 'FD00:0::1' },
+    { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: IpAddr.parse('192.0.2.7') },
+    { hostPort: 8443, containerPort: 443, hostIP: IpAddr.parse('FD00:0::1') },
   ]),
   addresses,
 );

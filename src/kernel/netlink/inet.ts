@@ -1,55 +1,39 @@
 /**
- * Conversions between the text forms users write (10.0.0.1, fd00::1, 10.0.0.0/24,
- * 02:aa:bb:cc:dd:ee) and the raw bytes netlink attributes carry.
+ * The kernel layer's edge for addresses: netlink attributes carry raw bytes, callers pass
+ * address values (src/addr.ts) or, where they have not been converted, text, which is parsed
+ * here once. MAC addresses too (02:aa:bb:cc:dd:ee).
  */
-import { formatIp, isIPv4, isIPv6, parseIp } from '../../ip-text.js';
+import { IpAddr, IpPrefix } from '../../addr.js';
 import { AF_INET, AF_INET6 } from './constants.js';
 
 export type Family = typeof AF_INET | typeof AF_INET6;
 
-export function ipFamily(ip: string): Family {
-  if (isIPv4(ip)) return AF_INET;
-  if (isIPv6(ip)) return AF_INET6;
-  throw new TypeError(`"${ip}" is not an IPv4 or IPv6 address`);
+/** An address argument as a value: text is parsed (AddressSyntaxError, a TypeError, naming the problem). */
+export function toAddr(ip: string | IpAddr): IpAddr {
+  return typeof ip === 'string' ? IpAddr.parse(ip) : ip;
 }
 
-export function ipToBytes(ip: string): Buffer {
-  const parsed = parseIp(ip);
-  if (!parsed) throw new TypeError(`"${ip}" is not an IPv4 or IPv6 address`);
-  return parsed.bytes;
+/** A prefix argument as a value; a bare address in text means the whole address (/32, /128). */
+export function toPrefix(cidr: string | IpPrefix): IpPrefix {
+  return typeof cidr === 'string' ? IpPrefix.parse(cidr, { bareAddress: true }) : cidr;
 }
 
-/** Formats 4 or 16 address bytes; IPv6 in the RFC 5952 short form (longest zero run as ::). */
-export function bytesToIp(b: Buffer): string {
-  return formatIp(b);
+/** AF_INET or AF_INET6 for an IP family. */
+export function afOf(family: 4 | 6): Family {
+  return family === 4 ? AF_INET : AF_INET6;
 }
 
-export interface Cidr {
-  ip: string;
-  prefixLen: number;
-  family: Family;
+export function ipFamily(ip: string | IpAddr): Family {
+  return afOf(toAddr(ip).family);
 }
 
-/** Parses "10.0.0.1/24" or "fd00::1/64"; a bare address gets the full-length prefix. */
-export function parseCidr(text: string): Cidr {
-  const slash = text.indexOf('/');
-  const ip = slash < 0 ? text : text.slice(0, slash);
-  const family = ipFamily(ip);
-  const max = family === AF_INET ? 32 : 128;
-  const prefixLen = slash < 0 ? max : Number(text.slice(slash + 1));
-  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > max) {
-    throw new TypeError(`"${text}" has an invalid prefix length (0..${max})`);
-  }
-  return { ip, prefixLen, family };
+export function ipToBytes(ip: string | IpAddr): Buffer {
+  return toAddr(ip).toBytes();
 }
 
-/** The IPv4 broadcast address of ip/prefixLen (host bits all ones). */
-export function ipv4Broadcast(ip: string, prefixLen: number): string {
-  const n = ipToBytes(ip).readUInt32BE(0);
-  const hostMask = prefixLen >= 32 ? 0 : 0xffffffff >>> prefixLen;
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE((n | hostMask) >>> 0);
-  return bytesToIp(b);
+/** 4 or 16 address bytes as text, through the one formatter (IPv6 in the RFC 5952 form). */
+export function bytesToIp(b: Uint8Array): string {
+  return IpAddr.fromBytes(b).toString();
 }
 
 export function macToBytes(mac: string): Buffer {
