@@ -281,7 +281,10 @@ describe('shoal-vxlan MTU', () => {
     const [n1, n2] = cluster.nodes as [Node, Node];
     const net = uniqueName(PREFIX);
     const vni = 200_000 + cluster.n;
-    const a = await addContainer(cluster, n1, net, vni);
+    // The embedded DNS registration (shoal-bridge's `discovery`) comes along: the container's
+    // nameserver is the gateway, i.e. the DNS server on its own node.
+    const a = await addContainer(cluster, n1, net, vni, { discovery: { domainName: 'ovl.test' } });
+    expect(a.result['dns']).toEqual({ nameservers: [`10.197.${cluster.n}.1`], search: ['ovl.test'] });
     const b = await addContainer(cluster, n2, net, vni);
     for (const [node, c] of [[n1, a], [n2, b]] as const) {
       expect(ipJson<Array<{ mtu: number }>>(['link', 'show', vxlanDeviceName(net, vni)], node.ns.name)[0]!.mtu).toBe(8950);
