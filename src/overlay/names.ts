@@ -21,8 +21,13 @@ function vniHex(vni: number): string {
   return vni.toString(16).padStart(6, '0');
 }
 
-function networkTag(network: string): string {
-  return stableHash(`overlay:${network}`, 5);
+/**
+ * `<prefix>-<vni hex>-<network hash>` in 15 bytes. A VNI above 24 bits (which the kernel then
+ * refuses with its own text) takes hash digits, so the request still carries a valid name.
+ */
+function derivedName(prefix: string, network: string, vni: number): string {
+  const hex = vniHex(vni);
+  return `${prefix}-${hex}-${stableHash(`overlay:${network}`, Math.max(1, 15 - prefix.length - 2 - hex.length))}`;
 }
 
 /**
@@ -33,7 +38,7 @@ function networkTag(network: string): string {
  * exists") reports the clash.
  */
 export function vxlanDeviceName(network: string, vni: number): string {
-  return `vx-${vniHex(vni)}-${networkTag(network)}`;
+  return derivedName('vx', network, vni);
 }
 
 /**
@@ -42,5 +47,5 @@ export function vxlanDeviceName(network: string, vni: number): string {
  * is too: the gateway is one address and one MAC on every node (an anycast gateway).
  */
 export function overlayBridgeName(network: string, vni: number): string {
-  return `vb-${vniHex(vni)}-${networkTag(network)}`;
+  return derivedName('vb', network, vni);
 }

@@ -16,7 +16,11 @@ import { uniqueName } from '../helpers/names.js';
 import { execCni, ping, pingEventually, privateBundles, type CniRun } from '../e2e/helpers/cni-exec.js';
 import { warmThreadpool } from '../../src/kernel/netns.js';
 import { withRtnl } from '../../src/kernel/rtnl.js';
+import { getLink } from '../../src/kernel/link.js';
+import { ensureOverlayDevice, removeOverlayDevice } from '../../src/overlay/device.js';
+import { OverlayConfigError } from '../../src/overlay/errors.js';
 import { vxlanDeviceName } from '../../src/overlay/names.js';
+import { resolveUnderlay } from '../../src/overlay/underlay.js';
 import { overlayTarget, syncPeers, type PeerSyncReport, type RemoteEndpoint } from '../../src/overlay/peers.js';
 
 const PREFIX = 'ovd';
@@ -343,4 +347,58 @@ describe('shoal-vxlan ADD: races and refusals', () => {
       expect(ipQuiet(['link', 'show', 'dev', 'eth0'], ns.name), `${field}: no eth0 in the container`).toBe(false);
     }
   }, 60_000);
+});
+
+describe('ensureOverlayDevice (what the daemon calls)', () => {
+  it('corrects in place what may change (re-addressed node, learning, port flags, MTU, down), refuses what may not, names the kernel\'s refusals', () => {
+    const cluster = buildCluster(1);
+    const [node] = cluster.nodes as [Node];
+    const net = uniqueName(PREFIX);
+    const vni = 600_000 + cluster.n;
+    const vx = vxlanDeviceName(net, vni);
+    const sh = (args: string[]) => expect(ipQuiet(args, node.ns.name), args.join(' ')).toBe(true);
+    withRtnl(node.ns.path, (nl) => {
+      const underlay = resolveUnderlay(nl, {});
+      expect(underlay).toMatchObject({ address: node.addr, family: 4, mtu: 1500, link: expect.objectContaining({ name: 'und' }) });
+      const first = ensureOverlayDevice(nl, { network: net, vni, bridge: 'ovbr0', underlay });
+      expect(first.mtu).toBe(1450);
+      expect(first.vxlan.masterIndex).toBe(first.bridge.index);
+      expect(ensureOverlayDevice(nl, { network: net, vni, bridge: 'ovbr0', underlay }).vxlan.index, 'idempotent').toBe(first.vxlan.index);
+
+      // Someone changes things, and the node gets a new underlay address.
+      sh(['link', 'set', vx, 'type', 'vxlan', 'learning']);
+      expect(spawnSync('bridge', ['-n', node.ns.name, 'link', 'set', 'dev', vx, 'neigh_suppress', 'off', 'learning', 'on']).status).toBe(0);
+      sh(['link', 'set', vx, 'mtu', '1400', 'down']);
+      sh(['addr', 'add', `10.198.${cluster.n}.101/24`, 'dev', 'und']);
+      const moved = resolveUnderlay(nl, { address: `10.198.${cluster.n}.101` });
+      const again = ensureOverlayDevice(nl, { network: net, vni, bridge: 'ovbr0', underlay: moved });
+      expect(again.vxlan.index, 'corrected, not re-created').toBe(first.vxlan.index);
+      expect(again.vxlan).toMatchObject({ up: true, mtu: 1450, vxlan: expect.objectContaining({ local: `10.198.${cluster.n}.101`, learning: false }) });
+      expect(getLink(nl, vx).bridgePort).toMatchObject({ learning: false, neighSuppress: true });
+
+      // The kernel's own words for a VNI out of range, named as "vni"; nothing left.
+      let refused: unknown;
+      try {
+        ensureOverlayDevice(nl, { network: net, vni: 16_777_216, bridge: 'ovbr0', underlay: moved });
+      } catch (err) {
+        refused = err;
+      }
+      expect(refused).toBeInstanceOf(OverlayConfigError);
+      expect((refused as OverlayConfigError).field).toBe('vni');
+      expect((refused as Error).message).toContain('field "vni": 16777216 was refused by the kernel: failed to create vxlan link "vx-1000000-');
+      expect((refused as Error).message).toContain('VXLAN ID must be lower than 16777216');
+      expect(ipJson<unknown[]>(['link', 'show', 'type', 'vxlan'], node.ns.name)).toHaveLength(1);
+
+      // The network's bridge changed under a live device: refused, not silently moved.
+      expect(() => ensureOverlayDevice(nl, { network: net, vni, bridge: 'ovbr1', underlay: moved })).toThrow(`failed to attach vxlan "${vx}" to bridge "ovbr1": it is attached to "ovbr0"`);
+      // A link of another kind under the bridge's name: refused before anything is made.
+      sh(['link', 'add', 'ovbad', 'type', 'veth', 'peer', 'name', 'ovbad1']);
+      const other = uniqueName(PREFIX);
+      expect(() => ensureOverlayDevice(nl, { network: other, vni: vni + 1, bridge: 'ovbad', underlay: moved })).toThrow('failed to use bridge "ovbad": a link of kind veth already has that name');
+      expect(ipJson<unknown[]>(['link', 'show', 'type', 'vxlan'], node.ns.name)).toHaveLength(1);
+
+      expect(removeOverlayDevice(nl, net, vni)).toBe(true);
+      expect(removeOverlayDevice(nl, net, vni)).toBe(false);
+    });
+  });
 });

@@ -73,6 +73,8 @@ describe('derived names', () => {
       expect(Buffer.byteLength(name)).toBe(15);
       expect(name.slice(3, 9)).toBe(vni.toString(16).padStart(6, '0'));
     }
+    // Past 24 bits (refused by the kernel later, with its own text) the name still fits.
+    expect(vxlanDeviceName('ovl', 16777216)).toMatch(/^vx-1000000-[0-9a-f]{4}$/);
     expect(vxlanDeviceName('ovl', 4242)).toMatch(/^vx-001092-[0-9a-f]{5}$/);
     expect(overlayBridgeName('ovl', 4242)).toMatch(/^vb-001092-[0-9a-f]{5}$/);
     expect(vxlanDeviceName('ovl', 4242)).toBe(vxlanDeviceName('ovl', 4242));
