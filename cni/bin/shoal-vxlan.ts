@@ -1,7 +1,19 @@
-// Entry point of the `shoal-vxlan` CNI executable (bundled to dist/cni/shoal-vxlan).
-// Until its own issue lands, the plugin answers VERSION and reports the other verbs as not
-// implemented (see cni/stub.ts). Keep this file thin: it is all a VERSION call loads.
+// Entry point of the `shoal-vxlan` CNI executable (bundled to dist/cni/shoal-vxlan): the skel
+// does the protocol, src/overlay/plugin.ts the work (the overlay's VXLAN device, then
+// shoal-bridge's attachment). Kept thin for start-up time: the plugin code is imported inside
+// each verb, never for VERSION.
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import { notImplementedPlugin } from '../stub.js';
 
-void runPluginProcess(notImplementedPlugin('shoal-vxlan'));
+const impl = () => import('../../src/overlay/plugin.js');
+
+void runPluginProcess({
+  name: 'shoal-vxlan',
+  about: 'Shoal VXLAN overlay plugin: containers on a bridge joined to the other nodes through a VXLAN device',
+  // The same keys as shoal-bridge, whose attachment code this plugin runs.
+  cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
+  add: async (req) => (await impl()).add(req),
+  del: async (req) => (await impl()).del(req),
+  check: async (req) => (await impl()).check(req),
+  status: async (req) => (await impl()).status(req),
+  gc: async (req) => (await impl()).gc(req),
+});

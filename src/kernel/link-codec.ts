@@ -13,6 +13,7 @@ import {
   IFLA_BRPORT_ISOLATED,
   IFLA_BRPORT_LEARNING,
   IFLA_BRPORT_MODE,
+  IFLA_BRPORT_NEIGH_SUPPRESS,
   IFLA_BRPORT_STATE,
   IFLA_BR_VLAN_FILTERING,
   IFLA_IFNAME,
@@ -165,6 +166,8 @@ export interface BridgePortInfo {
   hairpin: boolean;
   learning: boolean;
   isolated: boolean;
+  /** The bridge answers ARP/ND for MACs behind this port from its neighbour table. */
+  neighSuppress: boolean;
   /** STP state (0 disabled .. 3 forwarding). */
   state: number | undefined;
 }
@@ -261,6 +264,7 @@ export function decodeBridgePort(p: AttrSet): BridgePortInfo {
     hairpin: p.u8(IFLA_BRPORT_MODE) === 1,
     learning: p.u8(IFLA_BRPORT_LEARNING) === 1,
     isolated: p.u8(IFLA_BRPORT_ISOLATED) === 1,
+    neighSuppress: p.u8(IFLA_BRPORT_NEIGH_SUPPRESS) === 1,
     state: p.u8(IFLA_BRPORT_STATE),
   };
 }
@@ -269,6 +273,7 @@ export interface BridgePortFlags {
   hairpin?: boolean;
   learning?: boolean;
   isolated?: boolean;
+  neighSuppress?: boolean;
 }
 
 /** The IFLA_BRPORT_* attributes for an AF_BRIDGE IFLA_PROTINFO nest. */
@@ -277,5 +282,6 @@ export function bridgePortAttrs(f: BridgePortFlags): Attr[] {
   if (f.hairpin !== undefined) attrs.push(attr.u8(IFLA_BRPORT_MODE, f.hairpin ? 1 : 0));
   if (f.learning !== undefined) attrs.push(attr.u8(IFLA_BRPORT_LEARNING, f.learning ? 1 : 0));
   if (f.isolated !== undefined) attrs.push(attr.u8(IFLA_BRPORT_ISOLATED, f.isolated ? 1 : 0));
+  if (f.neighSuppress !== undefined) attrs.push(attr.u8(IFLA_BRPORT_NEIGH_SUPPRESS, f.neighSuppress ? 1 : 0));
   return attrs;
 }

@@ -62,7 +62,7 @@ export type CreateLinkSpec = {
 
 /** Kind options that can be changed on an existing link (RTM_NEWLINK without NLM_F_CREATE). */
 export type ChangeLinkInfoSpec =
-  | ({ kind: 'vxlan' } & Partial<Omit<VxlanInfo, 'vni' | 'underlayIndex'>> & { vni: number })
+  | ({ kind: 'vxlan' } & Partial<Omit<VxlanInfo, 'vni' | 'underlayIndex'>> & { vni: number; dev?: LinkRef })
   | { kind: 'macvlan'; mode: MacvlanMode }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag };
 
@@ -274,8 +274,13 @@ export function moveLinkToNetns(nl: Rtnl, ref: LinkRef, netnsPath: string, newNa
 export function changeLinkInfo(nl: Rtnl, ref: LinkRef, spec: ChangeLinkInfoSpec): void {
   const index = linkIndex(nl, ref);
   const what = op(`change ${spec.kind} options of link`, linkRefText(ref));
+  let info: LinkInfoSpec = spec;
+  if (spec.kind === 'vxlan') {
+    const { dev, ...rest } = spec;
+    info = dev === undefined ? rest : { ...rest, underlayIndex: linkIndex(nl, dev) };
+  }
   try {
-    nl.sock.request({ type: RTM_NEWLINK, flags: 0, header: encodeIfinfomsg({ index }), attrs: [linkInfoAttr(spec)] }, what);
+    nl.sock.request({ type: RTM_NEWLINK, flags: 0, header: encodeIfinfomsg({ index }), attrs: [linkInfoAttr(info)] }, what);
   } catch (err) {
     notFound(nl, ref, err);
   }

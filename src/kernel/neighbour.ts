@@ -13,6 +13,7 @@ import {
   NDA_LLADDR,
   NDA_MASTER,
   NDA_PORT,
+  NDA_PROTOCOL,
   NDA_VLAN,
   NDA_VNI,
   NDMSG_LEN,
@@ -20,6 +21,7 @@ import {
   NLM_F_CREATE,
   NLM_F_EXCL,
   NLM_F_REPLACE,
+  NTF_EXT_LEARNED,
   NTF_MASTER,
   NTF_SELF,
   NUD,
@@ -60,6 +62,8 @@ export interface NeighbourSpec {
   /** Omit only when deleting. */
   mac?: string;
   state?: NeighbourState;
+  /** Owner tag (NDA_PROTOCOL, 0-255): who made the entry, as a route's protocol says. */
+  protocol?: number;
 }
 
 export interface Neighbour {
@@ -70,6 +74,8 @@ export interface Neighbour {
   state: number;
   flags: number;
   permanent: boolean;
+  /** NDA_PROTOCOL; undefined when the entry carries none. */
+  protocol: number | undefined;
 }
 
 export interface FdbSpec {
@@ -83,6 +89,12 @@ export interface FdbSpec {
   /** Where the entry lives: the device's own table (`self`, default; VXLAN) or its bridge's (`master`). */
   on?: 'self' | 'master';
   state?: NeighbourState;
+  /**
+   * NTF_EXT_LEARNED (`extern_learn`): the entry was made by a control plane. The bridge never
+   * ages such an entry or lets learning override it, and a dump reports the flag back, so it
+   * also tells a controller's entries from anyone else's.
+   */
+  externLearned?: boolean;
 }
 
 export interface FdbEntry {
@@ -97,12 +109,14 @@ export interface FdbEntry {
   self: boolean;
   master: boolean;
   permanent: boolean;
+  externLearned: boolean;
 }
 
 /** Header and attributes of an IP neighbour request (exported for unit tests). */
 export function neighbourMessage(index: number, spec: NeighbourSpec): { header: Buffer; attrs: Attr[] } {
   const attrs: Attr[] = [attr.bytes(NDA_DST, ipToBytes(spec.ip))];
   if (spec.mac !== undefined) attrs.push(attr.bytes(NDA_LLADDR, macToBytes(spec.mac)));
+  if (spec.protocol !== undefined) attrs.push(attr.u8(NDA_PROTOCOL, spec.protocol));
   return { header: encodeNdmsg(ipFamily(spec.ip), index, stateBits(spec.state ?? 'permanent'), 0), attrs };
 }
 
@@ -113,7 +127,7 @@ export function fdbMessage(index: number, spec: FdbSpec): { header: Buffer; attr
   if (spec.vlan !== undefined) attrs.push(attr.u16(NDA_VLAN, spec.vlan));
   if (spec.port !== undefined) attrs.push(attr.be16(NDA_PORT, spec.port));
   if (spec.vni !== undefined) attrs.push(attr.u32(NDA_VNI, spec.vni));
-  const flags = spec.on === 'master' ? NTF_MASTER : NTF_SELF;
+  const flags = (spec.on === 'master' ? NTF_MASTER : NTF_SELF) | (spec.externLearned ? NTF_EXT_LEARNED : 0);
   return { header: encodeNdmsg(AF_BRIDGE, index, stateBits(spec.state ?? 'permanent'), flags), attrs };
 }
 
@@ -166,6 +180,7 @@ export function decodeNeighbour(payload: Buffer): Neighbour {
     state,
     flags: payload.readUInt8(10),
     permanent: (state & NUD.permanent) !== 0,
+    protocol: a.u8(NDA_PROTOCOL),
   };
 }
 
@@ -189,6 +204,7 @@ export function decodeFdbEntry(payload: Buffer): FdbEntry {
     // The bridge reports entries of its own table with NDA_MASTER, not with NTF_MASTER.
     master: (flags & NTF_MASTER) !== 0 || (!(flags & NTF_SELF) && masterIndex !== undefined),
     permanent: (state & NUD.permanent) !== 0,
+    externLearned: (flags & NTF_EXT_LEARNED) !== 0,
   };
 }
 

@@ -215,6 +215,13 @@ describe('vxlan, macvlan, ipvlan', () => {
     changeLinkInfo(nl, vx, { kind: 'vxlan', vni: 4242, learning: true });
     expect(ipLink(vx).linkinfo?.info_data).toMatchObject({ learning: true });
     expect(getLink(nl, vx).vxlan?.learning).toBe(true);
+
+    // The local address and the underlay dev can change in place; the VNI cannot (kernel's text).
+    const under2 = objs.linkName();
+    const u2 = createLink(nl, { kind: 'bridge', name: under2 });
+    changeLinkInfo(nl, vx, { kind: 'vxlan', vni: 4242, local: '192.0.2.11', dev: under2 });
+    expect(getLink(nl, vx).vxlan).toMatchObject({ vni: 4242, local: '192.0.2.11', underlayIndex: u2.index });
+    expect(() => changeLinkInfo(nl, vx, { kind: 'vxlan', vni: 4243 })).toThrow(/Cannot change VNI/);
   });
 
   it('surfaces the kernel text for a VNI out of range', () => {

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NetlinkError } from '../../src/kernel/errors.js';
-import { createLink, setLinkMaster, setLinkUp } from '../../src/kernel/link.js';
+import { createLink, getBridgePortFlags, setBridgePortFlags, setLinkMaster, setLinkUp } from '../../src/kernel/link.js';
 import { AF_INET6 } from '../../src/kernel/netlink/constants.js';
 import {
   deleteFdbEntry,
@@ -146,5 +146,32 @@ describe('bridge FDB', () => {
 
     deleteFdbEntry(nsnl, { dev: port, mac: '02:00:00:00:88:01', on: 'master' });
     expect(fdb(port).filter((e) => e.mac === '02:00:00:00:88:01')).toEqual([]);
+  });
+
+  it('marks entries as a control plane\'s: extern_learn FDB entries (self and master) and a neighbour protocol, read back by iproute2 too', () => {
+    const br = objs.trackLink('br0', ns.name);
+    const vx = objs.trackLink('vx0', ns.name);
+    createLink(nsnl, { kind: 'bridge', name: br, up: true });
+    createLink(nsnl, { kind: 'vxlan', name: vx, vni: 78, port: 4789, learning: false, local: '192.0.2.1', master: br, up: true });
+    setBridgePortFlags(nsnl, vx, { learning: false, neighSuppress: true });
+    expect(getBridgePortFlags(nsnl, vx)).toMatchObject({ learning: false, neighSuppress: true });
+
+    const mac = '02:00:00:00:78:01';
+    setFdbEntry(nsnl, { dev: vx, mac, dst: '192.0.2.21', externLearned: true });
+    setFdbEntry(nsnl, { dev: vx, mac, on: 'master', externLearned: true });
+    setNeighbour(nsnl, { dev: br, ip: '10.78.0.21', mac, protocol: 83 });
+    const seen = fdb(vx).filter((e) => e.mac === mac);
+    expect(seen).toEqual(expect.arrayContaining([
+      expect.objectContaining({ dst: '192.0.2.21', flags: expect.arrayContaining(['self', 'extern_learn']) }),
+      expect.objectContaining({ master: br, flags: ['extern_learn'] }),
+    ]));
+    const mine = listFdbEntries(nsnl, { dev: vx }).filter((e) => e.mac === mac);
+    expect(mine).toEqual(expect.arrayContaining([
+      expect.objectContaining({ self: true, dst: '192.0.2.21', externLearned: true }),
+      expect.objectContaining({ master: true, externLearned: true }),
+    ]));
+    const out = execFileSync('ip', ['-n', ns.name, 'neigh', 'show', 'dev', br], { encoding: 'utf8' });
+    expect(out).toContain('10.78.0.21 lladdr 02:00:00:00:78:01 PERMANENT proto 83');
+    expect(listNeighbours(nsnl, { dev: br })).toContainEqual(expect.objectContaining({ ip: '10.78.0.21', protocol: 83, permanent: true }));
   });
 });

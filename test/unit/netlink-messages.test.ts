@@ -30,7 +30,7 @@ import {
   RTNH_F_ONLINK,
   RT_SCOPE,
 } from '../../src/kernel/netlink/constants.js';
-import { fdbMessage, neighbourMessage } from '../../src/kernel/neighbour.js';
+import { decodeFdbEntry, decodeNeighbour, encodeNdmsg, fdbMessage, neighbourMessage } from '../../src/kernel/neighbour.js';
 import { routeMessage } from '../../src/kernel/route.js';
 
 /** Encodes a single attribute and returns its bytes as hex. */
@@ -102,6 +102,16 @@ describe('link messages', () => {
     const p = new AttrSet(buf).nested(IFLA_PROTINFO);
     expect([p?.u8(4), p?.u8(8), p?.u8(33)]).toEqual([1, 0, 1]);
     expect(bridgePortAttrs({})).toEqual([]);
+  });
+
+  it('encodes and decodes neigh_suppress as IFLA_BRPORT_NEIGH_SUPPRESS (32 in linux/if_link.h)', () => {
+    const p = new AttrSet(encodeAttrs(bridgePortAttrs({ learning: false, neighSuppress: true })));
+    expect([p.u8(8), p.u8(32)]).toEqual([0, 1]);
+    const port = Buffer.concat([
+      encodeIfinfomsg({ index: 5 }),
+      encodeAttrs([attr.nested(IFLA_LINKINFO, [attr.str(IFLA_INFO_KIND, 'vxlan'), attr.str(IFLA_INFO_SLAVE_KIND, 'bridge'), attr.nested(IFLA_INFO_SLAVE_DATA, bridgePortAttrs({ learning: false, neighSuppress: true }))])]),
+    ]);
+    expect(decodeLink(port).bridgePort).toMatchObject({ learning: false, neighSuppress: true });
   });
 
   it('decodes a link with vxlan data and bridge port info', () => {
@@ -188,5 +198,22 @@ describe('neighbour and FDB messages', () => {
     expect(a.get(NDA_LLADDR)?.toString('hex')).toBe('000000000000');
     expect(a.get(NDA_DST)?.toString('hex')).toBe('c0000207');
     expect(fdbMessage(8, { dev: 8, mac: '02:00:00:00:00:01', on: 'master' }).header.readUInt8(10)).toBe(NTF_MASTER);
+  });
+
+  it('tags a neighbour with NDA_PROTOCOL (12 in linux/neighbour.h) and reads the tag back', () => {
+    const { header, attrs } = neighbourMessage(6, { dev: 6, ip: '10.0.0.9', mac: '02:00:00:00:00:09', protocol: 83 });
+    const a = new AttrSet(encodeAttrs(attrs));
+    expect(a.u8(12)).toBe(83);
+    expect(decodeNeighbour(Buffer.concat([header, encodeAttrs(attrs)]))).toMatchObject({ ip: '10.0.0.9', mac: '02:00:00:00:00:09', permanent: true, protocol: 83 });
+    const untagged = neighbourMessage(6, { dev: 6, ip: '10.0.0.9', mac: '02:00:00:00:00:09' });
+    expect(decodeNeighbour(Buffer.concat([untagged.header, encodeAttrs(untagged.attrs)])).protocol).toBeUndefined();
+  });
+
+  it('marks an FDB entry extern_learn with NTF_EXT_LEARNED (0x10) next to self or master, and decodes it', () => {
+    expect(fdbMessage(8, { dev: 8, mac: '02:00:00:00:00:01', dst: '192.0.2.7', externLearned: true }).header.readUInt8(10)).toBe(0x02 | 0x10);
+    expect(fdbMessage(8, { dev: 8, mac: '02:00:00:00:00:01', on: 'master', externLearned: true }).header.readUInt8(10)).toBe(0x04 | 0x10);
+    const entry = decodeFdbEntry(Buffer.concat([encodeNdmsg(AF_BRIDGE, 8, NUD.permanent, 0x02 | 0x10), encodeAttrs([attr.bytes(NDA_LLADDR, Buffer.from('020000000001', 'hex'))])]));
+    expect(entry).toMatchObject({ mac: '02:00:00:00:00:01', self: true, externLearned: true, permanent: true });
+    expect(decodeFdbEntry(Buffer.concat([encodeNdmsg(AF_BRIDGE, 8, NUD.permanent, 0x02), encodeAttrs([attr.bytes(NDA_LLADDR, Buffer.from('020000000001', 'hex'))])])).externLearned).toBe(false);
   });
 });

@@ -127,6 +127,8 @@ export const IFLA_BRPORT_STATE = 1;
 export const IFLA_BRPORT_MODE = 4; // hairpin
 export const IFLA_BRPORT_LEARNING = 8;
 export const IFLA_BRPORT_UNICAST_FLOOD = 9;
+/** The bridge answers ARP/ND for hosts behind this port from its own neighbour table (EVPN-style). */
+export const IFLA_BRPORT_NEIGH_SUPPRESS = 32;
 export const IFLA_BRPORT_ISOLATED = 33;
 
 // struct ifaddrmsg (8 bytes)
@@ -173,6 +175,8 @@ export const NDA_PORT = 6;
 export const NDA_VNI = 7;
 export const NDA_IFINDEX = 8;
 export const NDA_MASTER = 9;
+/** u8 owner tag of a neighbour entry (`ip neigh ... protocol N`), like a route's protocol. */
+export const NDA_PROTOCOL = 12;
 
 export const NUD = {
   incomplete: 0x01,
@@ -189,3 +193,5 @@ export type NeighbourState = keyof typeof NUD;
 export const NTF_USE = 0x01;
 export const NTF_SELF = 0x02;
 export const NTF_MASTER = 0x04;
+/** FDB entry added by a control plane (`extern_learn`): never aged, not overridden by learning. */
+export const NTF_EXT_LEARNED = 0x10;
