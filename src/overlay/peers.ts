@@ -31,7 +31,7 @@ import { NUD } from '../kernel/netlink/constants.js';
 import { deleteFdbEntry, deleteNeighbour, ignoreMissing, listFdbEntries, listNeighbours, setFdbEntry, setNeighbour } from '../kernel/neighbour.js';
 import { getLink, type Link } from '../kernel/link.js';
 import type { LinkRef, Rtnl } from '../kernel/rtnl.js';
-import { formatIp, parseIp } from '../ip-text.js';
+import { IpAddr } from '../addr.js';
 import { PeerSyncError } from './errors.js';
 import { SHOAL_NEIGH_PROTOCOL, vxlanDeviceName } from './names.js';
 
@@ -99,8 +99,7 @@ export function emptyPeers(): CurrentPeers {
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 function canonicalIp(text: string): string | undefined {
-  const parsed = parseIp(text.split('/')[0] ?? '');
-  return parsed ? formatIp(parsed.bytes) : undefined;
+  return IpAddr.tryParse(text.split('/')[0] ?? '')?.toString();
 }
 
 function canonicalMac(text: string): string | undefined {

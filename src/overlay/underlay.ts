@@ -17,7 +17,7 @@ import { findLink, getLink, type Link } from '../kernel/link.js';
 import { AF_INET, AF_INET6, RT_SCOPE } from '../kernel/netlink/constants.js';
 import { listRoutes, type Route } from '../kernel/route.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import { formatIp, parseIp } from '../ip-text.js';
+import { IpAddr } from '../addr.js';
 import { OverlayConfigError } from './errors.js';
 
 export interface UnderlaySpec {
@@ -42,8 +42,7 @@ export function vxlanOverhead(family: 4 | 6): number {
 }
 
 function canonical(ip: string): string | undefined {
-  const parsed = parseIp(ip);
-  return parsed ? formatIp(parsed.bytes) : undefined;
+  return IpAddr.tryParse(ip)?.toString();
 }
 
 const isGlobal = (a: Address): boolean => a.scope === RT_SCOPE.universe;
