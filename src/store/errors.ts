@@ -29,8 +29,11 @@ export class StoreSchemaError extends ShoalError {
  * the endpoints, so the message says where Shoal looked. Retrying later can succeed.
  */
 export class StoreUnavailableError extends ShoalError {
+  /** What went wrong, without the "failed to <verb> <endpoints>" around it. */
+  readonly detail: string;
   constructor(verb: string, endpoints: readonly string[], detail: string, cause?: unknown) {
     super('ESTOREUNAVAILABLE', failedTo(verb, endpoints.join(','), detail), { cause });
+    this.detail = detail;
   }
 }
 

@@ -25,6 +25,7 @@ import {
   CompareTarget,
   Etcd3,
   EtcdLeaseInvalidError,
+  GRPCUnavailableError,
   isRecoverableError,
   type ICompare,
   type IKeyValue,
@@ -196,6 +197,15 @@ function toKeyValue(kv: IKeyValue, namespace: string): KeyValue {
   };
 }
 
+/**
+ * Errors that prove a request never reached etcd, or was refused before it was proposed: no
+ * connection to that member, an open circuit, or a member without a leader. Safe to send again.
+ */
+export function neverSent(err: Error): boolean {
+  if (isBrokenCircuitError(err)) return true;
+  return err instanceof GRPCUnavailableError && /No connection established|ECONNREFUSED|etcdserver: no leader/.test(err.message);
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class EtcdStore implements Store, LeaseBackend {
@@ -207,6 +217,7 @@ export class EtcdStore implements Store, LeaseBackend {
   private readonly maxTxnAttempts: number;
   private readonly maxTxnOps: number;
   private readonly client: Etcd3;
+  private readonly commitClient: Etcd3;
   private readonly metrics: StoreMetrics;
   private txnQueue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -226,28 +237,34 @@ export class EtcdStore implements Store, LeaseBackend {
     // One attempt may take part of the budget, so a member that swallows packets leaves time to
     // retry on another; the overall bound is `request` below.
     const attemptMs = Math.max(250, Math.floor(this.requestTimeoutMs / 2));
-    this.client = new Etcd3({
-      hosts: this.endpoints.map((e) => `http://${e}`),
-      dialTimeout: this.requestTimeoutMs,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + attemptMs }),
-      grpcOptions: {
-        // Notice a dead connection (a cut that drops packets keeps TCP ESTABLISHED) within ~13 s
-        // even on a stream that is only waiting; etcd refuses pings more often than every 5 s.
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 3000,
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 2000,
-      },
-      faultHandling: {
-        // A member that failed 3 times in a row is skipped for a second, then tried again.
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-        // Each retry picks another member.
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, this.endpoints.length) }),
-        // etcd3 calls next() on this itself (its own default is an ExponentialBackoff too); its
-        // type names the product of next() instead.
-        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
-      },
-    });
+    const connect = (resend: (err: Error) => boolean): Etcd3 =>
+      new Etcd3({
+        hosts: this.endpoints.map((e) => `http://${e}`),
+        dialTimeout: this.requestTimeoutMs,
+        defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + attemptMs }),
+        grpcOptions: {
+          // Notice a dead connection (a cut that drops packets keeps TCP ESTABLISHED) within ~13 s
+          // even on a stream that is only waiting; etcd refuses pings more often than every 5 s.
+          'grpc.keepalive_time_ms': 10_000,
+          'grpc.keepalive_timeout_ms': 3000,
+          'grpc.initial_reconnect_backoff_ms': 200,
+          'grpc.max_reconnect_backoff_ms': 2000,
+        },
+        faultHandling: {
+          // A member that failed 3 times in a row is skipped for a second, then tried again.
+          host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+          // Each retry picks another member.
+          global: retry(handleWhen(resend), { maxAttempts: Math.max(2, this.endpoints.length) }),
+          // etcd3 calls next() on this itself (its own default is an ExponentialBackoff too); its
+          // type names the product of next() instead.
+          watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
+        },
+      });
+    this.client = connect(isRecoverableError);
+    // Commits (Txn, compare-and-swap) are not idempotent: one that timed out may have been applied,
+    // and sent again it would fail its compares and look like a conflict (and a re-run transaction
+    // would apply twice). They go again only when they were never sent.
+    this.commitClient = connect(neverSent);
   }
 
   /** Opens a store and checks that the cluster answers (StoreUnavailableError otherwise). */
@@ -275,7 +292,8 @@ export class EtcdStore implements Store, LeaseBackend {
     if (err instanceof ShoalError) return err;
     if (err instanceof EtcdLeaseInvalidError) return new StoreLeaseNotFoundError(this.name, err);
     if (err instanceof Error && (isRecoverableError(err) || isBrokenCircuitError(err) || err.name === 'GRPCConnectFailedError')) {
-      return new StoreUnavailableError(verb, this.endpoints, causeText(err), err);
+      // gRPC appends an empty "Resolution note: " to connection errors.
+      return new StoreUnavailableError(verb, this.endpoints, causeText(err).replace(/\s*Resolution note:\s*$/, ''), err);
     }
     return new StoreError(verb, this.name, err);
   }
@@ -300,6 +318,19 @@ export class EtcdStore implements Store, LeaseBackend {
       throw mapped;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** `request` for a commit: a failure that may have come after etcd applied it says so. */
+  private async commit<T>(op: string, verb: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.request(op, verb, fn);
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      if (err instanceof StoreUnavailableError && !(cause instanceof Error && neverSent(cause))) {
+        throw new StoreUnavailableError(verb, this.endpoints, `${err.detail}; the outcome is unknown (it may have been applied)`, cause ?? err);
+      }
+      throw err;
     }
   }
 
@@ -351,8 +382,8 @@ export class EtcdStore implements Store, LeaseBackend {
         : 'modRevision' in expect
           ? { key: k, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expect.modRevision }
           : { key: k, target: CompareTarget.Value, result: CompareResult.Equal, value: Buffer.from(expect.value) };
-    const res = await this.request('cas', 'write to', () =>
-      this.client.kv.txn({ compare: [compare], success: [{ request_put: { key: k, value: Buffer.from(value) } }], failure: [] }),
+    const res = await this.commit('cas', 'write to', () =>
+      this.commitClient.kv.txn({ compare: [compare], success: [{ request_put: { key: k, value: Buffer.from(value) } }], failure: [] }),
     );
     if (res.succeeded) this.noteOwnWrite(Number(res.header.revision));
     return res.succeeded;
@@ -381,7 +412,7 @@ export class EtcdStore implements Store, LeaseBackend {
         this.tally('txn', 'ok');
         return result;
       }
-      const res = await this.request('txn_commit', 'commit a transaction on', () => this.client.kv.txn(commit.txn));
+      const res = await this.commit('txn_commit', 'commit a transaction on', () => this.commitClient.kv.txn(commit.txn));
       if (committed(res, commit.compares, this.maxTxnOps)) {
         this.tally('txn', 'ok');
         this.noteOwnWrite(Number(res.header.revision));
@@ -533,6 +564,7 @@ export class EtcdStore implements Store, LeaseBackend {
     for (const stop of [...this.watchers]) stop();
     this.closed = true;
     this.client.close();
+    this.commitClient.close();
   }
 
   get isOpen(): boolean {
@@ -565,6 +597,8 @@ export class TxnAttempt implements Txn {
     if (!this.snapshot) {
       const first = this.rangeCall(req);
       this.snapshot = first.then((res) => (this.snapshotRevision = Number(res.header.revision)));
+      // The caller hears of a failed first read from `first`; later reads, if any, from this.
+      this.snapshot.catch(() => undefined);
       return first;
     }
     const revision = await this.snapshot;
