@@ -144,7 +144,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.innerState = 'alive';
     this.startTimers(generation);
     try {
-      await this.backend.putLeased([...this.desired], granted.id);
+      if (this.desired.size) await this.backend.putLeased([...this.desired], granted.id);
     } catch (err) {
       if (generation === this.generation) {
         this.generation++;
