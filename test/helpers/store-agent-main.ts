@@ -64,6 +64,19 @@ const handlers: Record<string, (a: Args) => Promise<unknown> | unknown> = {
       await txn.put(a['into'] as string, String(n));
       return n;
     }),
+  /** A transaction that writes `key` and then throws: nothing may be committed. */
+  txnThrow: async (a) => {
+    try {
+      await open().transaction(async (txn) => {
+        await txn.put(a['key'] as string, 'written before the throw');
+        const seen = await txn.get(a['key'] as string);
+        throw new Error(`thrown on purpose after reading back ${seen?.value}`);
+      });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'no throw';
+  },
   watch: async (a) => {
     const id = a['id'] as string;
     const handle = open().watch((revision) => send({ event: 'watch', watch: id, revision }), {

@@ -105,6 +105,9 @@ export class StoreAgent {
 
   call<T = unknown>(op: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
     const id = this.nextId++;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      return Promise.reject(new Error(`store agent on ${this.node.name} has exited (${this.child.exitCode ?? this.child.signalCode}): ${this.stderr.slice(-2000)}`));
+    }
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
