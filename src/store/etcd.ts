@@ -11,7 +11,7 @@
  *   after the snapshot). A failed compare means another writer got in between: the attempt is
  *   thrown away and `fn` runs again, at most `maxTxnAttempts` times, then `StoreConflictError`.
  *   Within one process transactions are queued (as SqliteStore does), so conflicts come only
- *   from other processes.
+ *   from other processes. etcd's `--max-txn-ops` (128) bounds one commit: see `commitRequest`.
  * - Every request is bounded by `requestTimeoutMs` (etcd3's retries across endpoints included);
  *   past it the caller gets `StoreUnavailableError` naming the endpoints, never a hang.
  * - `watch` is an etcd watch on the prefix (no polling); etcd3 resumes it after a reconnect
@@ -32,9 +32,7 @@ import {
   type IRangeRequest,
   type IRangeResponse,
   type IRequestOp,
-  type IResponseOp,
   type ITxnRequest,
-  type ITxnResponse,
   type IWatchResponse,
   type Watcher,
 } from 'etcd3';
@@ -58,7 +56,7 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number;
   /** How often `transaction` runs `fn` before giving up with StoreConflictError (default 16). */
   maxTxnAttempts?: number;
-  /** The cluster's `--max-txn-ops` (default 128, etcd's default): larger commits nest Txns. */
+  /** The cluster's `--max-txn-ops` (default 128, etcd's default): the most writes (and compares) one commit holds. */
   maxTxnOps?: number;
   /** Registry for shoal_store_requests_total and shoal_store_watch_lag_seconds. */
   registry?: Registry;
@@ -132,29 +130,6 @@ function inRange(key: Buffer, r: { start: Buffer; end: Buffer }): boolean {
   return Buffer.compare(key, r.start) >= 0 && Buffer.compare(key, r.end) < 0;
 }
 
-/**
- * One etcd Txn for `compares` then `ops`, nested so no level holds more than `max` compares or
- * ops (etcd's `--max-txn-ops`): each level's compares gate the next level, and only the innermost
- * level (or a chain of compare-free levels, for many ops) writes. `committed` reads the answer.
- */
-export function nestedTxn(compares: ICompare[], ops: IRequestOp[], max: number): ITxnRequest {
-  if (max < 2) throw new RangeError('maxTxnOps must be at least 2');
-  const chainOps = (rest: IRequestOp[]): IRequestOp[] =>
-    rest.length <= max ? rest : [...rest.slice(0, max - 1), { request_txn: { compare: [], success: chainOps(rest.slice(max - 1)), failure: [] } }];
-  if (compares.length > max) {
-    return { compare: compares.slice(0, max), success: [{ request_txn: nestedTxn(compares.slice(max), ops, max) }], failure: [] };
-  }
-  return { compare: compares, success: chainOps(ops), failure: [] };
-}
-
-/** Whether a Txn built by `nestedTxn` with `compares.length` compares committed its writes. */
-export function committed(res: Pick<ITxnResponse, 'succeeded' | 'responses'>, compares: number, max: number): boolean {
-  if (!res.succeeded) return false;
-  if (compares <= max) return true;
-  const inner = (res.responses[0] as IResponseOp | undefined)?.response_txn;
-  return inner !== undefined && committed(inner, compares - max, max);
-}
-
 // ---- metrics ------------------------------------------------------------------------------------
 
 interface StoreMetrics {
@@ -204,6 +179,10 @@ function toKeyValue(kv: IKeyValue, namespace: string): KeyValue {
 export function neverSent(err: Error): boolean {
   if (isBrokenCircuitError(err)) return true;
   return err instanceof GRPCUnavailableError && /No connection established|ECONNREFUSED|etcdserver: no leader/.test(err.message);
+}
+
+function tooManyWrites(name: string, writes: number, max: number): StoreError {
+  return new StoreError('commit a transaction on', name, `it writes ${writes} keys; etcd takes at most ${max} in one transaction (--max-txn-ops)`);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -407,13 +386,13 @@ export class EtcdStore implements Store, LeaseBackend {
     for (let attempt = 1; ; attempt++) {
       const txn = new TxnAttempt(this.prefix, (req) => this.range('txn_read', req));
       const result = await fn(txn);
-      const commit = txn.commitRequest(this.maxTxnOps);
+      const commit = txn.commitRequest(this.maxTxnOps, this.name);
       if (!commit) {
         this.tally('txn', 'ok');
         return result;
       }
-      const res = await this.commit('txn_commit', 'commit a transaction on', () => this.commitClient.kv.txn(commit.txn));
-      if (committed(res, commit.compares, this.maxTxnOps)) {
+      const res = await this.commit('txn_commit', 'commit a transaction on', () => this.commitClient.kv.txn(commit));
+      if (res.succeeded) {
         this.tally('txn', 'ok');
         this.noteOwnWrite(Number(res.header.revision));
         return result;
@@ -554,8 +533,9 @@ export class EtcdStore implements Store, LeaseBackend {
 
   async putLeased(entries: ReadonlyArray<readonly [string, string]>, id: string): Promise<void> {
     if (entries.length === 0) return;
+    if (entries.length > this.maxTxnOps) throw tooManyWrites(this.name, entries.length, this.maxTxnOps);
     const ops: IRequestOp[] = entries.map(([key, value]) => ({ request_put: { key: this.full(key), value: Buffer.from(value), lease: id } }));
-    const res = await this.request('lease_put', 'write to', () => this.client.kv.txn(nestedTxn([], ops, this.maxTxnOps)));
+    const res = await this.request('lease_put', 'write to', () => this.client.kv.txn({ compare: [], success: ops, failure: [] }));
     this.noteOwnWrite(Number(res.header.revision));
   }
 
@@ -581,8 +561,10 @@ export class EtcdStore implements Store, LeaseBackend {
 export class TxnAttempt implements Txn {
   /** The snapshot revision, once the first read has answered. */
   private snapshot: Promise<number> | undefined;
-  /** Keys read (full key, latin1 of its bytes) and the mod revision seen (0: absent). */
+  /** Keys read by `get` (full key, latin1 of its bytes) and the mod revision seen (0: absent). */
   private readonly reads = new Map<string, number>();
+  /** Keys seen by `list`/`count`, and their mod revisions. */
+  private readonly rangeReads = new Map<string, number>();
   private readonly ranges: { start: Buffer; end: Buffer }[] = [];
   /** Buffered writes in order: a value, or null for a delete. */
   private readonly writes = new Map<string, string | null>();
@@ -635,7 +617,7 @@ export class TxnAttempt implements Txn {
     const byId = new Map<string, KeyValue>();
     for (const kv of res.kvs) {
       const id = this.id(kv.key);
-      this.reads.set(id, Number(kv.mod_revision));
+      this.rangeReads.set(id, Number(kv.mod_revision));
       byId.set(id, toKeyValue(kv, this.namespace));
     }
     // What was not fetched (past a limit) is not compared: only the part of the range read.
@@ -678,21 +660,35 @@ export class TxnAttempt implements Txn {
     return existed;
   }
 
-  /** The commit as one (nested) etcd Txn, or undefined for an attempt that wrote nothing. */
-  commitRequest(maxTxnOps: number): { txn: ITxnRequest; compares: number } | undefined {
+  /**
+   * The commit as one etcd Txn, or undefined for an attempt that wrote nothing. etcd takes at
+   * most `--max-txn-ops` compares and as many operations in one Txn (nested Txns share that
+   * budget), so: more writes than that is an error; the compares for keys read by `get` and for
+   * listed ranges always go in; the per-key compares for keys seen in listed ranges (which catch
+   * deletions there) go in as far as they fit. A transaction that listed more keys than fit
+   * still sees keys created or modified in its ranges, but not every key deleted from them.
+   */
+  commitRequest(maxTxnOps: number, name = 'etcd'): ITxnRequest | undefined {
     if (this.writes.size === 0) return undefined;
+    if (this.writes.size > maxTxnOps) throw tooManyWrites(name, this.writes.size, maxTxnOps);
     const compares: ICompare[] = [];
-    for (const [id, mod] of this.reads) {
-      compares.push({ key: Buffer.from(id, 'latin1'), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: mod });
-    }
-    // Nothing in a listed range created or modified after the snapshot. (A key deleted from it
-    // fails its own compare above: a missing key compares as mod revision 0.)
+    const mod = (id: string, revision: number): ICompare => ({ key: Buffer.from(id, 'latin1'), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: revision });
+    for (const [id, revision] of this.reads) compares.push(mod(id, revision));
+    // Nothing in a listed range created or modified after the snapshot.
     for (const r of this.ranges) {
       compares.push({ key: r.start, range_end: r.end, target: CompareTarget.Mod, result: CompareResult.Less, mod_revision: this.snapshotRevision + 1 });
     }
-    const ops: IRequestOp[] = [...this.writes].map(([id, value]) =>
+    if (compares.length > maxTxnOps) {
+      throw new StoreError('commit a transaction on', name, `it read ${compares.length} keys and ranges; etcd compares at most ${maxTxnOps} in one transaction (--max-txn-ops)`);
+    }
+    // Keys seen in ranges: a deleted one compares as mod revision 0 and fails.
+    for (const [id, revision] of this.rangeReads) {
+      if (compares.length >= maxTxnOps) break;
+      if (!this.reads.has(id)) compares.push(mod(id, revision));
+    }
+    const success: IRequestOp[] = [...this.writes].map(([id, value]) =>
       value === null ? { request_delete_range: { key: Buffer.from(id, 'latin1') } } : { request_put: { key: Buffer.from(id, 'latin1'), value: Buffer.from(value) } },
     );
-    return { txn: nestedTxn(compares, ops, maxTxnOps), compares: compares.length };
+    return { compare: compares, success, failure: [] };
   }
 }

@@ -64,6 +64,11 @@ const handlers: Record<string, (a: Args) => Promise<unknown> | unknown> = {
       await txn.put(a['into'] as string, String(n));
       return n;
     }),
+  /** One transaction putting `n` keys `<prefix><i>`. */
+  fill: (a) =>
+    open().transaction(async (txn) => {
+      for (let i = 0; i < (a['n'] as number); i++) await txn.put(`${a['prefix'] as string}${String(i).padStart(4, '0')}`, String(i));
+    }),
   /** A transaction that writes `key` and then throws: nothing may be committed. */
   txnThrow: async (a) => {
     try {

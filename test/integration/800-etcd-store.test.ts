@@ -132,6 +132,21 @@ describe('EtcdStore on a 3-member cluster', () => {
     expect(conflicts).toBeGreaterThan(0);
   });
 
+  it('etcd\'s --max-txn-ops (128) bounds one commit: 128 writes commit, 129 are refused clearly; 300 listed keys still commit', async () => {
+    await a.call('fill', { prefix: 'big/a', n: 128 });
+    await a.call('fill', { prefix: 'big/b', n: 128 });
+    await a.call('fill', { prefix: 'big/c', n: 44 });
+    expect(etcdKeys('/shoal/v1/big/').size).toBe(300);
+    const err = await a.call('fill', { prefix: 'big/x', n: 129 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).errorName).toBe('StoreError');
+    expect((err as AgentError).message).toMatch(/it writes 129 keys; etcd takes at most 128 in one transaction/);
+    expect(await a.call('count', { prefix: 'big/x' })).toBe(0);
+    // Lists 300 keys (a range compare plus per-key compares as far as they fit), writes one.
+    expect(await b.call('countInto', { prefix: 'big/', into: 'big-count' })).toBe(300);
+    expect((await a.call<KV>('get', { key: 'big-count' })).value).toBe('300');
+  });
+
   it('a transaction that throws commits nothing, though it read its own write', async () => {
     expect(await a.call('txnThrow', { key: 'txn/thrown' })).toBe('thrown on purpose after reading back written before the throw');
     expect(await b.call('get', { key: 'txn/thrown' })).toBeNull();

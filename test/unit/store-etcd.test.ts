@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CompareResult, CompareTarget, GRPCDeadlineExceededError, GRPCUnavailableError, type IKeyValue, type IRangeRequest, type IRangeResponse } from 'etcd3';
-import { committed, listRange, nestedTxn, neverSent, prefixRangeEnd, TxnAttempt } from '../../src/store/etcd.js';
+import { listRange, neverSent, prefixRangeEnd, TxnAttempt } from '../../src/store/etcd.js';
+import { StoreError } from '../../src/store/errors.js';
 import { parseEtcdUrl, StoreUrlError } from '../../src/store/etcd-url.js';
 
 const NS = '/shoal/v1/';
@@ -25,52 +26,6 @@ describe('etcd key ranges', () => {
     expect(listRange(NS, 'c/', { to: 'd' })!.end).toEqual(b('/shoal/v1/c0'));
     expect(listRange(NS, 'c/', { from: 'c/z', to: 'c/a' })).toBeUndefined();
     expect(listRange(NS, 'c/', { to: 'b' })).toBeUndefined();
-  });
-});
-
-describe('nestedTxn', () => {
-  const cmp = (i: number) => ({ key: b(`k${i}`), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: i });
-  const put = (i: number) => ({ request_put: { key: b(`p${i}`), value: b('v') } });
-
-  it('is one flat Txn within the limit', () => {
-    const t = nestedTxn([cmp(1), cmp(2)], [put(1)], 4);
-    expect(t.compare).toHaveLength(2);
-    expect(t.success).toEqual([put(1)]);
-    expect(committed({ succeeded: true, responses: [] }, 2, 4)).toBe(true);
-    expect(committed({ succeeded: false, responses: [] }, 2, 4)).toBe(false);
-  });
-
-  it('chains compares over levels of at most max, the writes innermost', () => {
-    const compares = Array.from({ length: 9 }, (_, i) => cmp(i));
-    const t = nestedTxn(compares, [put(1)], 4);
-    expect(t.compare).toHaveLength(4);
-    const l2 = t.success![0]!.request_txn!;
-    expect(l2.compare).toHaveLength(4);
-    const l3 = l2.success![0]!.request_txn!;
-    expect(l3.compare).toHaveLength(1);
-    expect(l3.success).toEqual([put(1)]);
-    const answer = (inner: boolean) => ({
-      succeeded: true,
-      responses: [{ response_txn: { succeeded: true, responses: [{ response_txn: { succeeded: inner, responses: [] } }] } }],
-    });
-    expect(committed(answer(true) as never, 9, 4)).toBe(true);
-    expect(committed(answer(false) as never, 9, 4)).toBe(false);
-  });
-
-  it('spreads many writes over compare-free nested levels', () => {
-    const ops = Array.from({ length: 10 }, (_, i) => put(i));
-    const t = nestedTxn([cmp(1)], ops, 4);
-    const flat: unknown[] = [];
-    let level = t;
-    for (;;) {
-      expect(level.success!.length).toBeLessThanOrEqual(4);
-      const nested = level.success!.find((op) => op.request_txn)?.request_txn;
-      flat.push(...level.success!.filter((op) => !op.request_txn));
-      if (!nested) break;
-      expect(nested.compare).toEqual([]);
-      level = nested;
-    }
-    expect(flat).toEqual(ops);
   });
 });
 
@@ -165,8 +120,7 @@ describe('TxnAttempt', () => {
     const snapshot = etcd.revision;
     await txn.put('n/c', '3');
     await txn.delete('x');
-    const { txn: req, compares } = txn.commitRequest(128)!;
-    expect(compares).toBe(req.compare!.length);
+    const req = txn.commitRequest(128)!;
     const byKey = new Map(req.compare!.filter((c) => !c.range_end).map((c) => [c.key!.toString(), c]));
     expect(byKey.get(NS + 'x')).toMatchObject({ target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: x!.modRevision });
     expect(byKey.get(NS + 'missing')).toMatchObject({ mod_revision: 0 });
@@ -182,8 +136,33 @@ describe('TxnAttempt', () => {
     const txn = new TxnAttempt(NS, etcd.range);
     await txn.list('n/', { limit: 1 });
     await txn.put('y', '1');
-    const ranges = txn.commitRequest(128)!.txn.compare!.filter((c) => c.range_end);
+    const ranges = txn.commitRequest(128)!.compare!.filter((c) => c.range_end);
     expect(ranges[0]!.range_end).toEqual(Buffer.concat([b(NS + 'n/a'), Buffer.from([0])]));
+  });
+});
+
+describe('TxnAttempt within --max-txn-ops', () => {
+  it('refuses more writes than one etcd transaction takes, naming the limit', async () => {
+    const txn = new TxnAttempt(NS, fakeEtcd({}).range);
+    for (let i = 0; i < 5; i++) await txn.put(`k${i}`, 'v');
+    expect(() => txn.commitRequest(4, 'etcd://x:2379')).toThrow(StoreError);
+    expect(() => txn.commitRequest(4, 'etcd://x:2379')).toThrow(/it writes 5 keys; etcd takes at most 4 in one transaction \(--max-txn-ops\)/);
+    expect(txn.commitRequest(5)!.success).toHaveLength(5);
+  });
+
+  it('keeps the compares of gets and ranges, and adds per-key compares of listed keys as far as they fit', async () => {
+    const etcd = fakeEtcd({ 'n/a': '1', 'n/b': '2', 'n/c': '3', 'n/d': '4', x: '1' });
+    const txn = new TxnAttempt(NS, etcd.range);
+    await txn.get('x');
+    await txn.list('n/');
+    await txn.put('y', '1');
+    const full = txn.commitRequest(128)!.compare!;
+    expect(full).toHaveLength(1 + 1 + 4);
+    const clipped = txn.commitRequest(4)!.compare!;
+    expect(clipped).toHaveLength(4);
+    expect(clipped.filter((c) => c.range_end)).toHaveLength(1);
+    expect(clipped.some((c) => c.key!.equals(b(NS + 'x')))).toBe(true);
+    expect(() => txn.commitRequest(1)).toThrow(/it read 2 keys and ranges; etcd compares at most 1/);
   });
 });
 
