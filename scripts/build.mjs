@@ -7,7 +7,10 @@
 // loaded by src/kernel/sys.ts and resolved from node_modules next to dist/. The store runs on
 // Node's built-in node:sqlite (no addon). pino stays external: with its helpers it is a third of a plugin bundle, and V8
 // pre-parses every byte of a bundle at start-up, while a plugin loads pino only when it logs
-// (errors, or a log level below warn).
+// (errors, or a log level below warn). etcd3 (and its gRPC stack) is the daemon's alone (DESIGN.md
+// §4.12: plugins never open etcd): it stays external, since it reads its .proto files from its
+// own folder at run time, and a plugin bundle that reaches it, or any module of the cluster
+// store, fails the build (assertNoClusterCode).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -33,7 +36,7 @@ const common = {
   platform: 'node',
   target: 'node24',
   format: 'cjs',
-  external: ['pino', '*.node'],
+  external: ['pino', 'etcd3', '*.node'],
   legalComments: 'none',
   // ASCII output (non-ASCII escaped): scripts/plugin-launcher.cjs reads plugin bundles as latin1.
   charset: 'ascii',
@@ -95,6 +98,23 @@ function cliShebang() {
   return /^[^\s]{1,200}$/.test(node) ? `#!${node}` : '#!/usr/bin/env node';
 }
 
+/**
+ * What a CNI plugin bundle must never contain or require: the etcd client, gRPC, and Shoal's
+ * etcd store and cluster modules. A plugin reads the local store only; the daemon holds the
+ * etcd session. Checked on esbuild's metafile, so a dynamic import() that would load them
+ * lazily counts too.
+ */
+const PLUGIN_FORBIDDEN = [/(^|\/)node_modules\/(etcd3|@grpc)\//, /^(etcd3|@grpc\/)/, /(^|\/)src\/store\/etcd[^/]*\.ts$/, /(^|\/)src\/cluster\//];
+
+function assertNoClusterCode(type, metafile) {
+  const reached = new Set();
+  for (const [input, info] of Object.entries(metafile.inputs)) {
+    if (PLUGIN_FORBIDDEN.some((re) => re.test(input))) reached.add(input);
+    for (const imp of info.imports) if (PLUGIN_FORBIDDEN.some((re) => re.test(imp.path))) reached.add(`${imp.path} (imported by ${input})`);
+  }
+  if (reached.size) throw new Error(`${type}: the plugin bundle reaches daemon-only cluster code: ${[...reached].join(', ')}`);
+}
+
 async function main() {
   buildAddon();
   // Build into a private directory and rename each file into place: tests and runtimes may be
@@ -118,14 +138,17 @@ async function main() {
   const moves = [];
   const builds = new Set();
   try {
-    await Promise.all([
+    // Every build settles before the first failure is raised: the staging directory is removed
+    // in `finally`, and must not be removed under builds that are still writing into it.
+    const settled = await Promise.allSettled([
       ...plugins.map(async (p) => {
         const bundle = path.join(staging, p.staged);
         // Minified: the launcher reads the whole bundle into a string on every run, and half
         // the bytes is 5 ms less of an ADD (measured). keepNames (common) keeps class names.
         // Written as the CommonJS wrapper function the launcher compiles (see there), so the
         // launcher hands the file's text to V8 as read instead of building a second 150 KB string.
-        await build({ ...common, banner: { js: '(function (exports, require, module, __filename, __dirname) {' }, footer: { js: '})' }, minify: true, entryPoints: [p.in], outfile: bundle });
+        const result = await build({ ...common, metafile: true, banner: { js: '(function (exports, require, module, __filename, __dirname) {' }, footer: { js: '})' }, minify: true, entryPoints: [p.in], outfile: bundle });
+        assertNoClusterCode(p.type, result.metafile);
         const bytes = await readFile(bundle);
         // The launcher reads the bundle as latin1, which is exact only for ASCII.
         if (bytes.some((b) => b > 0x7f)) throw new Error(`${p.staged}: non-ASCII bytes in the bundle; the launcher reads it as latin1`);
@@ -142,6 +165,8 @@ async function main() {
         await chmod(path.join(staging, cli.staged), 0o755);
       })(),
     ]);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     // Bundles before launchers: a launcher names its bundle's hash, so it must never be in place
     // before that bundle is.
     for (const p of plugins) moves.push([path.join(staging, p.staged), p.out]);

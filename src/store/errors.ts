@@ -23,3 +23,33 @@ export class StoreSchemaError extends ShoalError {
     super('ESTORESCHEMA', failedTo('open', name, `schema version ${found} is newer than this Shoal understands (${known})`));
   }
 }
+
+/**
+ * The cluster store (etcd) did not answer in time, or no endpoint could be reached. `name` lists
+ * the endpoints, so the message says where Shoal looked. Retrying later can succeed.
+ */
+export class StoreUnavailableError extends ShoalError {
+  /** What went wrong, without the "failed to <verb> <endpoints>" around it. */
+  readonly detail: string;
+  constructor(verb: string, endpoints: readonly string[], detail: string, cause?: unknown) {
+    super('ESTOREUNAVAILABLE', failedTo(verb, endpoints.join(','), detail), { cause });
+    this.detail = detail;
+  }
+}
+
+/**
+ * An optimistic transaction kept losing to concurrent writers: every attempt found a key it had
+ * read changed at commit time. Bounded on purpose (a livelock must surface, not spin).
+ */
+export class StoreConflictError extends ShoalError {
+  constructor(name: string, attempts: number) {
+    super('ESTORECONFLICT', failedTo('commit a transaction on', name, `still conflicting with concurrent writers after ${attempts} attempts`));
+  }
+}
+
+/** etcd does not know the lease a write was attached to: it expired or was revoked. */
+export class StoreLeaseNotFoundError extends ShoalError {
+  constructor(name: string, cause?: unknown) {
+    super('ESTORELEASE', failedTo('write under a lease to', name, 'the lease has expired or was revoked'), { cause });
+  }
+}

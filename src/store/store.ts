@@ -2,7 +2,7 @@
  * The state store every part of Shoal uses for durable state (DESIGN.md §4.5).
  *
  * The interface is asynchronous and revision-based on purpose: the embedded SQLite store answers
- * synchronously under the hood, but the etcd store (a later issue) must fit the same shape, so
+ * synchronously under the hood, but the etcd store (etcd.ts, the daemon's) fits the same shape, so
  * everything here maps one to one onto etcd's KV API — keys are strings sorted bytewise, every
  * committed write bumps one global revision, each key remembers the revision it was last
  * modified at, and a transaction is a callback that may be re-run (etcd STM retries on conflict),
@@ -59,7 +59,7 @@ export interface Store extends Txn {
   revision(): Promise<number>;
   /**
    * Calls `onChange` (with the new revision) after writes by anyone, this process or another.
-   * Local stores poll the revision; returns a function that stops watching.
+   * Local stores poll the revision, the etcd store watches; returns a function that stops watching.
    */
   watch(onChange: (revision: number) => void, options?: { intervalMs?: number }): () => void;
   close(): void;

@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IpPrefix } from '../../src/addr.js';
+import { BlocksExhaustedError, blockLength, claimBlock, listBlocks, nodeBlocks, reapBlocks, releaseBlock } from '../../src/cluster/blocks.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+
+let dir: string;
+let store: SqliteStore;
+const subnet = IpPrefix.parse('10.197.0.0/24');
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-blocks-'));
+  store = new SqliteStore(path.join(dir, 'shoal.db'));
+});
+
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('address blocks of overlay networks', () => {
+  it('blocks are /26 (IPv4) or /122 (IPv6), or the subnet itself when it is smaller', () => {
+    expect(blockLength(subnet)).toBe(26);
+    expect(blockLength(IpPrefix.parse('10.0.0.0/28'))).toBe(28);
+    expect(blockLength(IpPrefix.parse('fd00::/64'))).toBe(122);
+    expect(blockLength(subnet, 28)).toBe(28);
+  });
+
+  it('claims hand out distinct blocks in order, per node, until the subnet is used up', async () => {
+    const got = [];
+    for (const node of ['n1', 'n2', 'n1', 'n3']) got.push((await claimBlock(store, 'web', subnet, node)).toString());
+    expect(got).toEqual(['10.197.0.0/26', '10.197.0.64/26', '10.197.0.128/26', '10.197.0.192/26']);
+    expect((await nodeBlocks(store, 'web', 'n1')).map(String)).toEqual(['10.197.0.0/26', '10.197.0.128/26']);
+    await expect(claimBlock(store, 'web', subnet, 'n2')).rejects.toBeInstanceOf(BlocksExhaustedError);
+    await expect(claimBlock(store, 'web', subnet, 'n2')).rejects.toThrow('every /26 block of 10.197.0.0/24 is taken');
+    // Another network has blocks of its own.
+    expect((await claimBlock(store, 'db', subnet, 'n2')).toString()).toBe('10.197.0.0/26');
+  });
+
+  it('claims through two connections (two nodes on one store) never get the same block', async () => {
+    // Interleaved, not overlapping: two connections of one process cannot wait for each other's
+    // lock (open.ts). Overlapping claims from many processes are the store's transaction
+    // guarantee, tested for SQLite in 210 and for etcd in 800.
+    const other = new SqliteStore(path.join(dir, 'shoal.db'));
+    try {
+      const big = IpPrefix.parse('10.196.0.0/20');
+      const claims = [];
+      for (let i = 0; i < 32; i++) claims.push(await claimBlock(i % 2 ? store : other, 'web', big, `n${i % 2}`));
+      expect(new Set(claims.map(String)).size).toBe(32);
+      expect(await listBlocks(store, 'web')).toHaveLength(32);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('a block goes back only from its owner', async () => {
+    const block = await claimBlock(store, 'web', subnet, 'n1');
+    expect(await releaseBlock(store, 'web', block, 'n2')).toBe(false);
+    expect(await releaseBlock(store, 'web', block, 'n1')).toBe(true);
+    expect(await listBlocks(store, 'web')).toEqual([]);
+    expect((await claimBlock(store, 'web', subnet, 'n2')).toString()).toBe(block.toString());
+  });
+
+  it('blocks of a node that is gone are freed only after the grace; a node back in time keeps them', async () => {
+    await claimBlock(store, 'web', subnet, 'dead');
+    await claimBlock(store, 'web', subnet, 'flaky');
+    await claimBlock(store, 'web', subnet, 'live');
+    const t0 = new Date('2026-12-03T10:00:00Z');
+    const at = (s: number) => new Date(t0.getTime() + s * 1000);
+    expect(await reapBlocks(store, new Set(['live']), 30_000, t0)).toEqual({ marked: ['web:10.197.0.0/26', 'web:10.197.0.64/26'], freed: [], revived: [] });
+    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(10))).toEqual({ marked: [], freed: [], revived: ['web:10.197.0.64/26'] });
+    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(29))).toEqual({ marked: [], freed: [], revived: [] });
+    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(30))).toEqual({ marked: [], freed: ['web:10.197.0.0/26'], revived: [] });
+    expect((await listBlocks(store, 'web')).map((b) => b.node).sort()).toEqual(['flaky', 'live']);
+  });
+});
