@@ -43,7 +43,7 @@ describe('shoal-vxlan config', () => {
     expect(code7({ ...base, vni: 16777215 })).toBe('invalid network config: field "vni": 16777215 must be 1-16777214');
     expect(code7({ ...base, vni: 1.5 })).toBe('invalid network config: field "vni": 1.5 must be a whole number');
     expect(code7({ ...base, vni: '42' })).toBe('invalid network config: field "vni": "42" must be a number');
-    expect(code7({ ...base, underlayAddress: '10.0.0.300' })).toBe('invalid network config: field "underlayAddress": "10.0.0.300" is not an IP address');
+    expect(code7({ ...base, underlayAddress: '10.0.0.300' })).toBe('invalid network config: field "underlayAddress": "10.0.0.300" is not an IP address: part 300 is more than 255');
     expect(code7({ ...base, underlayInterface: 'a/b' })).toContain('field "underlayInterface": "a/b" is not a valid interface name');
     expect(code7({ ...base, mtu: 50 })).toBe('invalid network config: field "mtu": 50 must be 68-65535');
     expect(code7({ ...base, bridge: 'a-very-long-bridge-name' })).toContain('field "bridge"');
