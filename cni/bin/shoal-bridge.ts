@@ -3,6 +3,7 @@
 // plugin code (kernel layer, config schemas, IPAM; portmap and dns when the config embeds them,
 // src/bridge/embedded.ts) is imported inside each verb, never for VERSION.
 import { runPluginProcess } from '../../src/kernel/process-io.js';
+import { lazyVerbs } from '../lazy.js';
 
 const impl = () => import('../../src/bridge/bridge-plugin.js');
 
@@ -12,9 +13,5 @@ void runPluginProcess({
   // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM;
   // K8S_POD_NAME: the container name, for the embedded portmap record and DNS registration.
   cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  add: async (req) => (await impl()).add(req),
-  del: async (req) => (await impl()).del(req),
-  check: async (req) => (await impl()).check(req),
-  status: async (req) => (await impl()).status(req),
-  gc: async (req) => (await impl()).gc(req),
+  ...lazyVerbs(impl, ['add', 'del', 'check', 'status', 'gc']),
 });

@@ -3,6 +3,7 @@
 // prevResult with the network's DNS merged in. The plugin code (and the store) load only inside
 // each verb, so VERSION pays for this file and the skel alone.
 import { runPluginProcess } from '../../src/kernel/process-io.js';
+import { lazyVerbs } from '../lazy.js';
 
 const impl = () => import('../../src/dns/registry-plugin.js');
 
@@ -11,8 +12,5 @@ void runPluginProcess({
   about: 'Shoal DNS plugin: registers container names for the Shoal daemon\'s DNS server',
   // podman sends the container name as K8S_POD_NAME (with IgnoreUnknown=1).
   cniArgs: ['K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  add: async (req) => (await impl()).add(req),
-  del: async (req) => (await impl()).del(req),
-  check: async (req) => (await impl()).check(req),
-  gc: async (req) => (await impl()).gc(req),
+  ...lazyVerbs(impl, ['add', 'del', 'check', 'gc']),
 });

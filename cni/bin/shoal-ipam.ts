@@ -2,7 +2,7 @@
 // does the protocol, src/ipam/cni-plugin.ts the work. The IPAM code (and node:sqlite) is
 // imported inside each verb, so VERSION loads only this file and the skel.
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import type { CniRequest } from '../skel.js';
+import { lazyVerbs } from '../lazy.js';
 
 const plugin = async () => (await import('../../src/ipam/cni-plugin.js')).shoalIpamPlugin;
 
@@ -10,9 +10,5 @@ void runPluginProcess({
   name: 'shoal-ipam',
   about: 'Shoal IPAM plugin: host-local compatible address allocation on a crash-safe store',
   cniArgs: ['IP'],
-  add: async (req: CniRequest) => (await plugin()).add!(req),
-  del: async (req: CniRequest) => (await plugin()).del!(req),
-  check: async (req: CniRequest) => (await plugin()).check!(req),
-  status: async (req: CniRequest) => (await plugin()).status!(req),
-  gc: async (req: CniRequest) => (await plugin()).gc!(req),
+  ...lazyVerbs(plugin, ['add', 'del', 'check', 'status', 'gc']),
 });

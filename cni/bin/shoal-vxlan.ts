@@ -3,6 +3,7 @@
 // shoal-bridge's attachment). Kept thin for start-up time: the plugin code is imported inside
 // each verb, never for VERSION.
 import { runPluginProcess } from '../../src/kernel/process-io.js';
+import { lazyVerbs } from '../lazy.js';
 
 const impl = () => import('../../src/overlay/plugin.js');
 
@@ -11,9 +12,5 @@ void runPluginProcess({
   about: 'Shoal VXLAN overlay plugin: containers on a bridge joined to the other nodes through a VXLAN device',
   // The same keys as shoal-bridge, whose attachment code this plugin runs.
   cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  add: async (req) => (await impl()).add(req),
-  del: async (req) => (await impl()).del(req),
-  check: async (req) => (await impl()).check(req),
-  status: async (req) => (await impl()).status(req),
-  gc: async (req) => (await impl()).gc(req),
+  ...lazyVerbs(impl, ['add', 'del', 'check', 'status', 'gc']),
 });

@@ -1,25 +1,20 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AddressSyntaxError, IpAddr, IpPrefix, isIP, isIPv4, isIPv6 } from '../../src/addr.js';
+import { seededRandom, TEST_SEED } from '../helpers/random.js';
 
 /**
  * src/addr.ts against node:net, with random inputs from a seeded generator. The seed comes from
  * SHOAL_TEST_SEED (to replay a failure) or is random, and every failure message names it.
  */
-const SEED = process.env['SHOAL_TEST_SEED'] !== undefined ? Number(process.env['SHOAL_TEST_SEED']) >>> 0 : Math.floor(Math.random() * 2 ** 32);
+const SEED = TEST_SEED;
 const at = (what: unknown) => `SHOAL_TEST_SEED=${SEED}: ${typeof what === 'string' ? what : JSON.stringify(what, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))}`;
 
-/** mulberry32: small, fast, good enough to spread test inputs. */
+/** Address-shaped draws on the shared seeded generator (test/helpers/random.ts). */
 function generator(seed: number) {
-  let s = seed >>> 0;
-  const u32 = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  const int = (n: number): number => u32() % n;
+  const random = seededRandom(seed);
+  const u32 = (): number => random.int(2 ** 32);
+  const int = (n: number): number => random.int(n);
   const chance = (p: number): boolean => u32() / 2 ** 32 < p;
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   /** A 16-bit group, zero often enough to make runs of zeros. */
