@@ -93,8 +93,6 @@ export class ClusterSession {
   private constructor(store: EtcdStore, opts: ClusterSessionOptions) {
     this.store = store;
     this.opts = opts;
-    // Requests are bounded by the TTL too: a grant that hangs through a cut is tried again soon
-    // after the network is back, not a 5 s timeout later.
     this.lease = new Lease(store, { ttlSeconds: opts.nodeTtlSeconds });
     const gauge: Gauge<'state'> = new Gauge({
       name: 'shoal_cluster_nodes',
@@ -109,6 +107,8 @@ export class ClusterSession {
 
   /** Connects, grants the node lease and registers `nodes/<name>`, starts the nodes watch. */
   static async join(opts: ClusterSessionOptions): Promise<ClusterSession> {
+    // Requests are bounded by the TTL too (1-5 s): a grant that hangs through a cut is tried
+    // again soon after the network is back, not a 5 s timeout later.
     const store = await EtcdStore.connect({
       endpoints: opts.endpoints,
       registry: opts.registry,
