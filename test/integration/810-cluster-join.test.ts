@@ -5,6 +5,7 @@
  * `shoal node ls` runs inside node 0 against node 0's daemon; what etcd holds is also read with
  * etcdctl, a path that does not go through the code under test.
  */
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, type ClusterNode } from '../helpers/cluster.js';
@@ -18,12 +19,21 @@ const daemons = new Map<ClusterNode, DaemonProc>();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Polls `fn` until it returns a value. Errors count as "not yet" (a read may fail while etcd
+ * elects a new leader after a cut); the last one is reported on timeout.
+ */
 async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
     await sleep(everyMs);
   }
 }
@@ -59,12 +69,17 @@ function nodeLs(): Row[] {
 
 const names = () => nodeLs().map((n) => n.name);
 
-/** `shoal_cluster_nodes{state="ready"}` of the daemon on `node` (scraped inside its namespace). */
-function readyGauge(node: ClusterNode): number {
+/** The daemon on `node`'s /metrics (scraped inside its namespace). */
+function metrics(node: ClusterNode): string {
   const d = daemons.get(node)!;
   const r = cluster.exec(node, 'curl', ['-sf', `http://127.0.0.1:${d.metricsPort}/metrics`]);
   if (r.status !== 0) throw new Error(`metrics of ${node.name}: curl ${r.status} ${r.stderr}`);
-  return metricValue(r.stdout, 'shoal_cluster_nodes', { state: 'ready' });
+  return r.stdout;
+}
+
+/** `shoal_cluster_nodes{state="ready"}` of the daemon on `node`. */
+function readyGauge(node: ClusterNode): number {
+  return metricValue(metrics(node), 'shoal_cluster_nodes', { state: 'ready' });
 }
 
 function etcdNodeKeys(): string[] {
@@ -106,6 +121,11 @@ describe('shoal daemon joins a cluster', () => {
     expect(table.stdout).toMatch(new RegExp(`${n1.name}\\s+${n1.address.replace(/\./g, '\\.')}\\s+ready\\s+\\d+s`));
     // The gauge follows a watch on nodes/, on every node.
     for (const n of cluster.nodes) await until(`gauge on ${n.name}`, () => (readyGauge(n) === 3 ? true : undefined), 3000);
+    const text = metrics(n0);
+    expect(text).toMatch(/^# TYPE shoal_cluster_nodes gauge$/m);
+    expect(metricValue(text, 'shoal_store_requests_total', { op: 'lease_grant', result: 'ok' })).toBe(1);
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(lint.stdout + lint.stderr).toBe('');
     const status = await api(daemons.get(n0)!.socket, '/v1/status');
     expect(status.body).toMatchObject({ store: { kind: 'sqlite' }, cluster: { node: n0.name, lease: { state: 'alive', ttlSeconds: TTL_S } } });
   });
@@ -157,13 +177,29 @@ describe('shoal daemon joins a cluster', () => {
     }
     const again = await d.waitLog((l) => l['event'] === 'cluster_lease_regranted', 15_000);
     expect(again).toMatchObject({ node: n1.name });
-    await until('node 1 registered again', () => (names().includes(n1.name) ? true : undefined), 3000);
-    const row = nodeLs().find((r) => r.name === n1.name)!;
+    const row = await until('node 1 registered again', () => nodeLs().find((r) => r.name === n1.name), 5000);
     expect(row).toMatchObject({ address: n1.address, state: 'ready' });
     expect(row.leaseAgeSeconds).toBeLessThan(5); // a new lease
     await until('gauge 2 on node 0', () => (readyGauge(n0) === 2 ? true : undefined), 2000);
     await until('gauge 2 on node 1', () => (readyGauge(n1) === 2 ? true : undefined), 5000, 200);
   }, 40_000);
+
+  it('--advertise-addr defaults to the source address of the default route', async () => {
+    const n2 = cluster.nodes[2]!;
+    // A default route in node 2's namespace (the harness's own namespace, gone with it).
+    const r = cluster.exec(n2, 'ip', ['route', 'add', 'default', 'via', `${cluster.subnetBase}.1`, 'dev', 'ul0']);
+    expect(r.stderr).toBe('');
+    const d = await startDaemon({
+      netns: n2.netns,
+      state: n2.stateDir,
+      run: n2.runDir,
+      args: ['--store', cluster.storeUrl, '--node', n2.name, '--node-ttl', String(TTL_S), '--no-firewall'],
+    });
+    daemons.set(n2, d);
+    expect(await d.waitLog((l) => l['event'] === 'cluster_joined')).toMatchObject({ node: n2.name, address: n2.address });
+    await until('node 2 back', () => nodeLs().find((row) => row.name === n2.name), 3000);
+    expect(nodeLs().find((row) => row.name === n2.name)).toMatchObject({ address: n2.address, state: 'ready' });
+  });
 
   it('without a daemon joined to a cluster, shoal node ls fails with one line, exit 1', async () => {
     const n0 = cluster.nodes[0]!;
