@@ -12,7 +12,8 @@
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
-import { EtcdStore } from '../store/etcd.js';
+import { EtcdStore, type EtcdStoreOptions, type EtcdWatchOptions, type LeaseBackend, type WatchHandle } from '../store/etcd.js';
+import type { KeyValue } from '../store/store.js';
 import { Lease, type LeaseLostError } from './lease.js';
 
 export const NODES_PREFIX = 'nodes/';
@@ -76,10 +77,18 @@ export async function defaultRouteSource(): Promise<string | undefined> {
   return undefined;
 }
 
+/** What the session needs of the cluster store (EtcdStore; unit tests fake it). */
+export interface ClusterStore extends LeaseBackend {
+  watch(onChange: (revision: number) => void, options?: EtcdWatchOptions): WatchHandle;
+  list(prefix: string): Promise<KeyValue[]>;
+  count(prefix: string): Promise<number>;
+  close(): void;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class ClusterSession {
-  readonly store: EtcdStore;
+  readonly store: ClusterStore;
   readonly lease: Lease;
   private readonly opts: ClusterSessionOptions;
   private readonly started = new Date().toISOString();
@@ -90,7 +99,7 @@ export class ClusterSession {
   private countAgain = false;
   private readyCount = 0;
 
-  private constructor(store: EtcdStore, opts: ClusterSessionOptions) {
+  private constructor(store: ClusterStore, opts: ClusterSessionOptions) {
     this.store = store;
     this.opts = opts;
     this.lease = new Lease(store, { ttlSeconds: opts.nodeTtlSeconds });
@@ -106,10 +115,10 @@ export class ClusterSession {
   }
 
   /** Connects, grants the node lease and registers `nodes/<name>`, starts the nodes watch. */
-  static async join(opts: ClusterSessionOptions): Promise<ClusterSession> {
+  static async join(opts: ClusterSessionOptions, connect: (o: EtcdStoreOptions) => Promise<ClusterStore> = (o) => EtcdStore.connect(o)): Promise<ClusterSession> {
     // Requests are bounded by the TTL too (1-5 s): a grant that hangs through a cut is tried
     // again soon after the network is back, not a 5 s timeout later.
-    const store = await EtcdStore.connect({
+    const store = await connect({
       endpoints: opts.endpoints,
       registry: opts.registry,
       requestTimeoutMs: Math.min(5000, Math.max(1000, opts.nodeTtlSeconds * 1000)),
