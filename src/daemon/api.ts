@@ -5,6 +5,7 @@
  *   GET  /v1/status     daemon, store, listeners, counts
  *   GET  /v1/networks   DNS-enabled networks with their listener state
  *   GET  /v1/endpoints  registered endpoints (?network=<name> filters)
+ *   GET  /v1/nodes      the cluster's nodes (409 when the daemon has not joined a cluster)
  *   POST /v1/reload     same as SIGHUP; answers with the status after the reload
  */
 import { chmodSync, unlinkSync } from 'node:fs';
@@ -13,10 +14,21 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { peerCredentials } from '../kernel/ffi.js';
 
+/** An error a handler throws to answer with its own status (4xx) instead of 500. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface ApiHandlers {
   status(): Promise<unknown> | unknown;
   networks(): Promise<unknown> | unknown;
   endpoints(network?: string): Promise<unknown> | unknown;
+  nodes(): Promise<unknown> | unknown;
   reload(): Promise<unknown>;
 }
 
@@ -27,6 +39,7 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
     '/v1/status': { GET: () => h.status() },
     '/v1/networks': { GET: () => h.networks() },
     '/v1/endpoints': { GET: (url) => h.endpoints(url.searchParams.get('network') ?? undefined) },
+    '/v1/nodes': { GET: () => h.nodes() },
     '/v1/reload': { POST: () => h.reload() },
   };
   const server = http.createServer((req, res) => {
@@ -44,6 +57,7 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
       .then(
         (body) => send(200, body),
         (err: unknown) => {
+          if (err instanceof ApiError) return send(err.status, { error: err.message });
           logger?.error({ event: 'api_error', path: url.pathname, err }, `failed to serve "${url.pathname}"`);
           send(500, { error: (err as Error).message ?? String(err) });
         },

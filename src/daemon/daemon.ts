@@ -21,7 +21,8 @@ import { ipamStats } from '../ipam/stats.js';
 import { warmThreadpool } from '../kernel/netns.js';
 import { closeStateStores, openStateStore, STORE_FILE_NAME } from '../store/open.js';
 import type { Store } from '../store/store.js';
-import { startApiServer } from './api.js';
+import type { ClusterSession, NodeInfo } from '../cluster/session.js';
+import { ApiError, startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
 import { desiredListenAddresses, ListenerReconciler } from './listeners.js';
@@ -32,7 +33,8 @@ import { acquirePidFile, releasePidFile } from './pidfile.js';
 
 async function openStore(spec: StoreSpec): Promise<Store> {
   if (spec.kind === 'etcd') {
-    throw new ShoalError('ENOTIMPLEMENTED', `failed to open store "etcd://${spec.endpoints.join(',')}": the etcd store is not implemented in this build; use sqlite:<path>`);
+    // parseDaemonArgs turns --store etcd://... into the cluster session plus the local store.
+    throw new ShoalError('EINVAL', `failed to open store "etcd://${spec.endpoints.join(',')}": etcd holds cluster state only; the local store is sqlite:<path>`);
   }
   // The default file goes through openStateStore, so every module of this process shares one
   // connection to it (two connections of one process would wait on each other's lock).
@@ -70,6 +72,7 @@ export class Daemon {
   private syncing: Promise<void> | undefined;
   private again: { force: boolean; checkConflicts: boolean } | undefined;
   private lastSync: { at: string; revision: number; durationMs: number; reason: string } | undefined;
+  private cluster: ClusterSession | undefined;
   private stopping = false;
   private pidFileHeld = false;
   private readonly startedAt = Date.now();
@@ -104,6 +107,21 @@ export class Daemon {
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
       this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
+      if (this.opts.cluster) {
+        const c = this.opts.cluster;
+        if (c.advertiseAddr === undefined) throw new ShoalError('EINVAL', 'failed to join the cluster: no advertise address (pass --advertise-addr IP)');
+        // Loaded only in cluster mode: a daemon on the local store never loads the etcd client.
+        const { ClusterSession } = await import('../cluster/session.js');
+        this.cluster = await ClusterSession.join({
+          endpoints: c.endpoints,
+          node: c.node,
+          advertiseAddr: c.advertiseAddr,
+          nodeTtlSeconds: c.nodeTtlSeconds,
+          version: pkg.version,
+          registry: this.registry,
+          logger: this.logger,
+        });
+      }
       await this.requestSync('start', { checkConflicts: true });
       if (this.opts.metrics) this.metricsServer = await startMetricsServer(this.registry, this.opts.metrics, this.logger);
       this.apiServer = await startApiServer(
@@ -112,6 +130,7 @@ export class Daemon {
           status: () => this.status(),
           networks: () => this.networks(),
           endpoints: (network) => (this.contents?.endpoints ?? []).filter((e) => network === undefined || e.network === network),
+          nodes: () => this.nodes(),
           reload: async () => {
             await this.reload('api');
             return this.status();
@@ -134,6 +153,7 @@ export class Daemon {
           metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : 'off',
           socket: this.opts.socket,
           store: this.opts.store,
+          cluster: this.cluster?.status() ?? null,
           dnsPort: this.opts.dnsPort,
         },
         'shoald started',
@@ -200,6 +220,7 @@ export class Daemon {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       store: this.opts.store,
+      cluster: this.cluster?.status() ?? null,
       dnsPort: this.opts.dnsPort,
       metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : null,
       listeners: [...(this.listeners?.active ?? [])].sort(),
@@ -210,6 +231,14 @@ export class Daemon {
       firewall: this.firewall ? { enabled: true, networks: this.firewall.networks } : { enabled: false },
       lastSync: this.lastSync ?? null,
     };
+  }
+
+  /** GET /v1/nodes: the cluster's nodes, read from etcd now. */
+  async nodes(): Promise<NodeInfo[]> {
+    if (!this.cluster) {
+      throw new ApiError(409, 'this daemon has not joined a cluster (it was started without --store etcd://...)');
+    }
+    return this.cluster.nodes();
   }
 
   networks(): unknown[] {
@@ -242,6 +271,8 @@ export class Daemon {
     await this.proxies?.closeAll();
     await this.dns?.close();
     this.firewall?.clear();
+    // Revoke the node lease: the node leaves nodes/ at once, not a TTL later.
+    await this.cluster?.close();
     if (this.store) {
       if (path.basename((this.opts.store as { file?: string }).file ?? '') === STORE_FILE_NAME) closeStateStores();
       else this.store.close();

@@ -3,6 +3,7 @@
  * (SIGTERM/SIGINT: graceful stop and exit 0; SIGHUP: reload). Resolves with the exit code.
  */
 import { statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import pino from 'pino';
 import { Daemon } from './daemon.js';
 import { DAEMON_HELP, DaemonUsageError, parseDaemonArgs } from './options.js';
@@ -18,7 +19,15 @@ function isDirectory(p: string): boolean {
 export async function runDaemon(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseDaemonArgs(argv, process.env, isDirectory);
+    parsed = parseDaemonArgs(argv, process.env, isDirectory, hostname);
+    const cluster = parsed.help ? undefined : parsed.options.cluster;
+    if (cluster && cluster.advertiseAddr === undefined) {
+      const { defaultRouteSource } = await import('../cluster/session.js');
+      cluster.advertiseAddr = await defaultRouteSource();
+      if (cluster.advertiseAddr === undefined) {
+        throw new DaemonUsageError('invalid flag "--advertise-addr": not given, and there is no default route to take the address from; pass --advertise-addr IP');
+      }
+    }
   } catch (err) {
     if (err instanceof DaemonUsageError) {
       process.stderr.write(`shoal daemon: ${err.message}\n`);

@@ -6,10 +6,12 @@ import { isIP } from '../addr.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ShoalError } from '../errors.js';
+import { parseEtcdUrl, StoreUrlError } from '../store/etcd-url.js';
 import { resolveStateDir, STORE_FILE_NAME } from '../store/open.js';
 
 export const DEFAULT_RUN_DIR = '/run/shoal';
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9590';
+export const DEFAULT_NODE_TTL_SECONDS = 10;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type DaemonLogLevel = (typeof LOG_LEVELS)[number];
 
@@ -20,12 +22,27 @@ export interface HostPort {
 
 export type StoreSpec = { kind: 'sqlite'; file: string } | { kind: 'etcd'; endpoints: string[] };
 
+/**
+ * Cluster mode (`--store etcd://...`, DESIGN.md §7): the etcd session the daemon holds next to
+ * its local store. `advertiseAddr` undefined means "the source address of the default route",
+ * looked up by runDaemon (parsing stays pure).
+ */
+export interface ClusterSpec {
+  endpoints: string[];
+  node: string;
+  advertiseAddr: string | undefined;
+  nodeTtlSeconds: number;
+}
+
 export interface DaemonOptions {
   metrics: HostPort | undefined;
   socket: string;
   runDir: string;
   stateDir: string;
+  /** The local store (SQLite): DNS registry, IPAM, what the plugins write. */
   store: StoreSpec;
+  /** Set with `--store etcd://...`: the daemon joins the cluster. */
+  cluster: ClusterSpec | undefined;
   logLevel: DaemonLogLevel;
   dnsPort: number;
   pidFile: string;
@@ -57,8 +74,13 @@ Options:
   --pid-file PATH            pid file; refuses to start while another live daemon holds it
                              (default <run dir>/shoald.pid)
   --state-dir DIR            state directory (default $SHOAL_STATE_DIR, else /var/lib/shoal)
-  --store SPEC               sqlite:<file or state dir> (default sqlite:<state dir>/${STORE_FILE_NAME});
-                             etcd://host:port[,host:port] is not implemented in this build
+  --store SPEC               sqlite:<file or state dir> (default sqlite:<state dir>/${STORE_FILE_NAME}),
+                             or etcd://host:port[,host:port...]: join that cluster (the local
+                             state stays in sqlite:<state dir>/${STORE_FILE_NAME})
+  --node NAME                node name in the cluster (default: the hostname; etcd only)
+  --advertise-addr IP        this node's address for other nodes (default: the source address
+                             of the default route; etcd only)
+  --node-ttl SECONDS         TTL of the node lease (default ${DEFAULT_NODE_TTL_SECONDS}; etcd only)
   --log-level LEVEL          ${LOG_LEVELS.join(', ')} (default info); JSON lines on stdout
   --dns-port PORT            DNS port on each gateway (default 53)
   --resolv-conf PATH         upstreams for networks without their own (default /etc/resolv.conf)
@@ -109,10 +131,14 @@ export function parseStoreSpec(text: string, isDirectory: (p: string) => boolean
   return { kind: 'sqlite', file: isDirectory(abs) ? path.join(abs, STORE_FILE_NAME) : abs };
 }
 
+/** A node name: what `nodes/<name>` and block owners carry (a DNS label, like a hostname). */
+const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
 export function parseDaemonArgs(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
   isDirectory: (p: string) => boolean = () => false,
+  hostname: () => string = () => 'localhost',
 ): { help: true } | { help: false; options: DaemonOptions } {
   let parsed;
   try {
@@ -134,6 +160,9 @@ export function parseDaemonArgs(
         'max-concurrent-forwards': { type: 'string' },
         'watch-interval': { type: 'string' },
         'no-firewall': { type: 'boolean' },
+        node: { type: 'string' },
+        'advertise-addr': { type: 'string' },
+        'node-ttl': { type: 'string' },
       },
     });
   } catch (err) {
@@ -146,7 +175,29 @@ export function parseDaemonArgs(
   const metricsText = v['metrics-addr'] ?? DEFAULT_METRICS_ADDR;
   const level = v['log-level'] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(level)) bad('log-level', level, `must be one of ${LOG_LEVELS.join(', ')}`);
-  const store = v.store === undefined ? { kind: 'sqlite' as const, file: path.join(stateDir, STORE_FILE_NAME) } : parseStoreSpec(v.store, isDirectory);
+  const localStore = { kind: 'sqlite' as const, file: path.join(stateDir, STORE_FILE_NAME) };
+  const spec = v.store === undefined ? localStore : parseStoreSpec(v.store, isDirectory);
+  let store: StoreSpec = spec;
+  let cluster: ClusterSpec | undefined;
+  if (spec.kind === 'etcd') {
+    let endpoints: string[];
+    try {
+      endpoints = parseEtcdUrl(v.store as string);
+    } catch (err) {
+      if (err instanceof StoreUrlError) bad('store', v.store, err.message.replace(/^invalid store "[^"]*": /, 'is invalid: '));
+      throw err;
+    }
+    const node = v.node ?? hostname().split('.')[0]!;
+    if (!NODE_NAME.test(node)) bad('node', node, v.node === undefined ? 'is not a valid node name (it is the hostname; pass --node NAME)' : 'is not a valid node name (letters, digits and "-", at most 63)');
+    const advertise = v['advertise-addr'];
+    if (advertise !== undefined && isIP(advertise) === 0) bad('advertise-addr', advertise, 'is not an IP address');
+    store = localStore;
+    cluster = { endpoints, node, advertiseAddr: advertise, nodeTtlSeconds: intFlag('node-ttl', v['node-ttl'], DEFAULT_NODE_TTL_SECONDS, 1, 3600) };
+  } else {
+    for (const flag of ['node', 'advertise-addr', 'node-ttl'] as const) {
+      if (v[flag] !== undefined) bad(flag, v[flag], 'needs --store etcd://...: only a daemon that joins a cluster has a node');
+    }
+  }
   return {
     help: false,
     options: {
@@ -155,6 +206,7 @@ export function parseDaemonArgs(
       runDir,
       stateDir,
       store,
+      cluster,
       logLevel: level as DaemonLogLevel,
       dnsPort: intFlag('dns-port', v['dns-port'], 53, 1, 65535),
       pidFile: path.resolve(v['pid-file'] ?? path.join(runDir, 'shoald.pid')),

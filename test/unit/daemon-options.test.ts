@@ -60,4 +60,24 @@ describe('shoal daemon flags', () => {
     expect(bad(['positional'])).toThrow(DaemonUsageError);
     expect(parseHostPort('m', ':9590')).toEqual({ host: '0.0.0.0', port: 9590 });
   });
+
+  it('joins a cluster with --store etcd://: the local store stays SQLite, node and TTL defaulted', () => {
+    const o = opts(['--store', 'etcd://10.0.0.1,10.0.0.2:2400', '--advertise-addr', '10.0.0.9'], { SHOAL_STATE_DIR: '/tmp/s' });
+    expect(o.store).toEqual({ kind: 'sqlite', file: '/tmp/s/shoal.db' });
+    expect(o.cluster).toEqual({ endpoints: ['10.0.0.1:2379', '10.0.0.2:2400'], node: 'localhost', advertiseAddr: '10.0.0.9', nodeTtlSeconds: 10 });
+    const host = parseDaemonArgs(['--store', 'etcd://e:2379'], {}, () => false, () => 'web-1.example.org');
+    expect(host.help === false && host.options.cluster).toEqual({ endpoints: ['e:2379'], node: 'web-1', advertiseAddr: undefined, nodeTtlSeconds: 10 });
+    expect(opts(['--store', 'etcd://e', '--node', 'n2', '--node-ttl', '2']).cluster).toMatchObject({ node: 'n2', nodeTtlSeconds: 2 });
+    expect(opts([]).cluster).toBeUndefined();
+  });
+
+  it('refuses cluster flags without etcd, and bad node names, addresses and TTLs', () => {
+    const bad = (argv: string[]) => () => opts(argv);
+    expect(bad(['--node', 'n1'])).toThrow(/invalid flag "--node": "n1" needs --store etcd:/);
+    expect(bad(['--advertise-addr', '10.0.0.1'])).toThrow(/"--advertise-addr".*needs --store etcd:/);
+    expect(bad(['--store', 'etcd://e', '--advertise-addr', 'nope'])).toThrow(/"--advertise-addr": "nope" is not an IP address/);
+    expect(bad(['--store', 'etcd://e', '--node', 'a_b'])).toThrow(/"--node": "a_b" is not a valid node name/);
+    expect(bad(['--store', 'etcd://e', '--node-ttl', '0'])).toThrow(/"--node-ttl": "0" must be 1-3600/);
+    expect(bad(['--store', 'etcd://e:99999'])).toThrow(/"--store".*out of range/);
+  });
 });
