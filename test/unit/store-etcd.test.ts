@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CompareResult, CompareTarget, GRPCDeadlineExceededError, GRPCUnavailableError, type IKeyValue, type IRangeRequest, type IRangeResponse } from 'etcd3';
-import { listRange, neverSent, prefixRangeEnd, TxnAttempt } from '../../src/store/etcd.js';
+import { neverSent } from '../../src/store/etcd.js';
+import { listRange, prefixRangeEnd, TxnAttempt } from '../../src/store/etcd-txn.js';
 import { StoreError } from '../../src/store/errors.js';
 import { parseEtcdUrl, StoreUrlError } from '../../src/store/etcd-url.js';
 
