@@ -43,6 +43,8 @@ export function dnsNameProblem(name: string): string | undefined {
   if (name.length > 253) return 'is longer than 253 characters';
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) return 'may contain only letters, digits, "_", "-" and dots between labels';
   if (name.split('.').some((l) => l.length > 63)) return 'has a label longer than 63 characters';
+  // RFC 1123 host names; a leading "-" also reads as an option to tools given the name.
+  if (name.split('.').some((l) => l.startsWith('-'))) return 'has a label starting with "-"';
   return undefined;
 }
 
