@@ -109,11 +109,23 @@ export const port = intRange(1, 65535, 'must be 1-65535');
 
 // ---- the base network config -----------------------------------------------------------------
 
+/**
+ * One word of a resolv.conf line (a domain, a search domain, an option): runtimes write these
+ * into the container's resolv.conf, where whitespace or a line break would add words or lines.
+ */
+export const resolvWord = v.pipe(
+  v.string(),
+  v.minLength(1, 'must not be empty'),
+  v.maxLength(253, 'is longer than 253 characters'),
+  // eslint-disable-next-line no-control-regex
+  v.regex(/^[^\s"\\\x00-\x1f\x7f]+$/u, 'must not contain whitespace, line breaks, double quotes, backslashes or control characters'),
+);
+
 export const dnsConfig = v.looseObject({
   nameservers: v.optional(v.array(ipAddress)),
-  domain: v.optional(v.string()),
-  search: v.optional(v.array(v.string())),
-  options: v.optional(v.array(v.string())),
+  domain: v.optional(resolvWord),
+  search: v.optional(v.array(resolvWord)),
+  options: v.optional(v.array(resolvWord)),
 });
 
 /**

@@ -181,3 +181,21 @@ describe('CLI', () => {
     await expect(plan({ addHosts: [`${s}:10.0.0.1`] })).rejects.toThrow(/^invalid --add-host /);
   });
 });
+
+describe('conflist dns and resolv.conf', () => {
+  it.each(['a b', 'a\nnameserver 6.6.6.6', 'a\rb', 'a"b', 'a\\b', 'a\0b', '', 'a'.repeat(300)])('dns.search / dns.domain / dns.options entry %j: code 7 naming the field', (word) => {
+    for (const [field, dns] of [['dns.search[0]', { search: [word] }], ['dns.domain', { domain: word }], ['dns.options[0]', { options: [word] }]] as const) {
+      const err = cniError(() => parseNetConf({ cniVersion: '1.0.0', name: 'n', type: 'x', dns }));
+      expect(err.cniCode).toBe(7);
+      expect(err.message).toContain(`field "${field}"`);
+    }
+  });
+  it('a plugin result cannot add resolv.conf lines or words', async () => {
+    const { renderResolvConf } = await import('../../src/network/sandbox-files.js');
+    const text = renderResolvConf({
+      hostname: 'h', name: 'h', addresses: [], dns: [], dnsSearch: ['ok.example'], addHosts: [], hostNetwork: false, hostResolvConf: '',
+      resultNameservers: ['10.0.0.1', '10.0.0.2\nnameserver 6.6.6.6'], resultSearch: ['x.example\nnameserver 6.6.6.6', 'a b', 'c\u00e9.example', 'fine.example'],
+    } as never);
+    expect(text).toBe('# written by shoal run\nsearch ok.example fine.example\nnameserver 10.0.0.1\n');
+  });
+});
