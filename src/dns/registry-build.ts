@@ -110,6 +110,20 @@ export function endpointAliases(runtimeConfig: Record<string, unknown> | undefin
 }
 
 /** The prevResult ips that belong to the container: no interface index, or one in a sandbox. */
+/** The aliases endpointAliases leaves out because they are no DNS names, with the reason. */
+export function refusedAliases(runtimeConfig: Record<string, unknown> | undefined, network: string): Array<{ alias: unknown; problem: string }> {
+  const all = runtimeConfig?.['aliases'];
+  if (typeof all !== 'object' || all === null) return [];
+  const mine = (all as Record<string, unknown>)[network];
+  if (!Array.isArray(mine)) return [];
+  const out: Array<{ alias: unknown; problem: string }> = [];
+  for (const a of mine) {
+    const problem = typeof a === 'string' ? dnsNameProblem(a) : 'is not a string';
+    if (problem) out.push({ alias: a, problem });
+  }
+  return out;
+}
+
 function containerIps(prev: CniResult): NonNullable<CniResult['ips']> {
   return (prev.ips ?? []).filter((ip) => {
     if (ip.interface === undefined) return true;

@@ -12,7 +12,7 @@ import { NftTransaction, SHOAL_TABLE } from '../../src/kernel/nftables.js';
 import { attachmentOwner, bridgeChainName, hostVethName } from '../../src/bridge/names.js';
 import { ownerOf as portmapOwner, chainsOf } from '../../src/portmap/config.js';
 import { ownerOf as dnsOwner } from '../../src/daemon/firewall.js';
-import { buildEndpoint, endpointAliases, EndpointInputError } from '../../src/dns/registry-build.js';
+import { buildEndpoint, endpointAliases, EndpointInputError, refusedAliases } from '../../src/dns/registry-build.js';
 import { buildSpec } from '../../src/cli/run.js';
 import { UsageError } from '../../src/cli/common.js';
 import { planNetwork, CreateInputError } from '../../src/network/manage.js';
@@ -145,6 +145,8 @@ describe('DNS names (K8S_POD_NAME, args.cni.name, aliases)', () => {
   it('hostile aliases are not registered', () => {
     const aliases = HOSTILE.map(([, s]) => s);
     expect(endpointAliases({ aliases: { n: [...aliases, 'ok'] } }, 'n', 'web')).toEqual(['ok']);
+    // ...and each is reported (the plugin logs them as a warning).
+    expect(refusedAliases({ aliases: { n: [...aliases, 'ok', 7] } }, 'n').map((r) => r.alias)).toEqual([...aliases, 7]);
   });
 });
 
