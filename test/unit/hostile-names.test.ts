@@ -4,14 +4,14 @@
  * point, for a table of hostile inputs: refused with an error naming the field, or carried
  * safely (nft text stays one command per line, the comment is exactly the owner).
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readCniEnv } from '../../cni/env.js';
 import { parseNetConf } from '../../cni/config.js';
 import { CniError } from '../../cni/errors.js';
 import { NftTransaction, SHOAL_TABLE } from '../../src/kernel/nftables.js';
 import { attachmentOwner, bridgeChainName, hostVethName } from '../../src/bridge/names.js';
 import { ownerOf as portmapOwner, chainsOf } from '../../src/portmap/config.js';
-import { ownerOf as dnsOwner } from '../../src/daemon/firewall.js';
+import { DnsFirewall, ownerOf as dnsOwner } from '../../src/daemon/firewall.js';
 import { buildEndpoint, endpointAliases, EndpointInputError, refusedAliases } from '../../src/dns/registry-build.js';
 import { buildSpec } from '../../src/cli/run.js';
 import { UsageError } from '../../src/cli/common.js';
@@ -199,5 +199,25 @@ describe('conflist dns and resolv.conf', () => {
       resultNameservers: ['10.0.0.1', '10.0.0.2\nnameserver 6.6.6.6'], resultSearch: ['x.example\nnameserver 6.6.6.6', 'a b', 'c\u00e9.example', 'fine.example'],
     } as never);
     expect(text).toBe('# written by shoal run\nsearch ok.example fine.example\nnameserver 10.0.0.1\n');
+  });
+});
+
+describe('the DNS daemon firewall', () => {
+  it('a network name that cannot be a comment costs only that network its rules, with a warning', () => {
+    const warn = vi.fn();
+    const texts: string[] = [];
+    const fw = new DnsFirewall(53, { warn, debug: vi.fn() } as never, (tx) => texts.push(tx.render()), () => []);
+    const net = (name: string, n: number) => ({ name, gateways: [`10.9.${n}.1`], subnets: [`10.9.${n}.0/24`] });
+    expect(() => fw.sync([net(INJECT, 1), net('x'.repeat(200), 2), net('good', 3)])).not.toThrow();
+    expect(fw.networks).toEqual(['good']);
+    expect(texts).toHaveLength(1);
+    expect(texts[0]).not.toContain('add rule inet shoal l2_forward');
+    expect(texts[0]!.split('\n').filter((l) => l.startsWith('add rule'))).toEqual([
+      'add rule inet shoal dns_input ip saddr 10.9.3.0/24 ip daddr 10.9.3.1 meta l4proto { tcp, udp } th dport 53 accept comment "dns:good"',
+    ]);
+    expect(warn).toHaveBeenCalledTimes(2);
+    expect(warn.mock.calls[0]![0]).toMatchObject({ event: 'dns_firewall_network_skipped', network: INJECT });
+    fw.sync([net(INJECT, 1), net('good', 3)]);
+    expect(warn).toHaveBeenCalledTimes(2); // once per network
   });
 });
