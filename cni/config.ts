@@ -21,10 +21,17 @@ import { LOG_LEVELS } from './log.js';
 
 export const nonEmptyString = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
 
-/** Network names follow the same rule as container IDs (SPEC.md). */
+/**
+ * The longest network name: nft keeps 128 bytes of a rule comment and the longest comment
+ * carrying the whole name is the DNS daemon's "dns:<network>" (src/daemon/firewall.ts).
+ */
+export const NETWORK_NAME_MAX = 124;
+
+/** Network names follow the same rule as container IDs (SPEC.md), at most NETWORK_NAME_MAX long. */
 export const networkName = v.pipe(
   v.string(),
   v.regex(CNI_NAME_PATTERN, 'must start with a letter or digit and contain only letters, digits, "_", "." and "-"'),
+  v.maxLength(NETWORK_NAME_MAX, `is longer than ${NETWORK_NAME_MAX} characters (it is written into nftables comments)`),
 );
 
 // Addresses are parsed here, at the edge, into values (src/addr.ts); the message of a bad one
@@ -102,11 +109,23 @@ export const port = intRange(1, 65535, 'must be 1-65535');
 
 // ---- the base network config -----------------------------------------------------------------
 
+/**
+ * One word of a resolv.conf line (a domain, a search domain, an option): runtimes write these
+ * into the container's resolv.conf, where whitespace or a line break would add words or lines.
+ */
+export const resolvWord = v.pipe(
+  v.string(),
+  v.minLength(1, 'must not be empty'),
+  v.maxLength(253, 'is longer than 253 characters'),
+  // eslint-disable-next-line no-control-regex
+  v.regex(/^[^\s"\\\x00-\x1f\x7f]+$/u, 'must not contain whitespace, line breaks, double quotes, backslashes or control characters'),
+);
+
 export const dnsConfig = v.looseObject({
   nameservers: v.optional(v.array(ipAddress)),
-  domain: v.optional(v.string()),
-  search: v.optional(v.array(v.string())),
-  options: v.optional(v.array(v.string())),
+  domain: v.optional(resolvWord),
+  search: v.optional(v.array(resolvWord)),
+  options: v.optional(v.array(resolvWord)),
 });
 
 /**

@@ -86,6 +86,10 @@ export function ifnameProblem(name: string): string | undefined {
   if (Buffer.byteLength(name) > MAX_IFNAME_BYTES) return `is longer than ${MAX_IFNAME_BYTES} bytes`;
   if (name === '.' || name === '..') return 'must not be "." or ".."';
   if (/[/:\s]/u.test(name)) return 'must not contain "/", ":" or whitespace';
+  // Linux would take these, but the name is written into nftables rules and comments (as a
+  // quoted string, which nft cannot escape) and into logs: refused here, before anything is made.
+  // eslint-disable-next-line no-control-regex
+  if (/["\\\x00-\x1f\x7f]/.test(name)) return 'must not contain double quotes, backslashes or control characters';
   return undefined;
 }
 

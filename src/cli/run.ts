@@ -81,19 +81,31 @@ export async function buildSpec(args: string[]): Promise<RunSpec | 'help'> {
   const { isIP } = await import('../addr.js');
   const id = newSandboxId();
   const name = (values.name as string | undefined) ?? id.slice(0, 12);
-  if (!NAME_RE.test(name)) throw new UsageError(`invalid --name "${name}": use letters, digits, "_", "." and "-"`);
+  if (!NAME_RE.test(name)) throw new UsageError(`invalid --name ${JSON.stringify(name)}: use letters, digits, "_", "." and "-"`);
   const hostname = (values.hostname as string | undefined) ?? name;
   if (!/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})(\.[a-zA-Z0-9-]{1,63})*$/.test(hostname)) throw new UsageError(`invalid --hostname "${hostname}": not a host name`);
   const network = values.network as string;
   const ports = parsePortSpecs(many(values.publish));
   if (ports.length && (network === 'host' || network === 'none')) throw new UsageError(`invalid --publish: ports cannot be published with --network ${network}`);
+  const { dnsNameProblem } = await import('../dns/registry-build.js');
   const aliases = many(values['network-alias']);
-  for (const a of aliases) if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(a)) throw new UsageError(`invalid --network-alias "${a}": not a DNS name`);
+  for (const a of aliases) {
+    const problem = dnsNameProblem(a);
+    if (problem) throw new UsageError(`invalid --network-alias ${JSON.stringify(a)}: not a DNS name (it ${problem})`);
+  }
+  // Each becomes a "search" line of the sandbox's resolv.conf: a line break would add lines.
+  const dnsSearch = many(values['dns-search']);
+  for (const d of dnsSearch) {
+    const problem = dnsNameProblem(d);
+    if (problem) throw new UsageError(`invalid --dns-search ${JSON.stringify(d)}: not a domain name (it ${problem})`);
+  }
   const dns = many(values.dns);
   for (const d of dns) if (isIP(d) === 0) throw new UsageError(`invalid --dns "${d}": not an IP address`);
   const addHosts = many(values['add-host']).map((h) => {
     const parsed = parseAddHost(h);
-    if (!parsed || isIP(parsed.ip) === 0) throw new UsageError(`invalid --add-host "${h}": expected NAME:IP`);
+    if (!parsed || isIP(parsed.ip) === 0) throw new UsageError(`invalid --add-host ${JSON.stringify(h)}: expected NAME:IP`);
+    const problem = dnsNameProblem(parsed.name);
+    if (problem) throw new UsageError(`invalid --add-host ${JSON.stringify(h)}: the name ${problem}`);
     return parsed;
   });
   // docker's starting environment: PATH, HOSTNAME, TERM when there is a terminal, then -e.
@@ -105,7 +117,7 @@ export async function buildSpec(args: string[]): Promise<RunSpec | 'help'> {
       if (process.env[e] !== undefined) env[e] = process.env[e]!;
     } else Object.assign(env, keyValues('--env', [e]));
   }
-  return { id, network, name, hostname, aliases, ports, dns, dnsSearch: many(values['dns-search']), addHosts, env, detached: values.detach === true, command };
+  return { id, network, name, hostname, aliases, ports, dns, dnsSearch, addHosts, env, detached: values.detach === true, command };
 }
 
 /** Checks what needs the store before anything is made: the network exists, the name is free. */

@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { causeText } from '../errors.js';
 import { NftablesError } from '../kernel/errors.js';
-import { NftTransaction, SHOAL_TABLE, applyTransaction } from '../kernel/nftables.js';
+import { NftTransaction, SHOAL_TABLE, applyTransaction, checkComment } from '../kernel/nftables.js';
 import { runNft, type NftResult } from '../kernel/nftables-exec.js';
 import { parseAddress, parseCidr, stripAddress } from '../dns/ip.js';
 import type { RegistryNetwork } from '../dns/registry.js';
@@ -115,10 +115,26 @@ export class DnsFirewall {
     if (opts.force) this.applied = new Map([...this.applied.keys()].map((k) => [k, []]));
     const desired = new Map<string, string[]>();
     for (const n of networks) {
+      // A name that cannot be an owner comment (the plugins refuse those; a store written some
+      // other way may not) costs that network its rules, not every network's.
+      try {
+        checkComment(ownerOf(n.name));
+      } catch (err) {
+        if (!this.warned.has(`network ${n.name}`)) {
+          this.warned.add(`network ${n.name}`);
+          this.logger?.warn({ event: 'dns_firewall_network_skipped', network: n.name }, `DNS accept rules skipped for network ${JSON.stringify(n.name)}: ${(err as Error).message}`);
+        }
+        continue;
+      }
       const rules = dnsAcceptRules(n, this.port);
       if (rules.length) desired.set(n.name, rules);
     }
-    const tx = firewallTransaction(this.applied, desired);
+    let tx: NftTransaction | undefined;
+    try {
+      tx = firewallTransaction(this.applied, desired);
+    } catch (err) {
+      this.logger?.warn({ event: 'dns_firewall_failed', err }, `failed to build "${SHOAL_TABLE.family} ${SHOAL_TABLE.name}" DNS rules: ${(err as Error).message}`);
+    }
     if (tx) {
       try {
         this.apply(tx);

@@ -43,6 +43,8 @@ export function dnsNameProblem(name: string): string | undefined {
   if (name.length > 253) return 'is longer than 253 characters';
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) return 'may contain only letters, digits, "_", "-" and dots between labels';
   if (name.split('.').some((l) => l.length > 63)) return 'has a label longer than 63 characters';
+  // RFC 1123 host names; a leading "-" also reads as an option to tools given the name.
+  if (name.split('.').some((l) => l.startsWith('-'))) return 'has a label starting with "-"';
   return undefined;
 }
 
@@ -108,6 +110,20 @@ export function endpointAliases(runtimeConfig: Record<string, unknown> | undefin
 }
 
 /** The prevResult ips that belong to the container: no interface index, or one in a sandbox. */
+/** The aliases endpointAliases leaves out because they are no DNS names, with the reason. */
+export function refusedAliases(runtimeConfig: Record<string, unknown> | undefined, network: string): Array<{ alias: unknown; problem: string }> {
+  const all = runtimeConfig?.['aliases'];
+  if (typeof all !== 'object' || all === null) return [];
+  const mine = (all as Record<string, unknown>)[network];
+  if (!Array.isArray(mine)) return [];
+  const out: Array<{ alias: unknown; problem: string }> = [];
+  for (const a of mine) {
+    const problem = typeof a === 'string' ? dnsNameProblem(a) : 'is not a string';
+    if (problem) out.push({ alias: a, problem });
+  }
+  return out;
+}
+
 function containerIps(prev: CniResult): NonNullable<CniResult['ips']> {
   return (prev.ips ?? []).filter((ip) => {
     if (ip.interface === undefined) return true;

@@ -17,7 +17,7 @@ import type { CniResult } from '../../cni/types.js';
 import { openStateStore, resolveStateDir } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { parseUpstream } from './ip.js';
-import { buildEndpoint, buildNetwork, dnsNameProblem, EndpointInputError, mergeDnsResult, type DnsPluginConfig } from './registry-build.js';
+import { buildEndpoint, buildNetwork, dnsNameProblem, EndpointInputError, mergeDnsResult, refusedAliases, type DnsPluginConfig } from './registry-build.js';
 import { gcEndpoints, getEndpoint, getNetwork, registerEndpoint, unregisterEndpoint } from './registry.js';
 
 const hostName = v.pipe(v.string(), v.check((s) => dnsNameProblem(s) === undefined, 'is not a valid DNS name'));
@@ -76,6 +76,8 @@ export async function add(req: CniRequest): Promise<CniResult> {
   const network = asCniError(() => buildNetwork(req.config.name, conf, prevResult));
   await registerEndpoint(await store(conf.stateDir), network, endpoint);
   req.log.info({ name: endpoint.name, aliases: endpoint.aliases, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6 }, 'registered DNS endpoint');
+  // Not fatal (the runtime chose them, the container works without them), but not silent.
+  for (const r of refusedAliases(req.config.runtimeConfig, req.config.name)) req.log.warn({ alias: r.alias, problem: r.problem }, 'DNS alias not registered: not a DNS name');
   return mergeDnsResult(prevResult, network);
 }
 

@@ -10,6 +10,7 @@ import { conflistFileName, renderConflist, validateOptions, type Conflist } from
 import { bridgeNameFor, DRIVERS, getNetwork, listNetworks, NAME_RE, networkId, networkKey, NetworkError, type Driver, type NetworkRecord } from './model.js';
 import { buildSubnetSpecs, firstOverlap, pickFreeSubnet, SubnetInputError } from './subnet.js';
 import { parseCidr } from '../ipam/address.js';
+import { dnsNameProblem } from '../dns/registry-build.js';
 
 export const DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d';
 
@@ -53,14 +54,16 @@ function parseAddHost(spec: string): { name: string; ip: string } {
   const name = spec.slice(0, i);
   const ip = spec.slice(i + 1);
   if (i <= 0 || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name) || !parseCidr(`${ip}/0`)) {
-    throw new CreateInputError(`invalid --add-host "${spec}": expected NAME:IP`);
+    throw new CreateInputError(`invalid --add-host ${JSON.stringify(spec)}: expected NAME:IP`);
   }
+  const problem = dnsNameProblem(name);
+  if (problem) throw new CreateInputError(`invalid --add-host ${JSON.stringify(spec)}: the name ${problem}`);
   return { name, ip };
 }
 
 /** Builds the record for `input`, or throws CreateInputError; touches nothing. */
 export async function planNetwork(store: Store, input: CreateInput, hostRoutes: TakenRanges): Promise<NetworkRecord> {
-  if (!NAME_RE.test(input.name)) throw new CreateInputError(`invalid network name "${input.name}": use letters, digits, "_", "." and "-" (at most 63, starting with a letter or digit)`);
+  if (!NAME_RE.test(input.name)) throw new CreateInputError(`invalid network name ${JSON.stringify(input.name)}: use letters, digits, "_", "." and "-" (at most 63, starting with a letter or digit)`);
   if (['host', 'none', 'bridge'].includes(input.name)) throw new CreateInputError(`invalid network name "${input.name}": reserved`);
   if (!DRIVERS.includes(input.driver as Driver)) throw new CreateInputError(`invalid --driver "${input.driver}": one of ${DRIVERS.join(', ')}`);
   const driver = input.driver as Driver;
@@ -70,7 +73,10 @@ export async function planNetwork(store: Store, input: CreateInput, hostRoutes: 
     throw new CreateInputError((err as Error).message);
   }
   for (const d of input.dns) if (!parseCidr(`${d}/0`)) throw new CreateInputError(`invalid --dns "${d}": not an IP address`);
-  for (const d of input.dnsSearch) if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(d)) throw new CreateInputError(`invalid --dns-search "${d}": not a domain name`);
+  for (const d of input.dnsSearch) {
+    const problem = dnsNameProblem(d);
+    if (problem) throw new CreateInputError(`invalid --dns-search ${JSON.stringify(d)}: not a domain name (it ${problem})`);
+  }
   const hosts = input.addHosts.map(parseAddHost);
   if (await getNetwork(store, input.name)) throw new CreateInputError(`network "${input.name}" already exists`);
   const confFile = path.join(path.resolve(input.confDir), conflistFileName(input.name));

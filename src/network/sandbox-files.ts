@@ -4,6 +4,7 @@
  * --dns overrides it, hosts with the sandbox's own addresses and --add-host entries, hostname.
  * Pure text rendering, unit-tested; the caller writes the files.
  */
+import { dnsNameProblem } from '../dns/registry-build.js';
 
 export interface SandboxFilesInput {
   hostname: string;
@@ -47,6 +48,11 @@ export function renderResolvConf(i: SandboxFilesInput): string {
     if (!i.hostNetwork) servers = servers.filter((s) => !s.startsWith('127.') && s !== '::1');
     if (!search.length) search = hostSearch(i.hostResolvConf);
   }
+  // A plugin's result (or the host file) is not trusted to be one word per entry: a space or a
+  // line break inside an entry would add words or whole lines (a second nameserver).
+  search = search.filter((d) => dnsNameProblem(d.replace(/\.$/, '')) === undefined);
+  // eslint-disable-next-line no-control-regex
+  servers = servers.filter((s) => /^[^\s\x00-\x1f\x7f]+$/.test(s));
   const lines = ['# written by shoal run'];
   if (search.length) lines.push(`search ${search.join(' ')}`);
   for (const s of servers) lines.push(`nameserver ${s}`);
