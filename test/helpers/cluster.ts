@@ -387,3 +387,22 @@ export class TestCluster {
     rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Polls `fn` until it returns a value. Errors count as "not yet" (a read may fail while etcd
+ * elects a new leader after a cut); the last one is reported on timeout.
+ */
+export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

@@ -18,31 +18,11 @@ import { KernelObjects, hostLinkExists, ipJson, ipQuiet, waitNoLeftovers } from 
 import { uniqueName } from '../helpers/names.js';
 import { NftTransaction, SHOAL_TABLE, applyTransaction } from '../../src/kernel/nftables.js';
 import { execCni, privateBundles, shoalRulesOwnedBy, type CniRun } from '../e2e/helpers/cni-exec.js';
+import { HOSTILE, INJECT, INJECT_TABLE } from '../helpers/hostile.js';
 
 const PREFIX = 'hstl';
 const objects = new KernelObjects(PREFIX);
-const INJECT = '"; add rule inet shoal l2_forward accept; #';
-const INJECT_TABLE = 'x"\nadd table inet shoalpwn\nadd chain inet shoalpwn c { type filter hook input priority 0; policy drop; }\n#';
 
-/** Hostile strings; NUL cannot be carried in an environment variable, so env cases skip it. */
-const HOSTILE: Array<[string, string]> = [
-  ['double quote', 'a"b'],
-  ['rule injection', INJECT],
-  ['table injection', INJECT_TABLE],
-  ['newline', 'a\nb'],
-  ['carriage return', 'a\rb'],
-  ['backslash', 'a\\b'],
-  ['dollar', 'a$b'],
-  ['braces', 'a{b}'],
-  ['semicolon', 'a;b'],
-  ['NUL', 'a\0b'],
-  ['300 characters', 'a'.repeat(300)],
-  ['64-character label', `${'a'.repeat(64)}.x`],
-  ['e acute', 'caf\u00e9'],
-  ['emoji', 'a\u{1F600}'],
-  ['RTL', '\u05e9\u05dc\u05d5\u05dd'],
-  ['leading dash', '-rf'],
-];
 const ENV_HOSTILE = HOSTILE.filter(([w]) => w !== 'NUL');
 /** Interface names Linux and Shoal take (at most 15 bytes, no quote, backslash or control). */
 const IFNAME_OK = ['dollar', 'braces', 'semicolon', 'e acute', 'emoji', 'RTL', 'leading dash'];

@@ -5,7 +5,7 @@
  * back with etcdctl, a path that does not go through the code under test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, type ClusterNode } from '../helpers/cluster.js';
+import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { AgentError, StoreAgent, type AgentEvent } from '../helpers/store-agent.js';
 
 interface KV {
@@ -35,20 +35,6 @@ function etcdKeys(prefix = '/shoal/v1/'): Map<string, string> {
   return out;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
 async function metric(agent: StoreAgent, op: string, result: string): Promise<number> {
   const text = await agent.call<string>('metrics');

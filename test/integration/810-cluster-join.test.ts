@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, type ClusterNode } from '../helpers/cluster.js';
+import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { api, DIST, metricValue, REPO, startDaemon, tempDirs, type DaemonProc } from './daemon-helpers.js';
 
 const TTL_S = 2;
@@ -19,24 +19,6 @@ const daemons = new Map<ClusterNode, DaemonProc>();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Polls `fn` until it returns a value. Errors count as "not yet" (a read may fail while etcd
- * elects a new leader after a cut); the last one is reported on timeout.
- */
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
 function startNodeDaemon(node: ClusterNode, extra: string[] = []): Promise<DaemonProc> {
   return startDaemon({

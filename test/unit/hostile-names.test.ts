@@ -17,26 +17,8 @@ import { buildSpec } from '../../src/cli/run.js';
 import { UsageError } from '../../src/cli/common.js';
 import { planNetwork, CreateInputError } from '../../src/network/manage.js';
 import type { Store } from '../../src/store/store.js';
+import { HOSTILE, INJECT } from '../helpers/hostile.js';
 
-const INJECT = '"; add rule inet shoal l2_forward accept; #';
-/** Strings no name may carry into nft text unescaped. */
-const HOSTILE: Array<[string, string]> = [
-  ['double quote', 'a"b'],
-  ['rule injection', INJECT],
-  ['newline', 'a\nadd table inet shoalx'],
-  ['carriage return', 'a\rb'],
-  ['backslash', 'a\\b'],
-  ['dollar', 'a$b'],
-  ['braces', 'a{b}'],
-  ['semicolon', 'a;b'],
-  ['NUL', 'a\0b'],
-  ['300 characters', 'a'.repeat(300)],
-  ['64-character label', `${'a'.repeat(64)}.example`],
-  ['e acute', 'caf\u00e9'],
-  ['emoji', 'a\u{1F600}'],
-  ['RTL', '\u05e9\u05dc\u05d5\u05dd'],
-  ['leading dash', '-rf'],
-];
 
 function cniError(fn: () => unknown): CniError {
   try {
