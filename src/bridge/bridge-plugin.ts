@@ -27,7 +27,8 @@ import { attachmentOwner, hostVethName } from './names.js';
 import { containerMac } from './mac.js';
 import { refuseVlan } from './vlan.js';
 import { collectStaleRules } from './gc.js';
-import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded, throwFirst } from './embedded.js';
+import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded } from './embedded.js';
+import { throwFirst } from '../../cni/chain.js';
 
 /** Index of the container interface in the result: [bridge, host veth, container]. */
 const CONTAINER_INDEX = 2;

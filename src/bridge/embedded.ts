@@ -150,4 +150,3 @@ export async function gcEmbedded(req: CniRequest, sections: Sections): Promise<v
   throwFirst(await chainGc(links(req, sections)));
 }
 
-export { throwFirst };

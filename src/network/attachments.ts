@@ -86,45 +86,31 @@ export async function listAttachments(store: Store, net: NetworkRecord): Promise
     return a;
   };
 
-  const ipamPrefix = attachmentPrefix(net.name);
-  for (const kv of await store.list(ipamPrefix)) {
-    const ref = splitRef(ipamPrefix, kv.key);
-    const a = entry(ref, kv.key.slice(ipamPrefix.length));
-    if (!ref) noteProblem(a, recordProblem(kv.key, 'has a key that is not <container id>/<ifname>'));
-    let rec: unknown;
-    try {
-      rec = JSON.parse(kv.value);
-    } catch (err) {
-      noteProblem(a, recordProblem(kv.key, `is not valid JSON: ${(err as Error).message}`));
-      continue;
+  /** The records under `prefix` that pass `problemOf`, each with its attachment; bad ones are noted on it. */
+  async function* validRecords(prefix: string, problemOf: (value: unknown) => string | undefined) {
+    for (const kv of await store.list(prefix)) {
+      const ref = splitRef(prefix, kv.key);
+      const a = entry(ref, kv.key.slice(prefix.length));
+      if (!ref) noteProblem(a, recordProblem(kv.key, 'has a key that is not <container id>/<ifname>'));
+      let value: unknown;
+      try {
+        value = JSON.parse(kv.value);
+      } catch (err) {
+        noteProblem(a, recordProblem(kv.key, `is not valid JSON: ${(err as Error).message}`));
+        continue;
+      }
+      const problem = problemOf(value);
+      if (problem) noteProblem(a, recordProblem(kv.key, problem));
+      else yield { a, value };
     }
-    const problem = attachmentRecordProblem(rec);
-    if (problem) {
-      noteProblem(a, recordProblem(kv.key, problem));
-      continue;
-    }
-    a.addresses = (rec as AttachmentRecord).addresses.map((k) => withPrefix(net, formatAddress(addressFromKey(k))));
   }
 
-  const dnsPrefix = networkEndpointsPrefix(net.name);
-  for (const kv of await store.list(dnsPrefix)) {
-    const ref = splitRef(dnsPrefix, kv.key);
-    // An endpoint without an IPAM record (a chain with another IPAM) still counts as attached.
-    const a = entry(ref, kv.key.slice(dnsPrefix.length));
-    if (!ref) noteProblem(a, recordProblem(kv.key, 'has a key that is not <container id>/<ifname>'));
-    let ep: unknown;
-    try {
-      ep = JSON.parse(kv.value);
-    } catch (err) {
-      noteProblem(a, recordProblem(kv.key, `is not valid JSON: ${(err as Error).message}`));
-      continue;
-    }
-    const problem = endpointRecordProblem(ep);
-    if (problem) {
-      noteProblem(a, recordProblem(kv.key, problem));
-      continue;
-    }
-    const e = ep as { name?: string; ipv4?: string[]; ipv6?: string[] };
+  for await (const { a, value } of validRecords(attachmentPrefix(net.name), attachmentRecordProblem)) {
+    a.addresses = (value as AttachmentRecord).addresses.map((k) => withPrefix(net, formatAddress(addressFromKey(k))));
+  }
+  // An endpoint without an IPAM record (a chain with another IPAM) still counts as attached.
+  for await (const { a, value } of validRecords(networkEndpointsPrefix(net.name), endpointRecordProblem)) {
+    const e = value as { name?: string; ipv4?: string[]; ipv6?: string[] };
     if (e.name !== undefined) a.name = e.name;
     if (!a.addresses.length) a.addresses = [...(e.ipv4 ?? []), ...(e.ipv6 ?? [])].map((ip) => withPrefix(net, ip));
   }

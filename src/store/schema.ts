@@ -32,8 +32,14 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * when many CNI processes open a fresh database at once exactly one of them migrates.
  * Returns the version found, for the caller's error message when it is too new.
  */
+/** `PRAGMA name` read as a single value. */
+export function pragmaValue(db: DatabaseSync, name: string): unknown {
+  const row = db.prepare(`PRAGMA ${name}`).get() as Record<string, unknown> | undefined;
+  return row === undefined ? undefined : Object.values(row)[0];
+}
+
 function userVersion(db: DatabaseSync): number {
-  return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  return pragmaValue(db, 'user_version') as number;
 }
 
 export function migrate(db: DatabaseSync): number {

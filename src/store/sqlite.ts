@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { StoreBusyError, StoreError, StoreSchemaError } from './errors.js';
-import { migrate, SCHEMA_VERSION } from './schema.js';
+import { migrate, pragmaValue, SCHEMA_VERSION } from './schema.js';
 import { prefixEnd } from './store.js';
 import type { CasExpectation, KeyValue, ListOptions, Store, Txn } from './store.js';
 
@@ -36,11 +36,6 @@ function isBusy(err: unknown): boolean {
   return (code & 0xff) === SQLITE_BUSY || (code & 0xff) === SQLITE_LOCKED;
 }
 
-/** `PRAGMA name` read as a single value. */
-export function pragmaValue(db: DatabaseSync, name: string): unknown {
-  const row = db.prepare(`PRAGMA ${name}`).get() as Record<string, unknown> | undefined;
-  return row === undefined ? undefined : Object.values(row)[0];
-}
 
 /**
  * The embedded store: one SQLite file, WAL mode (readers never block the writer), and every

@@ -156,6 +156,8 @@ describe('refused at the edge, nothing changed', () => {
   });
 
   it.each(HOSTILE.filter(([w]) => !IFNAME_OK.includes(w)))('bridge with %s: code 7, field "bridge"', async (_w, b) => {
+    // Removed in teardown should the refusal ever regress into a bridge (a name the kernel could take).
+    if (!b.includes('\0') && Buffer.byteLength(b) <= 15) objects.trackLink(b);
     await refused(cni('ADD', config({ bridge: b }), { netns: objects.netns().path }), [7], /field "bridge"/);
   });
 
