@@ -4,14 +4,14 @@
  * it); the gateway address is added the same way. The bridge is never deleted by DEL, as in the
  * reference plugin: other containers may still be on it.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
-import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
+import { LinkExistsError, NetlinkError, SysctlError } from '../kernel/errors.js';
 import { createLink, findLink, getLink, linkMacIsSet, setLinkGroup, setLinkMac, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
 import type { IpPrefix } from '../addr.js';
 import { afOf } from '../kernel/netlink/inet.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import { writeSysctl } from '../kernel/sysctl.js';
+import { interfaceSysctlKey, sysctlPath, writeSysctl } from '../kernel/sysctl.js';
 import { LinkConflictError } from './errors.js';
 import { SHOAL_BRIDGE_GROUP } from './firewall.js';
 import { bridgeMac } from './mac.js';
@@ -34,6 +34,7 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
   if (!link) {
     try {
       link = createLink(host, { kind: 'bridge', name: o.name, mtu: o.mtu, mac: bridgeMac(o.name), up: true });
+      skipLinkLocalDad(host, o.name);
     } catch (err) {
       if (!(err instanceof LinkExistsError)) throw err;
       link = getLink(host, o.name);
@@ -56,6 +57,22 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
     }
   }
   return link;
+}
+
+/**
+ * The bridge's fe80:: address appears when its first port brings carrier, and stays tentative
+ * for the 1-2 s of duplicate address detection. Meanwhile the kernel has no source for the
+ * neighbour solicitations of routed or DNATed IPv6 traffic (from another interface, a published
+ * port on a host address): the first packets to a new container waited 1-2 s. Nothing else can
+ * own a link-local address on a bridge Shoal just made, so DAD is off before carrier comes.
+ * Without IPv6 (the conf directory is missing) there is nothing to do.
+ */
+function skipLinkLocalDad(host: Rtnl, name: string): void {
+  try {
+    writeSysctl(interfaceSysctlKey('ipv6', name, 'accept_dad'), '0', { netns: host.netns });
+  } catch (err) {
+    if (!(err instanceof SysctlError) || existsSync(sysctlPath(['net', 'ipv6']))) throw err;
+  }
 }
 
 /**

@@ -5,10 +5,12 @@
  * order: no reply may be lost and the bridge's MAC may not change. Also: an address released
  * and handed to a new container is reachable at once by a neighbour that talked to the previous
  * holder, and a bridge made without a MAC of its own (an older build) is pinned on the next ADD
- * without a lost reply.
+ * without a lost reply. And the first IPv6 packets routed to a container on a brand-new bridge
+ * do not wait for the bridge's link-local address to finish duplicate address detection.
  *
- * Subnets 10.212.x.0/24 and 10.213.x.0/29 are this file's alone.
+ * Subnets 10.212.x.0/24, 10.213.x.0/29 and fd12:120::/32 are this file's alone.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -235,5 +237,28 @@ describe('120 a container keeps its gateway while neighbours come and go', () =>
     const report = await watch.stop();
     expect(report.ping.lost, `seed ${seed}`).toEqual([]);
     expect(report.ping.sent).toBeGreaterThan(5);
+  }, 60_000);
+
+  it('IPv6 from another host interface reaches a container on a brand-new bridge at once (no wait for link-local DAD)', async () => {
+    const x = Math.floor(Math.random() * 0xffff).toString(16);
+    const net = network(`10.212.0.0/24`, `10.212.0.1`, {
+      ipam: { type: 'shoal-ipam', subnet: `fd12:120:${x}::/64`, gateway: `fd12:120:${x}::1`, stateDir, routes: [{ dst: '::/0' }] },
+    });
+    // A source address on another host link, as routed or DNATed traffic has: the bridge must
+    // solicit the container's MAC from its own link-local address, which a new bridge had not
+    // finished checking for 1-2 s.
+    const [other, otherPeer] = [objects.linkName(), objects.linkName()];
+    expect(ipQuiet(['link', 'add', other, 'type', 'veth', 'peer', 'name', otherPeer])).toBe(true);
+    expect(ipQuiet(['addr', 'add', `fd12:120:${x}:1::1/64`, 'dev', other, 'nodad'])).toBe(true);
+    expect(ipQuiet(['link', 'set', other, 'up'])).toBe(true);
+    const ctr = objects.netns();
+    const r = await cni('ADD', net.config, uniqueName('v6'), ctr.path);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const address = ipOf(r);
+    const out = spawnSync('ping', ['-6', '-n', '-c1', '-W3', '-I', `fd12:120:${x}:1::1`, address], { encoding: 'utf8' });
+    const rtt = Number(/time=([\d.]+) ms/.exec(out.stdout)?.[1] ?? Number.NaN);
+    expect(out.status, out.stdout + out.stderr).toBe(0);
+    expect(rtt, 'first reply in ms (a bridge still checking its fe80:: took 1000-2000)').toBeLessThan(500);
+    expect(readFileSync(`/proc/sys/net/ipv6/conf/${net.bridge}/accept_dad`, 'latin1').trim()).toBe('0');
   }, 60_000);
 });

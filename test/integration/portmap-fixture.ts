@@ -50,6 +50,9 @@ export class Topology {
   network(a: number, b: number): Net {
     const bridge = this.objects.linkName();
     sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    // As shoal-bridge does (bridge-device.ts): without it, v6 DNATed from a host address waits
+    // 1-2 s for the bridge's fe80:: to pass DAD, longer than a probe's patience.
+    fs.writeFileSync(`/proc/sys/net/ipv6/conf/${bridge}/accept_dad`, '0');
     sh('ip', ['addr', 'add', `10.${a}.${b}.1/24`, 'dev', bridge]);
     sh('ip', ['addr', 'add', `fd23:${a}:${b}::1/64`, 'dev', bridge, 'nodad']);
     sh('ip', ['link', 'set', bridge, 'up']);
