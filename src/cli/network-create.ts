@@ -10,8 +10,13 @@ plugin (shoal-bridge running address allocation, published ports and DNS registr
 process); macvlan/ipvlan chain shoal-portmap and shoal-dns after the main plugin. Without --subnet a free private subnet is picked that overlaps neither
 the host's routes nor other Shoal networks.
 
+An overlay network (--driver overlay) spans the nodes of a cluster: the local daemon (started
+with --store etcd://...) records it in etcd with a cluster-unique VNI, and every node's daemon
+writes its conflist (shoal-vxlan). Without --subnet a free /16 is picked (each node leases /26
+blocks of it).
+
 Options:
-  -d, --driver DRIVER      bridge (default), macvlan or ipvlan
+  -d, --driver DRIVER      bridge (default), macvlan, ipvlan or overlay
       --subnet CIDR        subnet (repeatable: one IPv4 and one IPv6)
       --ip-range CIDR      allocate container addresses from this sub-range
       --gateway IP         gateway of the subnet it falls in
@@ -19,7 +24,9 @@ Options:
       --internal           no masquerade, no route off the host
       --attachable         accepted for docker compatibility (every network is)
   -o, --opt K=V            driver options: bridge: bridge, mtu, isolate (true|false|strict),
-                           ipMasq, hairpinMode, macspoofchk; macvlan/ipvlan: parent, mode, mtu
+                           ipMasq, hairpinMode, macspoofchk; macvlan/ipvlan: parent, mode, mtu;
+                           overlay: vni, mtu
+      --mtu N              overlay: MTU (default: the underlay's minus 50)
       --dns IP             upstream resolver for names the network does not know (repeatable)
       --dns-search DOMAIN  search domain handed to containers (first one: the DNS domain)
       --add-host NAME:IP   a name the network's DNS answers (repeatable)
@@ -40,6 +47,7 @@ export async function create(args: string[]): Promise<number> {
     'dns-search': { type: 'string', multiple: true },
     'add-host': { type: 'string', multiple: true },
     'cni-conf-dir': { type: 'string', default: cniConfDir() },
+    mtu: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(CREATE_HELP);
@@ -62,6 +70,14 @@ export async function create(args: string[]): Promise<number> {
     confDir: values['cni-conf-dir'] as string,
     stateDir: stateDir(),
   };
+  if (input.driver === 'overlay') {
+    const options = { ...input.options, ...(values.mtu !== undefined ? { mtu: values.mtu as string } : {}) };
+    const { daemonCall } = await import('./node.js');
+    const net = (await daemonCall('POST', '/v1/networks', { ...input, options })) as { name: string };
+    process.stdout.write(`${net.name}\n`);
+    return 0;
+  }
+  if (values.mtu !== undefined) throw new UsageError('--mtu is for --driver overlay; bridge networks take -o mtu=N');
   const { planNetwork, createNetwork } = await import('../network/manage.js');
   const { hostRoutes } = await import('../network/host-routes.js');
   const store = await openStore();

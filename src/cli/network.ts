@@ -118,6 +118,12 @@ async function inspect(args: string[]): Promise<number> {
 
 /** Removes a network (src/network/remove.ts) with the CLI's plugin dir and state dir. */
 async function removeNetwork(store: Store, net: NetworkRecord, force: boolean): Promise<void> {
+  if (net.driver === 'overlay') {
+    // A cluster network: removed from etcd by the daemon, then by every node's daemon here.
+    const { daemonCall } = await import('./node.js');
+    await daemonCall('DELETE', `/v1/networks?name=${encodeURIComponent(net.name)}`);
+    return;
+  }
   const { removeNetwork: remove } = await import('../network/remove.js');
   await remove(store, net, force, await chainOptions(), (problems) => warnUnreadable('network rm', problems));
 }
@@ -145,6 +151,8 @@ async function prune(args: string[]): Promise<number> {
   const { listAttachments, attachmentProblems } = await import('../network/attachments.js');
   const store = await openStore();
   for (const net of await listNetworks(store)) {
+    // A cluster network is the cluster's: removing it because this node has no container on it would take it from every node.
+    if (net.driver === 'overlay') continue;
     const attached = await listAttachments(store, net);
     warnUnreadable('network prune', attachmentProblems(net, attached));
     if (attached.length) continue;

@@ -31,10 +31,12 @@ interface NodeRow {
   self: boolean;
 }
 
-/** GET on the daemon's control socket; CliError (exit 1) when no daemon answers there. */
-export function daemonGet(urlPath: string, socketPath = path.join(runDir(), 'shoald.sock')): Promise<{ status: number; body: unknown }> {
+/** A request on the daemon's control socket; CliError (exit 1) when no daemon answers there. */
+export function daemonRequest(method: string, urlPath: string, body?: unknown, socketPath = path.join(runDir(), 'shoald.sock')): Promise<{ status: number; body: unknown }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path: urlPath, method: 'GET', timeout: 10_000 }, (res) => {
+    const headers: Record<string, string | number> = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const req = http.request({ socketPath, path: urlPath, method, headers, timeout: 30_000 }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => {
@@ -45,13 +47,24 @@ export function daemonGet(urlPath: string, socketPath = path.join(runDir(), 'sho
         }
       });
     });
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
     req.on('error', (err: NodeJS.ErrnoException) => {
       const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no daemon is running there' : err.message;
       reject(new CliError(`failed to reach the daemon at "${socketPath}": ${why} (start "shoal daemon --store etcd://..." to join a cluster)`));
     });
-    req.end();
+    req.end(payload);
   });
+}
+
+export function daemonGet(urlPath: string, socketPath?: string): Promise<{ status: number; body: unknown }> {
+  return daemonRequest('GET', urlPath, undefined, socketPath);
+}
+
+/** The daemon's answer, or CliError with the error it gave. */
+export async function daemonCall(method: string, urlPath: string, body?: unknown): Promise<unknown> {
+  const res = await daemonRequest(method, urlPath, body);
+  if (res.status !== 200) throw new CliError((res.body as { error?: string } | undefined)?.error ?? `HTTP ${res.status}`);
+  return res.body;
 }
 
 export function formatAge(seconds: number): string {

@@ -98,6 +98,7 @@ export class ClusterSession {
   private counting: Promise<void> | undefined;
   private countAgain = false;
   private readyCount = 0;
+  private readonly changeListeners = new Set<() => void>();
 
   private constructor(store: ClusterStore, opts: ClusterSessionOptions) {
     this.store = store;
@@ -127,7 +128,7 @@ export class ClusterSession {
     try {
       session.setRecord();
       const id = await session.lease.grant();
-      const watch = store.watch(() => session.recount(), {
+      const watch = store.watch(() => session.changed(), {
         onError: (err) => opts.logger.warn({ event: 'cluster_watch_error', err: err.message }, 'the cluster watch failed; retrying'),
       });
       session.stopWatch = watch;
@@ -148,6 +149,16 @@ export class ClusterSession {
 
   get node(): string {
     return this.opts.node;
+  }
+
+  /** Calls `listener` after every change etcd reports under the cluster's prefix. */
+  onChange(listener: () => void): void {
+    this.changeListeners.add(listener);
+  }
+
+  private changed(): void {
+    void this.recount();
+    for (const l of this.changeListeners) l();
   }
 
   /** Puts the node's record into the lease's keys (written by the next grant; now, if alive). */

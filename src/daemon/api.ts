@@ -7,6 +7,9 @@
  *   GET  /v1/endpoints  registered endpoints (?network=<name> filters)
  *   GET  /v1/nodes      the cluster's nodes (409 when the daemon has not joined a cluster)
  *   POST /v1/reload     same as SIGHUP; answers with the status after the reload
+ *   POST /v1/networks   create an overlay network in the cluster (body: OverlayCreateInput)
+ *   DELETE /v1/networks?name=N  remove an overlay network from the cluster
+ *   POST /v1/blocks     a new address block of an overlay for this node (body: {network, family}; shoal-ipam)
  */
 import { chmodSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
@@ -30,14 +33,48 @@ export interface ApiHandlers {
   endpoints(network?: string): Promise<unknown> | unknown;
   nodes(): Promise<unknown> | unknown;
   reload(): Promise<unknown>;
+  createNetwork(body: unknown): Promise<unknown>;
+  removeNetwork(name: string): Promise<unknown>;
+  claimBlock(body: unknown): Promise<unknown>;
 }
 
-type Route = (url: URL) => Promise<unknown> | unknown;
+type Route = (url: URL, body: unknown) => Promise<unknown> | unknown;
+
+/** Request bodies are small JSON documents; anything larger is refused. */
+const MAX_BODY = 64 * 1024;
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => {
+      text += d;
+      if (text.length > MAX_BODY) {
+        reject(new ApiError(413, `request body larger than ${MAX_BODY} bytes`));
+        req.destroy();
+      }
+    });
+    req.on('end', () => {
+      if (text.trim() === '') return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new ApiError(400, 'request body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
 
 export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logger): Promise<http.Server> {
   const routes: Record<string, Record<string, Route>> = {
     '/v1/status': { GET: () => h.status() },
-    '/v1/networks': { GET: () => h.networks() },
+    '/v1/networks': {
+      GET: () => h.networks(),
+      POST: (_url, body) => h.createNetwork(body),
+      DELETE: (url) => h.removeNetwork(url.searchParams.get('name') ?? ''),
+    },
+    '/v1/blocks': { POST: (_url, body) => h.claimBlock(body) },
     '/v1/endpoints': { GET: (url) => h.endpoints(url.searchParams.get('network') ?? undefined) },
     '/v1/nodes': { GET: () => h.nodes() },
     '/v1/reload': { POST: () => h.reload() },
@@ -50,10 +87,8 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
     if (!methods) return send(404, { error: `no such endpoint "${url.pathname}"` });
     const route = methods[req.method ?? 'GET'];
     if (!route) return send(405, { error: `method ${req.method} not allowed on "${url.pathname}"` }, { allow: Object.keys(methods).join(', ') });
-    // The body of POST /v1/reload is ignored; drain it so the connection can be reused.
-    req.resume();
-    Promise.resolve()
-      .then(() => route(url))
+    readBody(req)
+      .then((body) => route(url, body))
       .then(
         (body) => send(200, body),
         (err: unknown) => {

@@ -22,6 +22,8 @@ import { warmThreadpool } from '../kernel/netns.js';
 import { closeStateStores, openStateStore, STORE_FILE_NAME } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { ClusterSession, NodeInfo } from '../cluster/session.js';
+import type { ClusterOverlay } from '../cluster/overlay.js';
+import { clusterApiError } from './cluster-api.js';
 import { ApiError, startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
@@ -73,6 +75,7 @@ export class Daemon {
   private again: { force: boolean; checkConflicts: boolean } | undefined;
   private lastSync: { at: string; revision: number; durationMs: number; reason: string } | undefined;
   private cluster: ClusterSession | undefined;
+  private overlay: ClusterOverlay | undefined;
   private stopping = false;
   private pidFileHeld = false;
   private readonly startedAt = Date.now();
@@ -121,6 +124,23 @@ export class Daemon {
           registry: this.registry,
           logger: this.logger,
         });
+        const { ClusterOverlay } = await import('../cluster/overlay.js');
+        const { hostRoutes } = await import('../network/host-routes.js');
+        const { cniConfDir } = await import('../network/manage.js');
+        this.overlay = new ClusterOverlay({
+          session: this.cluster,
+          local: store,
+          advertiseAddr: c.advertiseAddr,
+          stateDir: this.opts.stateDir,
+          confDir: cniConfDir(),
+          daemonSocket: this.opts.socket,
+          blockGraceSeconds: c.blockGraceSeconds,
+          registry: this.registry,
+          logger: this.logger,
+          onChange: () => void this.requestSync('cluster'),
+          hostRoutes,
+        });
+        await this.overlay.start();
       }
       await this.requestSync('start', { checkConflicts: true });
       if (this.opts.metrics) this.metricsServer = await startMetricsServer(this.registry, this.opts.metrics, this.logger);
@@ -135,6 +155,14 @@ export class Daemon {
             await this.reload('api');
             return this.status();
           },
+          createNetwork: (body) => this.withOverlay((o) => o.createNetwork(body as Parameters<ClusterOverlay['createNetwork']>[0])),
+          removeNetwork: (name) => this.withOverlay(async (o) => (await o.removeNetwork(name), { removed: name })),
+          claimBlock: (body) =>
+            this.withOverlay(async (o) => {
+              const b = (body ?? {}) as { network?: unknown; family?: unknown };
+              if (typeof b.network !== 'string' || (b.family !== 4 && b.family !== 6)) throw new ApiError(400, 'body must be {"network": NAME, "family": 4 or 6}');
+              return { cidr: await o.claimBlock(b.network, b.family) };
+            }),
         },
         this.logger,
       );
@@ -191,7 +219,9 @@ export class Daemon {
     if (!store || !dns || !this.listeners) return;
     const t0 = performance.now();
     const revision = await store.revision();
-    const contents = await loadRegistry(store);
+    const local = await loadRegistry(store);
+    // In a cluster: this node's overlay endpoints published, the other nodes' added.
+    const contents = this.overlay ? await this.overlay.apply(local) : local;
     for (const c of registryChanges(this.contents, contents)) {
       const { record, ...fields } = c;
       this.logger.info({ ...fields, record }, c.event.replace(/_/g, ' '));
@@ -220,7 +250,7 @@ export class Daemon {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       store: this.opts.store,
-      cluster: this.cluster?.status() ?? null,
+      cluster: this.cluster ? { ...this.cluster.status(), overlay: this.overlay?.status() ?? null } : null,
       dnsPort: this.opts.dnsPort,
       metrics: this.opts.metrics ? `${this.opts.metrics.host}:${this.opts.metrics.port}` : null,
       listeners: [...(this.listeners?.active ?? [])].sort(),
@@ -231,6 +261,16 @@ export class Daemon {
       firewall: this.firewall ? { enabled: true, networks: this.firewall.networks } : { enabled: false },
       lastSync: this.lastSync ?? null,
     };
+  }
+
+  /** Runs a cluster request, or answers 409 without a cluster; cluster errors become their API status. */
+  private async withOverlay<T>(fn: (o: ClusterOverlay) => Promise<T>): Promise<T> {
+    if (!this.overlay) throw new ApiError(409, 'this daemon has not joined a cluster (it was started without --store etcd://...): overlay networks need one');
+    try {
+      return await fn(this.overlay);
+    } catch (err) {
+      throw clusterApiError(err);
+    }
   }
 
   /** GET /v1/nodes: the cluster's nodes, read from etcd now. */
@@ -271,6 +311,7 @@ export class Daemon {
     await this.proxies?.closeAll();
     await this.dns?.close();
     this.firewall?.clear();
+    this.overlay?.close();
     // Revoke the node lease: the node leaves nodes/ at once, not a TTL later.
     await this.cluster?.close();
     if (this.store) {

@@ -12,6 +12,8 @@ import { resolveStateDir, STORE_FILE_NAME } from '../store/open.js';
 export const DEFAULT_RUN_DIR = '/run/shoal';
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9590';
 export const DEFAULT_NODE_TTL_SECONDS = 10;
+/** A dead node's blocks: long enough for a daemon restart or a short partition to keep them (DESIGN §7). */
+export const DEFAULT_BLOCK_GRACE_SECONDS = 300;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type DaemonLogLevel = (typeof LOG_LEVELS)[number];
 
@@ -32,6 +34,8 @@ export interface ClusterSpec {
   node: string;
   advertiseAddr: string | undefined;
   nodeTtlSeconds: number;
+  /** How long a dead node's address blocks stay reserved before other nodes may claim them. */
+  blockGraceSeconds: number;
 }
 
 export interface DaemonOptions {
@@ -81,6 +85,8 @@ Options:
   --advertise-addr IP        this node's address for other nodes (default: the source address
                              of the default route; etcd only)
   --node-ttl SECONDS         TTL of the node lease (default ${DEFAULT_NODE_TTL_SECONDS}; etcd only)
+  --block-grace SECONDS      how long a dead node's overlay address blocks stay reserved before
+                             they are freed (default ${DEFAULT_BLOCK_GRACE_SECONDS}; etcd only)
   --log-level LEVEL          ${LOG_LEVELS.join(', ')} (default info); JSON lines on stdout
   --dns-port PORT            DNS port on each gateway (default 53)
   --resolv-conf PATH         upstreams for networks without their own (default /etc/resolv.conf)
@@ -163,6 +169,7 @@ export function parseDaemonArgs(
         node: { type: 'string' },
         'advertise-addr': { type: 'string' },
         'node-ttl': { type: 'string' },
+        'block-grace': { type: 'string' },
       },
     });
   } catch (err) {
@@ -192,9 +199,11 @@ export function parseDaemonArgs(
     const advertise = v['advertise-addr'];
     if (advertise !== undefined && isIP(advertise) === 0) bad('advertise-addr', advertise, 'is not an IP address');
     store = localStore;
-    cluster = { endpoints, node, advertiseAddr: advertise, nodeTtlSeconds: intFlag('node-ttl', v['node-ttl'], DEFAULT_NODE_TTL_SECONDS, 1, 3600) };
+    cluster = { endpoints, node, advertiseAddr: advertise, nodeTtlSeconds: intFlag('node-ttl', v['node-ttl'], DEFAULT_NODE_TTL_SECONDS, 1, 3600),
+      blockGraceSeconds: intFlag('block-grace', v['block-grace'], DEFAULT_BLOCK_GRACE_SECONDS, 0, 30 * 86400),
+    };
   } else {
-    for (const flag of ['node', 'advertise-addr', 'node-ttl'] as const) {
+    for (const flag of ['node', 'advertise-addr', 'node-ttl', 'block-grace'] as const) {
       if (v[flag] !== undefined) bad(flag, v[flag], 'needs --store etcd://...: only a daemon that joins a cluster has a node');
     }
   }

@@ -132,6 +132,13 @@ function containerIps(prev: CniResult): NonNullable<CniResult['ips']> {
   });
 }
 
+/** The MAC of the interface the container's first address is on, when the result says. */
+function containerMac(prev: CniResult): string | undefined {
+  const index = containerIps(prev)[0]?.interface;
+  const mac = index === undefined ? undefined : prev.interfaces?.[index]?.mac;
+  return typeof mac === 'string' && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac) ? mac.toLowerCase() : undefined;
+}
+
 export function buildEndpoint(inputs: EndpointInputs): RegistryEndpoint {
   const name = endpointName(inputs);
   const problem = dnsNameProblem(name);
@@ -152,6 +159,9 @@ export function buildEndpoint(inputs: EndpointInputs): RegistryEndpoint {
   if (aliases.length) endpoint.aliases = aliases;
   if (ipv4.length) endpoint.ipv4 = ipv4;
   if (ipv6.length) endpoint.ipv6 = ipv6;
+  // The container side's MAC: other nodes of an overlay program it for these addresses.
+  const mac = containerMac(inputs.prevResult);
+  if (mac) endpoint.mac = mac;
   return endpoint;
 }
 

@@ -27,6 +27,8 @@ export type RegistryNetwork = DnsNetworkConfig;
 /** What the store holds for one attachment: the DNS server's endpoint plus its interface. */
 export interface RegistryEndpoint extends DnsEndpoint {
   ifname: string;
+  /** The container interface's MAC (from the ADD result), for overlay peers on other nodes. */
+  mac?: string;
 }
 
 export interface AttachmentRef {

@@ -1,11 +1,12 @@
 import type { Txn } from '../store/store.js';
-import { IpAddr } from '../addr.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 import { addressFromKey, addressKey } from './address.js';
 import type { IpamConfig } from './config.js';
 import {
   AddressInUseError,
   AddressNotAllocatableError,
   DuplicateAttachmentError,
+  NodeBlocksFullError,
   RangeExhaustedError,
 } from './errors.js';
 import {
@@ -14,6 +15,8 @@ import {
   addrKey,
   addrPrefix,
   attachmentKey,
+  blockFromKey,
+  blockPrefix,
   cursorKey,
   networkInfoKey,
 } from './keys.js';
@@ -94,6 +97,31 @@ export function segmentsOf(config: IpamConfig, setIndex: number): Segment[] {
   return allocatableSegments(config.rangeSets[setIndex]!, config.holes);
 }
 
+/** This node's address blocks of a cluster network, as address intervals. */
+async function nodeBlocks(reader: Pick<Txn, 'list'>, network: string): Promise<Array<{ family: 4 | 6; lo: bigint; hi: bigint }>> {
+  const out = [];
+  for (const kv of await reader.list(blockPrefix(network))) {
+    const block = IpPrefix.tryParse(blockFromKey(network, kv.key));
+    if (block) out.push({ family: block.family, lo: block.network().value, hi: block.last().value });
+  }
+  return out;
+}
+
+/** The segments of `setIndex` this node may hand out: all of them, or on a cluster network the parts inside its blocks. */
+async function usableSegments(reader: Pick<Txn, 'list'>, network: string, config: IpamConfig, setIndex: number): Promise<Segment[]> {
+  const segments = segmentsOf(config, setIndex);
+  if (!config.blocks) return segments;
+  const blocks = await nodeBlocks(reader, network);
+  const out: Segment[] = [];
+  for (const s of segments) {
+    for (const b of blocks) {
+      if (b.family !== s.family || b.hi < s.lo || b.lo > s.hi) continue;
+      out.push({ ...s, lo: b.lo > s.lo ? b.lo : s.lo, hi: b.hi < s.hi ? b.hi : s.hi });
+    }
+  }
+  return out.sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
+}
+
 async function lastReserved(reader: Pick<Txn, 'get'>, network: string, setIndex: number): Promise<IpAddr | undefined> {
   const kv = await reader.get(cursorKey(network, setIndex));
   return kv === undefined ? undefined : addressFromKey(kv.value);
@@ -102,12 +130,12 @@ async function lastReserved(reader: Pick<Txn, 'get'>, network: string, setIndex:
 /** The next address ADD would hand out from range set `setIndex`, without reserving it. */
 export async function nextFree(reader: Pick<Txn, 'get' | 'list' | 'count'>, network: string, config: IpamConfig, setIndex: number): Promise<bigint | undefined> {
   const set = config.rangeSets[setIndex]!;
-  const order = visitOrder(segmentsOf(config, setIndex), set, await lastReserved(reader, network, setIndex));
+  const order = visitOrder(await usableSegments(reader, network, config, setIndex), set, await lastReserved(reader, network, setIndex));
   return findFree(reader, network, order);
 }
 
 /** Checks a requested address may be handed out at all; the in-use check happens later. */
-function checkRequested(config: IpamConfig, setIndex: number, requested: RequestedAddress): IpRange {
+async function checkRequested(reader: Pick<Txn, 'list'>, network: string, config: IpamConfig, setIndex: number, requested: RequestedAddress): Promise<IpRange> {
   const set = config.rangeSets[setIndex]!;
   const range = rangeSetContains(set, requested.address)!;
   const value = requested.address.value;
@@ -115,6 +143,9 @@ function checkRequested(config: IpamConfig, setIndex: number, requested: Request
     throw new AddressNotAllocatableError(requested.field, requested.text, 'it is a gateway address');
   const allocatable = segmentsOf(config, setIndex).some((s) => s.family === requested.address.family && s.lo <= value && value <= s.hi);
   if (!allocatable) throw new AddressNotAllocatableError(requested.field, requested.text, 'it is excluded by ipam.exclude');
+  if (config.blocks && !(await usableSegments(reader, network, config, setIndex)).some((s) => s.family === requested.address.family && s.lo <= value && value <= s.hi)) {
+    throw new AddressNotAllocatableError(requested.field, requested.text, "it is outside this node's address blocks of the network");
+  }
   return range;
 }
 
@@ -146,12 +177,13 @@ export async function allocate(
     let range: IpRange;
     if (wanted) {
       unmatched.delete(wanted);
-      range = checkRequested(config, setIndex, wanted);
+      range = await checkRequested(txn, network, config, setIndex, wanted);
       const holder = await readJson<AddressRecord>(txn, addrKey(network, wanted.address));
       if (holder) throw new AddressInUseError(wanted.text, network, holder);
       address = wanted.address;
     } else {
       const value = await nextFree(txn, network, config, setIndex);
+      if (value === undefined && config.blocks) throw new NodeBlocksFullError(network, setIndex);
       if (value === undefined) throw new RangeExhaustedError(network, setIndex, describeRangeSet(set));
       address = IpAddr.of(set[0]!.family, value);
       range = rangeSetContains(set, address)!;

@@ -17,6 +17,12 @@ export interface IpamConfig {
   resolvConf?: string;
   /** `stateDir`, or host-local's `dataDir`; undefined means "the default state dir". */
   stateDir?: string;
+  /**
+   * Cluster networks (`ipam.blocks`): addresses come only from this node's blocks of the
+   * subnets, which the daemon leases and mirrors into the local store; a new block is asked of
+   * the daemon at `daemonSocket` (DESIGN §7).
+   */
+  blocks?: { daemonSocket: string };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -118,5 +124,12 @@ export function parseIpamConfig(ipam: unknown, runtimeConfig?: unknown): IpamCon
   if (resolvConf) config.resolvConf = resolvConf;
   const stateDir = optionalString(ipam, 'stateDir') ?? optionalString(ipam, 'dataDir');
   if (stateDir) config.stateDir = stateDir;
+  const blocks = ipam['blocks'];
+  if (blocks !== undefined && blocks !== null && blocks !== false) {
+    if (!isObject(blocks)) throw new InvalidIpamConfigError('ipam.blocks', blocks, 'must be an object {"daemonSocket": PATH}');
+    const daemonSocket = blocks['daemonSocket'];
+    if (typeof daemonSocket !== 'string' || !daemonSocket.startsWith('/')) throw new InvalidIpamConfigError('ipam.blocks.daemonSocket', blocks['daemonSocket'], 'must be the absolute path of the Shoal daemon\'s socket');
+    config.blocks = { daemonSocket };
+  }
   return config;
 }

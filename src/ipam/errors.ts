@@ -46,6 +46,16 @@ export class RangeExhaustedError extends ShoalError {
   }
 }
 
+/** A cluster network has no free address in this node's blocks of `family`: a new block is needed. */
+export class NodeBlocksFullError extends ShoalError {
+  constructor(
+    readonly network: string,
+    readonly rangeSetIndex: number,
+  ) {
+    super('EBLOCKSFULL', `no free address left in this node's address blocks of network "${network}" range set ${rangeSetIndex}`);
+  }
+}
+
 /** STATUS: the network cannot serve another ADD until addresses are released (CNI code 50). */
 export class NetworkUnavailableError extends ShoalError {
   constructor(message: string) {

@@ -7,6 +7,7 @@ import { addressKey, type Address } from './address.js';
  *   ipam/<network>/addr/<4:0a580005>         -> {"containerId","ifname","rangeSet"}   the truth
  *   ipam/<network>/attachment/<cid>/<ifname> -> {"addresses":["4:0a580005", ...]}     index for DEL
  *   ipam/<network>/cursor/<rangeSet>          -> "4:0a580005"                          round-robin
+ *   ipam/<network>/block/<10.1.0.64_26>       -> {"claimedAt"}                          this node's blocks
  *   ipam-networks/<network>                   -> {"capacity":"254"}                     for stats
  *
  * The address record and the attachment index are always written and removed in the same
@@ -40,6 +41,20 @@ export function attachmentKey(network: string, containerId: string, ifname: stri
 export function parseAttachmentKey(network: string, key: string): { containerId: string; ifname: string } {
   const [cid = '', ifname = ''] = key.slice(attachmentPrefix(network).length).split('/');
   return { containerId: decodeURIComponent(cid), ifname: decodeURIComponent(ifname) };
+}
+
+/** This node's address blocks of a cluster network (mirrored by the daemon, DESIGN §7). */
+export function blockPrefix(network: string): string {
+  return `${networkPrefix(network)}block/`;
+}
+
+export function blockKey(network: string, cidr: string): string {
+  return `${blockPrefix(network)}${cidr.replace('/', '_')}`;
+}
+
+/** The CIDR back out of a block key. */
+export function blockFromKey(network: string, key: string): string {
+  return key.slice(blockPrefix(network).length).replace('_', '/');
 }
 
 export function cursorKey(network: string, rangeSetIndex: number): string {

@@ -3,7 +3,7 @@ import { openStateStore, resolveStateDir } from '../store/open.js';
 import { IpAddr, IpPrefix } from '../addr.js';
 import { type Allocation, type Attachment, allocate, heldBy, nextFree, release } from './allocator.js';
 import { type IpamConfig, type IpamRoute, parseIpamConfig, stateDirOf } from './config.js';
-import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError } from './errors.js';
+import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError, NodeBlocksFullError } from './errors.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { describeRangeSet } from './range.js';
 import { requestedAddresses } from './requested.js';
@@ -70,8 +70,18 @@ export async function ipamAdd(request: IpamRequest, deps: IpamDeps = {}): Promis
   const dns = config.resolvConf ? readResolvConf(config.resolvConf) : undefined;
   const store = await storeFor(request, deps);
   const attachment: Attachment = { containerId: request.containerId, ifname: request.ifname };
-  const allocations = await store.transaction((txn) => allocate(txn, request.network, config, attachment, requested));
-  return toResult(config, allocations, dns);
+  // A cluster network whose node blocks are full gets one more block per try; parallel ADDs
+  // may use up a fresh block before this one retries, hence a few tries.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const allocations = await store.transaction((txn) => allocate(txn, request.network, config, attachment, requested));
+      return toResult(config, allocations, dns);
+    } catch (err) {
+      if (!(err instanceof NodeBlocksFullError) || !config.blocks || attempt > 4) throw err;
+      const { requestBlock } = await import('./block-request.js');
+      await requestBlock(config.blocks.daemonSocket, request.network, config.rangeSets[err.rangeSetIndex]![0]!.family);
+    }
+  }
 }
 
 /** Releases the attachment's addresses. Unknown attachment: success. Needs only the state dir. */
@@ -126,6 +136,8 @@ export async function ipamGc(
 export async function ipamStatus(request: { network: string; ipam: unknown; stateDir?: string; runtimeConfig?: unknown }, deps: IpamDeps = {}): Promise<void> {
   const config = parseIpamConfig(request.ipam, request.runtimeConfig);
   const store = await storeFor(request, deps);
+  // A cluster network's node gets another block when its blocks are full (or says why not, code 11).
+  if (config.blocks) return;
   const exhausted: string[] = [];
   for (let i = 0; i < config.rangeSets.length; i++) {
     if ((await nextFree(store, request.network, config, i)) === undefined) exhausted.push(`range set ${i} (${describeRangeSet(config.rangeSets[i]!)})`);

@@ -56,7 +56,7 @@ export function validateOptions(driver: NetworkRecord['driver'], opts: Record<st
 function ipamSection(net: NetworkRecord, withGatewayRoutes: boolean): Record<string, unknown> {
   const ranges = net.subnets.map((s) => {
     const range: Record<string, unknown> = { subnet: s.subnet };
-    if (net.driver === 'bridge') range['gateway'] = s.gateway ?? defaultGateway(s.subnet);
+    if (net.driver === 'bridge' || net.driver === 'overlay') range['gateway'] = s.gateway ?? defaultGateway(s.subnet);
     else if (s.gateway) range['gateway'] = s.gateway;
     if (s.ipRange) Object.assign(range, rangeBounds(s.ipRange));
     return [range];
@@ -70,10 +70,24 @@ function ipamSection(net: NetworkRecord, withGatewayRoutes: boolean): Record<str
   const ipam: Record<string, unknown> = { type: 'shoal-ipam', ranges };
   if (routes.length) ipam['routes'] = routes;
   ipam['stateDir'] = net.stateDir;
+  if (net.overlay) ipam['blocks'] = { daemonSocket: net.overlay.daemonSocket };
   return ipam;
 }
 
+/** shoal-vxlan: the node's bridge is every container's gateway; the rest is shoal-bridge's. */
+function overlayPlugin(net: NetworkRecord, overlay: NonNullable<NetworkRecord['overlay']>): Record<string, unknown> {
+  const p: Record<string, unknown> = { type: 'shoal-vxlan', vni: overlay.vni, underlayAddress: overlay.underlayAddress };
+  if (net.bridge) p['bridge'] = net.bridge;
+  if (overlay.mtu !== undefined) p['mtu'] = overlay.mtu;
+  if (net.internal) p['internal'] = true;
+  p['isolate'] = true;
+  p['stateDir'] = net.stateDir;
+  p['ipam'] = ipamSection(net, true);
+  return p;
+}
+
 function mainPlugin(net: NetworkRecord): Record<string, unknown> {
+  if (net.overlay) return overlayPlugin(net, net.overlay);
   const o = net.options;
   const m = o['mtu'] ?? o['com.docker.network.driver.mtu'];
   if (net.driver === 'bridge') {
@@ -128,7 +142,7 @@ export interface Conflist {
 
 export function renderConflist(net: NetworkRecord): Conflist {
   const main = mainPlugin(net);
-  if (net.driver === 'bridge') {
+  if (net.driver === 'bridge' || net.driver === 'overlay') {
     // One plugin, one start-up: portmap and dns run inside shoal-bridge.
     const bridge = { type: main['type'], capabilities: { portMappings: true, aliases: true }, ...main, portmap: portmapOptions(), discovery: dnsOptions(net) };
     return { cniVersion: net.cniVersion, name: net.name, plugins: [bridge] };

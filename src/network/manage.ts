@@ -48,7 +48,7 @@ export interface CreateInput {
 /** Host routes as {cidr, what}; read by the caller through the kernel layer (host-routes.ts). */
 export type TakenRanges = Array<{ cidr: string; what: string }>;
 
-function parseAddHost(spec: string): { name: string; ip: string } {
+export function parseAddHost(spec: string): { name: string; ip: string } {
   // NAME:IP, where IP may be IPv6 (its colons follow the first one).
   const i = spec.indexOf(':');
   const name = spec.slice(0, i);
@@ -132,7 +132,7 @@ export async function planNetwork(store: Store, input: CreateInput, hostRoutes: 
   return net;
 }
 
-function writeFileAtomic(file: string, text: string): void {
+export function writeFileAtomic(file: string, text: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
   fs.writeFileSync(tmp, text, { mode: 0o644 });

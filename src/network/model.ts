@@ -13,8 +13,20 @@ import { ShoalError } from '../errors.js';
 
 export const NETWORKS_KEY_PREFIX = 'networks/';
 
-export type Driver = 'bridge' | 'macvlan' | 'ipvlan';
+export type Driver = 'bridge' | 'macvlan' | 'ipvlan' | 'overlay';
+/** What `shoal network create` makes on its own; `overlay` goes through the daemon (DESIGN §7). */
 export const DRIVERS: readonly Driver[] = ['bridge', 'macvlan', 'ipvlan'];
+
+/** The node-side facts of an overlay network, filled in by the node's daemon. */
+export interface OverlayFacts {
+  vni: number;
+  /** This node's underlay address (its VTEP): the daemon's --advertise-addr. */
+  underlayAddress: string;
+  /** Where shoal-ipam asks this node's daemon for a new address block. */
+  daemonSocket: string;
+  /** Set by --mtu; else the underlay's MTU minus the VXLAN overhead. */
+  mtu?: number;
+}
 
 export interface SubnetSpec {
   /** Network address form, e.g. 10.89.0.0/24. */
@@ -40,8 +52,10 @@ export interface NetworkRecord {
   dnsSearch: string[];
   /** `--add-host NAME:IP`: served by the network's DNS and written into sandboxes' /etc/hosts. */
   hosts: Array<{ name: string; ip: string }>;
-  /** Linux bridge name (bridge driver only). */
+  /** Linux bridge name (bridge and overlay drivers). */
   bridge?: string;
+  /** Overlay networks only: a cluster network, mirrored here from etcd by the daemon. */
+  overlay?: OverlayFacts;
   cniVersion: string;
   /** Absolute path of the conflist written for this network. */
   confFile: string;

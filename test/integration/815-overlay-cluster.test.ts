@@ -1,0 +1,190 @@
+/**
+ * Overlay networks across a cluster (issue 14, DESIGN §7) on the one-machine test cluster
+ * (helpers/cluster.ts): three node namespaces with an etcd member each and one daemon per node
+ * (its own state, run and CNI config dirs). `shoal network create --driver overlay` runs on one
+ * node; every daemon writes the conflist, and containers are attached by running that conflist's
+ * shoal-vxlan inside their node, as a runtime on that node would. What etcd holds is read with
+ * etcdctl and what the kernel holds with iproute2: paths that do not go through the code under
+ * test. Containers talk only to each other's overlay addresses inside these namespaces.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
+import { KernelObjects } from '../helpers/kernel-objects.js';
+import { uniqueName } from '../helpers/names.js';
+import { execCni, privateBundles, type CniRun } from '../e2e/helpers/cni-exec.js';
+import { DIST, metricValue, REPO, startDaemon, type DaemonProc } from './daemon-helpers.js';
+
+const TTL_S = 2;
+const GRACE_S = 3;
+const SHOAL = path.join(DIST, 'bin/shoal');
+const PREFIX = 'ovc';
+
+let cluster: TestCluster;
+let bin: { dir: string; remove(): void };
+const objects = new KernelObjects(PREFIX);
+const daemons = new Map<ClusterNode, DaemonProc>();
+const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
+
+function startNodeDaemon(node: ClusterNode): Promise<DaemonProc> {
+  return startDaemon({
+    netns: node.netns,
+    state: node.stateDir,
+    run: node.runDir,
+    env: { SHOAL_CNI_CONF_DIR: node.cniConfDir },
+    args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', String(TTL_S), '--block-grace', String(GRACE_S), '--no-firewall'],
+  });
+}
+
+/** `shoal <args>` inside `node`'s namespace with its SHOAL_* environment. */
+function shoal(node: ClusterNode, args: string[]) {
+  const vars = Object.entries({ NODE_PATH: path.join(REPO, 'node_modules'), ...node.env }).map(([k, v]) => `${k}=${v}`);
+  return cluster.exec(node, 'env', [...vars, process.execPath, SHOAL, ...args]);
+}
+
+/** The network's conflist on `node`, once its daemon wrote it. */
+function conflistOn(node: ClusterNode, network: string): Record<string, unknown> | undefined {
+  const file = path.join(node.cniConfDir, `${network}.conflist`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined;
+}
+
+/** The single plugin of the conflist as a network config (what libcni hands the plugin). */
+function pluginConf(list: Record<string, unknown>): Record<string, unknown> {
+  const [plugin] = list['plugins'] as Array<Record<string, unknown>>;
+  return { cniVersion: list['cniVersion'], name: list['name'], ...plugin };
+}
+
+interface Ctr {
+  id: string;
+  name: string;
+  ns: { name: string; path: string };
+  node: ClusterNode;
+  ip: string;
+  mac: string;
+}
+
+async function cni(node: ClusterNode, command: 'ADD' | 'DEL', conf: Record<string, unknown>, id: string, netns: string, pod?: string): Promise<CniRun> {
+  const run = await execCni(
+    'ip',
+    { command, containerId: id, netns, ifname: 'eth0', path: [bin.dir], config: conf, cniArgs: `IgnoreUnknown=1${pod ? `;K8S_POD_NAME=${pod}` : ''}` },
+    ['netns', 'exec', node.netns, path.join(bin.dir, 'shoal-vxlan')],
+  );
+  if (command === 'ADD' && run.code === 0) attached.push({ node, conf, id, netns });
+  return run;
+}
+
+async function addContainer(node: ClusterNode, network: string, name = uniqueName('c')): Promise<Ctr> {
+  const list = await until(`conflist of ${network} on ${node.name}`, () => conflistOn(node, network), 10_000);
+  const ns = objects.netns();
+  const id = uniqueName(PREFIX);
+  const run = await cni(node, 'ADD', pluginConf(list), id, ns.path, name);
+  expect(run.code, run.stdout + run.stderr).toBe(0);
+  const ifaces = run.json!['interfaces'] as Array<{ mac: string; sandbox?: string }>;
+  const ip = (run.json!['ips'] as Array<{ address: string }>)[0]!.address.split('/')[0]!;
+  return { id, name, ns, node, ip, mac: ifaces.find((i) => i.sandbox)!.mac };
+}
+
+const pingOnce = (from: Ctr, to: string) => spawnSync('ip', ['netns', 'exec', from.ns.name, 'ping', '-c1', '-W1', to], { stdio: 'ignore' }).status === 0;
+
+/** A lookup from inside `from` to its own node's DNS server (its gateway). */
+function lookup(from: Ctr, gateway: string, name: string): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', from.ns.name, 'dig', '+short', '+time=1', '+tries=1', `@${gateway}`, name, 'A'], { encoding: 'utf8', timeout: 5000 });
+  return r.stdout.split('\n').filter((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
+}
+
+function etcdJson(prefix: string): Array<Record<string, unknown>> {
+  const out = cluster.etcdctl(['get', '--prefix', '--print-value-only', `/shoal/v1/${prefix}`]);
+  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+
+function metrics(node: ClusterNode): string {
+  const d = daemons.get(node)!;
+  return cluster.exec(node, 'curl', ['-sf', `http://127.0.0.1:${d.metricsPort}/metrics`]).stdout;
+}
+
+function gatewayOf(node: ClusterNode, network: string): string {
+  const list = conflistOn(node, network)!;
+  const ranges = ((pluginConf(list)['ipam'] as Record<string, unknown>)['ranges'] as Array<Array<{ gateway: string }>>)[0]!;
+  return ranges[0]!.gateway;
+}
+
+beforeAll(async () => {
+  bin = privateBundles(['shoal-vxlan']);
+  cluster = await TestCluster.create({ nodes: 3, etcdMembers: 3, prefix: 'ovc' });
+  const started = await Promise.all(cluster.nodes.map((n) => startNodeDaemon(n)));
+  cluster.nodes.forEach((n, i) => daemons.set(n, started[i]!));
+  for (const d of started) await d.waitLog((l) => l['event'] === 'daemon_started', 15_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const a of attached.reverse()) await cni(a.node, 'DEL', a.conf, a.id, a.netns).catch(() => undefined);
+  await Promise.all([...daemons.values()].map((d) => d.stop()));
+  objects.cleanup();
+  await cluster?.destroy();
+  bin?.remove();
+}, 60_000);
+
+describe('overlay networks across the cluster', () => {
+  let net: string;
+
+  it('a network created on one node is on every node, with a VNI and subnet no other overlay has', async () => {
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+    net = uniqueName('ov');
+    const created = shoal(n0, ['network', 'create', '--driver', 'overlay', net]);
+    expect(created.status, created.stderr).toBe(0);
+    // Two more at once from two other nodes: one etcd transaction each, so no shared VNI or subnet.
+    const [a, b] = [uniqueName('ov'), uniqueName('ov')];
+    const both = [shoal(n1, ['network', 'create', '--driver', 'overlay', a]), shoal(n2, ['network', 'create', '--driver', 'overlay', b])];
+    for (const r of both) expect(r.status, r.stderr).toBe(0);
+    const records = etcdJson('networks/');
+    expect(records.map((r) => r['name']).sort()).toEqual([net, a, b].sort());
+    expect(new Set(records.map((r) => r['vni'])).size).toBe(3);
+    const subnets = records.map((r) => (r['subnets'] as Array<{ subnet: string }>)[0]!.subnet);
+    expect(new Set(subnets).size).toBe(3);
+    for (const n of cluster.nodes) {
+      const list = await until(`conflist on ${n.name}`, () => conflistOn(n, net), 5000);
+      expect(pluginConf(list)).toMatchObject({ type: 'shoal-vxlan', underlayAddress: n.address, ipam: { type: 'shoal-ipam', blocks: { daemonSocket: path.join(n.runDir, 'shoald.sock') } } });
+      const ls = shoal(n, ['network', 'ls', '--format', 'json']);
+      expect(ls.status, ls.stderr).toBe(0);
+      expect(JSON.parse(ls.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ name: net, driver: 'overlay' })]));
+    }
+    // Bad input: refused with the field named, nothing written.
+    const bad = shoal(n1, ['network', 'create', '--driver', 'overlay', '-o', 'vni=0', uniqueName('ov')]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/vni/);
+    expect(etcdJson('networks/')).toHaveLength(3);
+    // a and b are not used further: removed everywhere.
+    for (const name of [a, b]) expect(shoal(n0, ['network', 'rm', name]).status).toBe(0);
+    for (const n of cluster.nodes) await until(`${a} gone on ${n.name}`, () => (conflistOn(n, a) || conflistOn(n, b) ? undefined : true), 5000);
+  }, 60_000);
+
+  it('containers on node 0 and node 2 reach each other by IP and by name through their own node', async () => {
+    const [n0, , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+    const c0 = await addContainer(n0, net, 'web0');
+    const c2 = await addContainer(n2, net, 'db2');
+    // The address came from a block etcd says the node holds.
+    const blocks = etcdJson(`blocks/${net}/`);
+    const holder = (ip: string) => blocks.find((b) => ipInCidr(ip, b['cidr'] as string))?.['node'];
+    expect(holder(c0.ip)).toBe(n0.name);
+    expect(holder(c2.ip)).toBe(n2.name);
+    await until('c0 pings c2', () => (pingOnce(c0, c2.ip) ? true : undefined), 5000);
+    expect(pingOnce(c2, c0.ip)).toBe(true);
+    const gw = gatewayOf(n0, net);
+    await until('db2 resolves on node 0', () => (lookup(c0, gw, 'db2').includes(c2.ip) ? true : undefined), 5000);
+    await until('web0 resolves on node 2', () => (lookup(c2, gw, 'web0').includes(c0.ip) ? true : undefined), 5000);
+    expect(metricValue(metrics(n0), 'shoal_overlay_peers', { network: net })).toBe(1);
+  }, 60_000);
+});
+
+/** Whether IPv4 `ip` is inside `cidr`. */
+function ipInCidr(ip: string, cidr: string): boolean {
+  const [base, len] = cidr.split('/') as [string, string];
+  const n = (t: string) => t.split('.').reduce((a, o) => (a << 8) + Number(o), 0) >>> 0;
+  const mask = Number(len) === 0 ? 0 : (~0 << (32 - Number(len))) >>> 0;
+  return (n(ip) & mask) === (n(base) & mask);
+}
+
+
