@@ -62,18 +62,15 @@ export function localClusterEndpoints(endpoints: readonly RegistryEndpoint[], ov
   return out;
 }
 
-/** Parses what etcd lists under endpoints/; records that do not parse are skipped. */
-export function parseClusterEndpoints(kvs: readonly KeyValue[]): ClusterEndpoint[] {
-  const out: ClusterEndpoint[] = [];
-  for (const kv of kvs) {
-    try {
-      const e = JSON.parse(kv.value) as ClusterEndpoint;
-      if (typeof e.network === 'string' && typeof e.node === 'string' && typeof e.vtep === 'string' && typeof e.mac === 'string' && typeof e.name === 'string') out.push(e);
-    } catch {
-      // skipped
-    }
+/** One record under endpoints/, or undefined when it does not parse. */
+export function parseClusterEndpoint(kv: Pick<KeyValue, 'value'>): ClusterEndpoint | undefined {
+  try {
+    const e = JSON.parse(kv.value) as ClusterEndpoint;
+    if (typeof e.network === 'string' && typeof e.node === 'string' && typeof e.vtep === 'string' && typeof e.mac === 'string' && typeof e.name === 'string') return e;
+  } catch {
+    // not JSON
   }
-  return out;
+  return undefined;
 }
 
 /** A remote container as the DNS registry holds one. */
@@ -125,6 +122,14 @@ export class EndpointPublisher {
     };
     this.running = loop().finally(() => (this.running = undefined));
     return this.running;
+  }
+
+  /**
+   * Takes what etcd holds for this node as published, so the next pass removes what is no longer
+   * wanted: keys of containers deleted while the daemon was down stay under a lease it took over.
+   */
+  seed(own: ReadonlyArray<{ key: string; value: string }>): void {
+    for (const kv of own) if (!this.published.has(kv.key)) this.published.set(kv.key, kv.value);
   }
 
   /** Forgets what was published, so the next publish writes everything (after a lease re-grant). */

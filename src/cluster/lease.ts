@@ -162,6 +162,44 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   /**
+   * Takes over lease `id`, held by this node before (a daemon restart), when etcd still has it:
+   * keeps it alive from now on and writes every remembered key under it, so the node's keys
+   * never disappear across the restart. Resolves to false, changing nothing, when etcd answers
+   * that the lease is gone or does not answer; the caller then grants a new one.
+   */
+  async adopt(id: string): Promise<boolean> {
+    if (this.innerState === 'alive') return this.leaseId === id;
+    const generation = ++this.generation;
+    const sentAt = this.now();
+    let ttl: number;
+    try {
+      ttl = await this.backend.leaseKeepAlive(id, this.requestTimeoutMs);
+    } catch {
+      return false;
+    }
+    if (generation !== this.generation || ttl <= 0) return false;
+    this.leaseId = id;
+    this.expiry = sentAt + ttl * 1000;
+    this.innerState = 'alive';
+    this.startTimers(generation);
+    if (this.desired.size) {
+      try {
+        await this.backend.putLeased([...this.desired], id);
+      } catch {
+        if (generation === this.generation) {
+          this.generation++;
+          this.stopTimers();
+          this.innerState = 'idle';
+          this.leaseId = undefined;
+        }
+        return false;
+      }
+    }
+    this.emit('granted', id);
+    return true;
+  }
+
+  /**
    * Puts `key` under the lease and remembers it, so every later grant writes it again. Rejects
    * with LeaseLostError when there is no live lease (the key is still remembered for the next
    * grant).

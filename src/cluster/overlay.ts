@@ -32,7 +32,7 @@ import { overlayBridgeName, vxlanDeviceName } from '../overlay/names.js';
 import { overlayTarget, syncPeers } from '../overlay/peers.js';
 import type { Store } from '../store/store.js';
 import { claimBlock, nodeBlocks, reapBlocks } from './blocks.js';
-import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, localClusterEndpoints, parseClusterEndpoints, type ClusterEndpoint } from './endpoints.js';
+import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, localClusterEndpoints, parseClusterEndpoint, type ClusterEndpoint } from './endpoints.js';
 import { createClusterNetwork, listClusterNetworks, localRecordOf, removeClusterNetwork, type ClusterNetwork, type OverlayCreateInput } from './networks.js';
 import type { ClusterSession } from './session.js';
 
@@ -126,7 +126,9 @@ export class ClusterOverlay {
 
   private async refreshOnce(): Promise<void> {
     const networks = await listClusterNetworks(this.etcd);
-    const endpoints = parseClusterEndpoints(await this.etcd.list(ENDPOINTS_PREFIX));
+    const parsed = (await this.etcd.list(ENDPOINTS_PREFIX)).map((kv) => ({ kv, e: parseClusterEndpoint(kv) }));
+    const endpoints = parsed.flatMap((p) => p.e ?? []);
+    this.publisher.seed(parsed.filter((p) => p.e?.node === this.node).map((p) => p.kv));
     this.networks = new Map(networks.map((n) => [n.name, n]));
     this.remote = endpoints.filter((e) => e.node !== this.node && this.networks.has(e.network));
     await this.materialize();

@@ -5,11 +5,13 @@
  *
  * A lost lease (a cut longer than the TTL, etcd expired or revoked it) is logged
  * (`cluster_lease_lost`) and granted again with a growing backoff (250 ms doubling, capped at the
- * TTL), which writes `nodes/<name>` again (`cluster_lease_regranted`). `close()` revokes the lease,
- * so a node that stops cleanly disappears from `nodes/` at once; one that dies goes when etcd
- * expires its lease, within the TTL.
+ * TTL), which writes `nodes/<name>` again (`cluster_lease_regranted`). `close()` stops keeping
+ * the lease alive and keeps its id in `leaseFile`: a daemon restarted within the TTL takes the
+ * lease over, so nothing the node published disappears; otherwise etcd expires it and the node
+ * goes within the TTL, as a node that dies does. `close({ leave: true })` revokes it at once.
  */
 import dgram from 'node:dgram';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { EtcdStore, type EtcdStoreOptions, type EtcdWatchOptions, type LeaseBackend, type WatchHandle } from '../store/etcd.js';
@@ -48,6 +50,12 @@ export interface ClusterSessionOptions {
   version: string;
   registry: Registry;
   logger: Logger;
+  /**
+   * Where the node lease's id is kept between daemon runs. A restart within the TTL takes the
+   * lease over (Lease.adopt): the node's keys, its endpoints among them, never disappear, so
+   * other nodes keep their paths to its containers through the restart.
+   */
+  leaseFile?: string;
 }
 
 export function nodeKey(name: string): string {
@@ -127,7 +135,11 @@ export class ClusterSession {
     const session = new ClusterSession(store, opts);
     try {
       session.setRecord();
-      const id = await session.lease.grant();
+      const kept = session.readLeaseFile();
+      const adopted = kept !== undefined && (await session.lease.adopt(kept));
+      const id = adopted ? kept : await session.lease.grant();
+      session.lease.on('granted', (granted) => session.writeLeaseFile(granted));
+      session.writeLeaseFile(id);
       const watch = store.watch(() => session.changed(), {
         onError: (err) => opts.logger.warn({ event: 'cluster_watch_error', err: err.message }, 'the cluster watch failed; retrying'),
       });
@@ -135,7 +147,7 @@ export class ClusterSession {
       await watch.ready;
       await session.recount();
       opts.logger.info(
-        { event: 'cluster_joined', node: opts.node, address: opts.advertiseAddr, lease: id, ttlSeconds: opts.nodeTtlSeconds, store: store.name },
+        { event: 'cluster_joined', node: opts.node, address: opts.advertiseAddr, lease: id, adopted, ttlSeconds: opts.nodeTtlSeconds, store: store.name },
         `joined the cluster as "${opts.node}"`,
       );
       return session;
@@ -159,6 +171,28 @@ export class ClusterSession {
   private changed(): void {
     void this.recount();
     for (const l of this.changeListeners) l();
+  }
+
+  /** The lease id a previous run of this node's daemon left, if any. */
+  private readLeaseFile(): string | undefined {
+    if (!this.opts.leaseFile) return undefined;
+    try {
+      const doc = JSON.parse(readFileSync(this.opts.leaseFile, 'utf8')) as { node?: unknown; lease?: unknown };
+      return doc.node === this.opts.node && typeof doc.lease === 'string' ? doc.lease : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private writeLeaseFile(id: string): void {
+    if (!this.opts.leaseFile) return;
+    try {
+      const tmp = `${this.opts.leaseFile}.tmp-${process.pid}`;
+      writeFileSync(tmp, JSON.stringify({ node: this.opts.node, lease: id }) + '\n', { mode: 0o600 });
+      renameSync(tmp, this.opts.leaseFile);
+    } catch (err) {
+      this.opts.logger.warn({ event: 'cluster_lease_file_failed', err: (err as Error).message }, `could not keep the node lease id (a restart will register under a new lease): ${(err as Error).message}`);
+    }
   }
 
   /** Puts the node's record into the lease's keys (written by the next grant; now, if alive). */
@@ -257,15 +291,23 @@ export class ClusterSession {
     return { node: this.opts.node, address: this.opts.advertiseAddr, store: this.store.name, lease: { id: this.lease.id ?? null, state: this.lease.state, ttlSeconds: this.opts.nodeTtlSeconds } };
   }
 
-  /** Leaves the cluster: revokes the lease (the node's key goes at once), closes the store. */
-  async close(): Promise<void> {
+  /**
+   * Stops the session. By default the lease is left to run out (within the TTL): a daemon
+   * restarted before then takes it over and nothing it published disappears. `leave` revokes it,
+   * so the node and its endpoints go at once.
+   */
+  async close(options: { leave?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.stopWatch?.();
     try {
-      if (this.lease.state === 'alive') await this.lease.revoke();
-      else this.lease.release();
-      this.opts.logger.info({ event: 'cluster_left', node: this.opts.node }, `left the cluster: revoked the lease of "${this.opts.node}"`);
+      if (options.leave && this.lease.state === 'alive') {
+        await this.lease.revoke();
+        this.opts.logger.info({ event: 'cluster_left', node: this.opts.node }, `left the cluster: revoked the lease of "${this.opts.node}"`);
+      } else {
+        this.lease.release();
+        this.opts.logger.info({ event: 'cluster_paused', node: this.opts.node, lease: this.lease.id ?? null, ttlSeconds: this.opts.nodeTtlSeconds }, `stopped keeping the node lease: a restart within ${this.opts.nodeTtlSeconds} s takes it over, else the node leaves`);
+      }
     } catch (err) {
       this.opts.logger.warn({ event: 'cluster_leave_failed', err: (err as Error).message }, `could not revoke the node lease (etcd drops it within its TTL): ${(err as Error).message}`);
     } finally {

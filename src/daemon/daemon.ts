@@ -123,6 +123,7 @@ export class Daemon {
           version: pkg.version,
           registry: this.registry,
           logger: this.logger,
+          leaseFile: path.join(this.opts.stateDir, 'cluster-lease.json'),
         });
         const { ClusterOverlay } = await import('../cluster/overlay.js');
         const { hostRoutes } = await import('../network/host-routes.js');
@@ -312,7 +313,7 @@ export class Daemon {
     await this.dns?.close();
     this.firewall?.clear();
     this.overlay?.close();
-    // Revoke the node lease: the node leaves nodes/ at once, not a TTL later.
+    // The node lease is left to run out: a restart within its TTL takes it over (session.ts).
     await this.cluster?.close();
     if (this.store) {
       if (path.basename((this.opts.store as { file?: string }).file ?? '') === STORE_FILE_NAME) closeStateStores();

@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -27,6 +30,7 @@ function fakeStore() {
     keepAliveTtl: 2,
     granted: [] as string[],
     revoked: [] as string[],
+    dead: new Set<string>(),
     closed: false,
     keys,
     async leaseGrant(ttlSeconds: number) {
@@ -35,9 +39,9 @@ function fakeStore() {
       s.granted.push(id);
       return { id, ttlSeconds };
     },
-    async leaseKeepAlive() {
+    async leaseKeepAlive(id: string) {
       check();
-      return s.keepAliveTtl;
+      return s.dead.has(id) || !s.granted.includes(id) ? 0 : s.keepAliveTtl;
     },
     async leaseTimeToLive(id: string) {
       check();
@@ -61,6 +65,7 @@ function fakeStore() {
     },
     /** etcd expiring (or revoking) a lease: its keys go. */
     expire(id: string) {
+      s.dead.add(id);
       for (const [k, v] of keys) if (v.lease === id) keys.delete(k);
       changed();
     },
@@ -92,8 +97,8 @@ let store: ReturnType<typeof fakeStore>;
 let registry: Registry;
 let log: ReturnType<typeof captureLogger>;
 
-const join = (node = 'n1') =>
-  ClusterSession.join({ endpoints: ['fake:2379'], node, advertiseAddr: '10.0.0.1', nodeTtlSeconds: 2, version: '9.9.9', registry, logger: log.logger }, async () => store);
+const join = (node = 'n1', leaseFile?: string) =>
+  ClusterSession.join({ endpoints: ['fake:2379'], node, advertiseAddr: '10.0.0.1', nodeTtlSeconds: 2, version: '9.9.9', registry, logger: log.logger, leaseFile }, async () => store);
 
 async function gauge(): Promise<number> {
   const m = await registry.getSingleMetric('shoal_cluster_nodes')!.get();
@@ -158,14 +163,48 @@ describe('ClusterSession', () => {
     await s.close();
   });
 
-  it('close() revokes the lease: the node key goes at once; the store is closed', async () => {
+  it('close() leaves the lease to run out (the key stays for a restart); close({ leave: true }) revokes it at once', async () => {
     const s = await join();
-    const id = s.lease.id!;
     await s.close();
+    expect(store.revoked).toEqual([]);
+    expect(store.keys.has(nodeKey('n1'))).toBe(true);
+    expect(store.closed).toBe(true);
+    expect(log.events()).toContain('cluster_paused');
+    store.closed = false;
+    registry = new Registry();
+    const again = await join();
+    const id = again.lease.id!;
+    await again.close({ leave: true });
     expect(store.revoked).toEqual([id]);
     expect(store.keys.has(nodeKey('n1'))).toBe(false);
-    expect(store.closed).toBe(true);
     expect(log.events()).toContain('cluster_left');
+  });
+
+  it('a restart within the TTL takes the lease over from the lease file; after the lease expired it grants a new one', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'shoal-session-')), 'lease.json');
+    const first = await join('n1', file);
+    const id = first.lease.id!;
+    await first.lease.put('endpoints/net/n1/c1/eth0', '{}');
+    await first.close();
+    registry = new Registry();
+    const second = await join('n1', file);
+    expect(second.lease.id).toBe(id);
+    expect(store.granted).toEqual([id]);
+    expect(store.keys.get(nodeKey('n1'))!.lease).toBe(id);
+    expect(log.events()).toContain('cluster_joined');
+    await second.close();
+    // Gone meanwhile (a restart slower than the TTL): a new lease, the record written under it.
+    store.expire(id);
+    registry = new Registry();
+    const third = await join('n1', file);
+    expect(third.lease.id).not.toBe(id);
+    expect(store.keys.get(nodeKey('n1'))!.lease).toBe(third.lease.id);
+    // Another node's file is not taken over.
+    await third.close();
+    registry = new Registry();
+    const other = await join('n2', file);
+    expect(other.lease.id).not.toBe(third.lease.id);
+    await other.close({ leave: true });
   });
 
   it('a failed join closes the store and rejects', async () => {
