@@ -13,6 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
+import { watchContainer } from '../helpers/continuity.js';
 import { uniqueName } from '../helpers/names.js';
 import { execCni, privateBundles, type CniRun } from '../e2e/helpers/cni-exec.js';
 import { DIST, metricValue, REPO, startDaemon, type DaemonProc } from './daemon-helpers.js';
@@ -26,6 +27,8 @@ let cluster: TestCluster;
 let bin: { dir: string; remove(): void };
 const objects = new KernelObjects(PREFIX);
 const daemons = new Map<ClusterNode, DaemonProc>();
+const ctrs: Ctr[] = [];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
 
 function startNodeDaemon(node: ClusterNode): Promise<DaemonProc> {
@@ -176,6 +179,63 @@ describe('overlay networks across the cluster', () => {
     await until('db2 resolves on node 0', () => (lookup(c0, gw, 'db2').includes(c2.ip) ? true : undefined), 5000);
     await until('web0 resolves on node 2', () => (lookup(c2, gw, 'web0').includes(c0.ip) ? true : undefined), 5000);
     expect(metricValue(metrics(n0), 'shoal_overlay_peers', { network: net })).toBe(1);
+    ctrs.push(c0, c2);
+  }, 60_000);
+
+  it('with its daemon down, an ADD that needs a new block fails with code 11 saying why, and leaves no veth; once the daemon is back it works', async () => {
+    const n1 = cluster.nodes[1]!;
+    const conf = pluginConf(await until('conflist on node 1', () => conflistOn(n1, net), 5000));
+    expect(await daemons.get(n1)!.stop()).toEqual({ code: 0, signal: null });
+    const ns = objects.netns();
+    const run = await cni(n1, 'ADD', conf, uniqueName(PREFIX), ns.path, 'early');
+    expect(run.code).toBe(1);
+    expect(run.json).toMatchObject({ code: 11 });
+    expect(String(run.json!['msg'])).toMatch(/needs a new address block on this node.*the daemon is not running.*shoald\.sock/);
+    const veths = JSON.parse(cluster.exec(n1, 'ip', ['-j', 'link', 'show', 'type', 'veth']).stdout) as Array<{ ifname: string }>;
+    expect(veths.map((l) => l.ifname)).toEqual(['ul0']); // the node's underlay only
+    expect(cluster.exec(n1, 'ip', ['-n', ns.name, 'link', 'show', 'eth0']).status).not.toBe(0);
+    daemons.set(n1, await startNodeDaemon(n1));
+    const c1 = await addContainer(n1, net, 'api1');
+    expect(etcdJson(`blocks/${net}/`).find((b) => ipInCidr(c1.ip, b['cidr'] as string))?.['node']).toBe(n1.name);
+    await until('c1 pings c0', () => (pingOnce(c1, ctrs[0]!.ip) ? true : undefined), 5000);
+    ctrs.push(c1);
+  }, 60_000);
+
+  it('parallel ADDs on every node never hand out an address twice, each from its own node\'s blocks', async () => {
+    const per = 10;
+    const confs = new Map(cluster.nodes.map((n) => [n, pluginConf(conflistOn(n, net)!)]));
+    const jobs = cluster.nodes.flatMap((n) => Array.from({ length: per }, () => ({ node: n, ns: objects.netns(), id: uniqueName(PREFIX) })));
+    const runs = await Promise.all(jobs.map((j) => cni(j.node, 'ADD', confs.get(j.node)!, j.id, j.ns.path)));
+    for (const r of runs) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const ips = runs.map((r) => (r.json!['ips'] as Array<{ address: string }>)[0]!.address.split('/')[0]!);
+    expect(new Set([...ips, ...ctrs.map((c) => c.ip)]).size).toBe(ips.length + ctrs.length);
+    const blocks = etcdJson(`blocks/${net}/`);
+    jobs.forEach((j, i) => expect(blocks.find((b) => ipInCidr(ips[i]!, b['cidr'] as string))?.['node'], ips[i]).toBe(j.node.name));
+    const dels = await Promise.all(jobs.map((j) => cni(j.node, 'DEL', confs.get(j.node)!, j.id, j.ns.path)));
+    for (const r of dels) expect(r.code, r.stdout + r.stderr).toBe(0);
+    attached.splice(0, attached.length, ...attached.filter((a) => !jobs.some((j) => j.id === a.id)));
+  }, 90_000);
+
+  it('a daemon restart on a live node changes nothing for its running containers: a remote container keeps pinging and resolving them', async () => {
+    const [n0, , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+    const [c0, c2] = ctrs as [Ctr, Ctr];
+    const watch = await watchContainer(c2.ns.path, { gateway: c0.ip, dnsServer: gatewayOf(n2, net), names: [{ name: 'web0', address: c0.ip }] });
+    try {
+      await sleep(500);
+      expect(await daemons.get(n0)!.stop()).toEqual({ code: 0, signal: null });
+      const d = await startNodeDaemon(n0);
+      daemons.set(n0, d);
+      expect(await d.waitLog((l) => l['event'] === 'cluster_joined', 10_000)).toMatchObject({ adopted: true });
+      // Re-synced: node 0 answers for the remote container again.
+      await until('db2 on node 0 after the restart', () => (lookup(c0, gatewayOf(n0, net), 'db2').includes(c2.ip) ? true : undefined), 5000);
+      await sleep(500);
+    } finally {
+      const report = await watch.stop();
+      expect(report.ping.lost, 'pings from node 2 to the container on node 0').toEqual([]);
+      expect(report.ping.sent).toBeGreaterThan(10);
+      expect(report.dns!.lost).toEqual([]);
+      expect(report.dns!.wrong).toEqual([]);
+    }
   }, 60_000);
 });
 
