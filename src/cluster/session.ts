@@ -120,6 +120,7 @@ export class ClusterSession {
       collect: (): void => gauge.set({ state: 'ready' }, this.readyCount),
     });
     this.lease.on('lost', (err) => this.onLost(err));
+    this.lease.on('keepalive', (ttl) => opts.logger.trace({ event: 'cluster_keepalive', ttl }, 'keepalive'));
     this.lease.on('keepaliveFailed', (err) => opts.logger.debug({ event: 'cluster_keepalive_failed', err: err.message }, 'a node lease keep-alive failed'));
   }
 

@@ -53,8 +53,11 @@ function udpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Prom
     });
     // Connected: the kernel delivers only the upstream's datagrams, and an ICMP unreachable
     // surfaces at once as ECONNREFUSED instead of a timeout.
-    sock.connect(upstream.port, upstream.host, () => {
+    // A failed connect (no route to the upstream: ENETUNREACH) calls back with the error, and a
+    // send on the unconnected socket would throw out of this callback and end the process.
+    sock.connect(upstream.port, upstream.host, (err?: Error) => {
       if (done) return;
+      if (err) return finish(failed(upstream, err));
       sock.send(query, (err) => {
         if (err) finish(failed(upstream, err));
       });

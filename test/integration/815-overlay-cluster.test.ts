@@ -8,7 +8,7 @@
  * test. Containers talk only to each other's overlay addresses inside these namespaces.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
@@ -37,7 +37,8 @@ function startNodeDaemon(node: ClusterNode): Promise<DaemonProc> {
     state: node.stateDir,
     run: node.runDir,
     env: { SHOAL_CNI_CONF_DIR: node.cniConfDir },
-    args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', String(TTL_S), '--block-grace', String(GRACE_S), '--no-firewall'],
+    // An upstream the node namespaces have no route to: forwarded queries fail with ENETUNREACH.
+    args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', String(TTL_S), '--block-grace', String(GRACE_S), '--no-firewall', '--resolv-conf', resolvConf],
   });
 }
 
@@ -114,9 +115,15 @@ function gatewayOf(node: ClusterNode, network: string): string {
   return ranges[0]!.gateway;
 }
 
+let resolvConf: string;
+
 beforeAll(async () => {
   bin = privateBundles(['shoal-vxlan']);
-  cluster = await TestCluster.create({ nodes: 3, etcdMembers: 3, prefix: 'ovc' });
+  resolvConf = path.join(bin.dir, 'resolv.conf');
+  writeFileSync(resolvConf, 'nameserver 192.0.2.53\n');
+  // Four nodes, etcd on the first three: node 3 is the one cut off and killed, so the tests
+  // of a node's loss do not also take an etcd member away (the etcd tests stop one on purpose).
+  cluster = await TestCluster.create({ nodes: 4, etcdMembers: 3, prefix: 'ovc' });
   const started = await Promise.all(cluster.nodes.map((n) => startNodeDaemon(n)));
   cluster.nodes.forEach((n, i) => daemons.set(n, started[i]!));
   for (const d of started) await d.waitLog((l) => l['event'] === 'daemon_started', 15_000);
@@ -164,8 +171,8 @@ describe('overlay networks across the cluster', () => {
     for (const n of cluster.nodes) await until(`${a} gone on ${n.name}`, () => (conflistOn(n, a) || conflistOn(n, b) ? undefined : true), 5000);
   }, 60_000);
 
-  it('containers on node 0 and node 2 reach each other by IP and by name through their own node', async () => {
-    const [n0, , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+  it('containers on node 0 and node 3 reach each other by IP and by name through their own node', async () => {
+    const [n0, , , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
     const c0 = await addContainer(n0, net, 'web0');
     const c2 = await addContainer(n2, net, 'db2');
     // The address came from a block etcd says the node holds.
@@ -181,6 +188,15 @@ describe('overlay networks across the cluster', () => {
     expect(metricValue(metrics(n0), 'shoal_overlay_peers', { network: net })).toBe(1);
     ctrs.push(c0, c2);
   }, 60_000);
+
+  it('a name nobody has is forwarded to an upstream without a route: SERVFAIL, and the daemon lives on', async () => {
+    const [n0] = cluster.nodes as [ClusterNode];
+    const c0 = ctrs[0]!;
+    const r = spawnSync('ip', ['netns', 'exec', c0.ns.name, 'dig', '+time=3', '+tries=1', `@${gatewayOf(n0, net)}`, 'nobody.example', 'A'], { encoding: 'utf8', timeout: 8000 });
+    expect(r.stdout).toMatch(/status: SERVFAIL/);
+    expect(daemons.get(n0)!.child.exitCode).toBeNull();
+    expect(lookup(c0, gatewayOf(n0, net), 'db2')).toEqual([ctrs[1]!.ip]);
+  }, 30_000);
 
   it('with its daemon down, an ADD that needs a new block fails with code 11 saying why, and leaves no veth; once the daemon is back it works', async () => {
     const n1 = cluster.nodes[1]!;
@@ -202,7 +218,7 @@ describe('overlay networks across the cluster', () => {
   }, 60_000);
 
   it('parallel ADDs on every node never hand out an address twice, each from its own node\'s blocks', async () => {
-    const per = 10;
+    const per = 8;
     const confs = new Map(cluster.nodes.map((n) => [n, pluginConf(conflistOn(n, net)!)]));
     const jobs = cluster.nodes.flatMap((n) => Array.from({ length: per }, () => ({ node: n, ns: objects.netns(), id: uniqueName(PREFIX) })));
     const runs = await Promise.all(jobs.map((j) => cni(j.node, 'ADD', confs.get(j.node)!, j.id, j.ns.path)));
@@ -217,7 +233,7 @@ describe('overlay networks across the cluster', () => {
   }, 90_000);
 
   it('a daemon restart on a live node changes nothing for its running containers: a remote container keeps pinging and resolving them', async () => {
-    const [n0, , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+    const [n0, , , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
     const [c0, c2] = ctrs as [Ctr, Ctr];
     const watch = await watchContainer(c2.ns.path, { gateway: c0.ip, dnsServer: gatewayOf(n2, net), names: [{ name: 'web0', address: c0.ip }] });
     try {
@@ -237,7 +253,78 @@ describe('overlay networks across the cluster', () => {
       expect(report.dns!.wrong).toEqual([]);
     }
   }, 60_000);
+  it('with one etcd member stopped, ADDs and lookups on every node still work', async () => {
+    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+    await cluster.stopMember(2);
+    try {
+      const c = await addContainer(n1, net, 'quorum1');
+      await until('quorum1 resolves on node 0', () => (lookup(ctrs[0]!, gatewayOf(n0, net), 'quorum1').includes(c.ip) ? true : undefined), 5000);
+      expect(pingOnce(ctrs[0]!, c.ip)).toBe(true);
+    } finally {
+      await cluster.startMember(2);
+    }
+  }, 60_000);
+
+  it('a node cut off longer than its TTL disappears from the others within the TTL, and comes back with its containers after healing', async () => {
+    const [n0, , , n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+    const [c0, c2] = ctrs as [Ctr, Ctr];
+    const gw = gatewayOf(n0, net);
+    expect(fdbHas(n0, c2.mac)).toBe(true);
+    cluster.cut(n2);
+    const t0 = Date.now();
+    try {
+      await diagnosed(() => until('db2 gone from node 0', () => (lookup(c0, gw, 'db2').length === 0 && !fdbHas(n0, c2.mac) ? true : undefined), TTL_S * 1000 + 3000, 100));
+      expect(Date.now() - t0, 'gone within the TTL (+ the watch and a lookup)').toBeLessThan(TTL_S * 1000 + 3000);
+      await sleep(500);
+    } finally {
+      cluster.heal(n2);
+    }
+    await daemons.get(n2)!.waitLog((l) => l['event'] === 'cluster_lease_regranted', 15_000);
+    await diagnosed(() => until('db2 back on node 0', () => (lookup(c0, gw, 'db2').includes(c2.ip) ? true : undefined), 10_000, 100));
+    await until('c0 pings c2 again', () => (pingOnce(c0, c2.ip) ? true : undefined), 5000);
+  }, 60_000);
+
+  it('a dead node (daemon killed, node cut off): gone from DNS and forwarding everywhere within the TTL, its blocks freed after the grace', async () => {
+    const [n0, , , n3] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+    const c3 = ctrs[1]!;
+    expect(c3.node).toBe(n3);
+    const d = daemons.get(n3)!;
+    process.kill(d.pid, 'SIGKILL');
+    await d.exited;
+    cluster.cut(n3);
+    const t0 = Date.now();
+    try {
+      await diagnosed(() => until('db2 gone from node 0', () => (lookup(ctrs[0]!, gatewayOf(n0, net), 'db2').length === 0 && !fdbHas(n0, c3.mac) ? true : undefined), TTL_S * 1000 + 3000, 100));
+      expect(Date.now() - t0).toBeLessThan(TTL_S * 1000 + 3000);
+      await until('node 3 blocks freed', () => (etcdJson(`blocks/${net}/`).some((b) => b['node'] === n3.name) ? undefined : true), (GRACE_S + 12) * 1000, 250);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE_S * 1000);
+    } finally {
+      cluster.heal(n3);
+      daemons.delete(n3);
+    }
+  }, 60_000);
 });
+
+/** Runs `fn`; when it fails, prints what etcd and each daemon say, so a failure in CI can be read. */
+async function diagnosed<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    console.log('etcd endpoints/', JSON.stringify(etcdJson('endpoints/')));
+    console.log('etcd nodes/', cluster.etcdctl(['get', '--prefix', '--keys-only', '/shoal/v1/nodes/']).replace(/\n+/g, ' '));
+    for (const [n, d] of daemons) {
+      const events = d.logs.filter((l) => /cluster|peer|sync_failed/.test(String(l['event']))).slice(-15);
+      console.log(`${n.name}: exit ${d.child.exitCode ?? 'running'}; stderr: ${d.stdout().split('STDERR:')[1]?.slice(0, 2000) ?? ''}\n${events.map((l) => JSON.stringify(l)).join('\n')}`);
+    }
+    throw err;
+  }
+}
+
+/** Whether `node`'s forwarding tables know `mac` (iproute2, every device). */
+function fdbHas(node: ClusterNode, mac: string): boolean {
+  return (JSON.parse(cluster.exec(node, 'bridge', ['-j', 'fdb', 'show']).stdout || '[]') as Array<{ mac: string }>).some((e) => e.mac === mac);
+}
+
 
 /** Whether IPv4 `ip` is inside `cidr`. */
 function ipInCidr(ip: string, cidr: string): boolean {
