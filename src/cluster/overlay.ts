@@ -204,9 +204,11 @@ export class ClusterOverlay {
     if (!net) throw new BlockClaimError(404, `network "${network}" is not an overlay network of this cluster`);
     const subnet = net.subnets.map((s) => IpPrefix.parse(s.subnet)).find((s) => s.family === family);
     if (!subnet) throw new BlockClaimError(400, `network "${network}" has no IPv${family} subnet`);
+    const t0 = performance.now();
     const block = (await claimBlock(this.etcd, network, subnet, this.node)).toString();
     await this.o.local.put(blockKey(network, block), JSON.stringify({ mirroredAt: new Date().toISOString() }));
-    this.o.logger.info({ event: 'cluster_block_claimed', network, block }, `claimed address block ${block} of "${network}" for this node`);
+    const ms = Math.round(performance.now() - t0);
+    this.o.logger.info({ event: 'cluster_block_claimed', network, block, ms }, `claimed address block ${block} of "${network}" for this node in ${ms} ms`);
     return block;
   }
 

@@ -7,8 +7,8 @@
 import http from 'node:http';
 import { ShoalError } from '../errors.js';
 
-/** Long enough for an etcd transaction through a leader election; short of a runtime's own ADD timeout. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/** Long enough for an etcd transaction through a leader election on a loaded machine (claims took up to 3 s with ten nodes claiming at once on 2 busy cores); well short of a runtime's ADD timeout (the CRI allows 4 min). */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export class BlockRequestError extends ShoalError {
   constructor(network: string, socket: string, reason: string) {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IpPrefix } from '../../src/addr.js';
-import { BlocksExhaustedError, blockLength, claimBlock, listBlocks, nodeBlocks, reapBlocks, releaseBlock } from '../../src/cluster/blocks.js';
+import { BlocksExhaustedError, blockLength, claimBlock, claimStart, listBlocks, nodeBlocks, reapBlocks, releaseBlock } from '../../src/cluster/blocks.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 
 let dir: string;
@@ -28,15 +28,26 @@ describe('address blocks of overlay networks', () => {
     expect(blockLength(subnet, 28)).toBe(28);
   });
 
-  it('claims hand out distinct blocks in order, per node, until the subnet is used up', async () => {
+  it('claims hand out distinct blocks, a node\'s next one right after its last, until the subnet is used up', async () => {
     const got = [];
     for (const node of ['n1', 'n2', 'n1', 'n3']) got.push((await claimBlock(store, 'web', subnet, node)).toString());
-    expect(got).toEqual(['10.197.0.0/26', '10.197.0.64/26', '10.197.0.128/26', '10.197.0.192/26']);
-    expect((await nodeBlocks(store, 'web', 'n1')).map(String)).toEqual(['10.197.0.0/26', '10.197.0.128/26']);
+    expect(new Set(got).size).toBe(4);
+    const first = Number(claimStart('n1', 4n, []));
+    // n1 starts where its name says; its second block follows its first when that one is free.
+    expect(got[0]).toBe(`10.197.0.${first * 64}/26`);
+    const n1 = (await nodeBlocks(store, 'web', 'n1')).map(String);
+    expect(n1.sort()).toEqual([got[0], got[2]].sort());
     await expect(claimBlock(store, 'web', subnet, 'n2')).rejects.toBeInstanceOf(BlocksExhaustedError);
     await expect(claimBlock(store, 'web', subnet, 'n2')).rejects.toThrow('every /26 block of 10.197.0.0/24 is taken');
     // Another network has blocks of its own.
-    expect((await claimBlock(store, 'db', subnet, 'n2')).toString()).toBe('10.197.0.0/26');
+    expect((await claimBlock(store, 'db', subnet, 'n2')).toString()).toBe(`10.197.0.${Number(claimStart('n2', 4n, [])) * 64}/26`);
+  });
+
+  it('claimStart: after the node\'s last block, else spread by name', () => {
+    expect(claimStart('a', 16n, [3n, 7n])).toBe(8n);
+    expect(claimStart('a', 16n, [15n])).toBe(0n);
+    const starts = new Set(Array.from({ length: 10 }, (_, i) => claimStart(`node-${i}`, 1024n, [])));
+    expect(starts.size, 'ten nodes start at ten places').toBe(10);
   });
 
   it('claims through two connections (two nodes on one store) never get the same block', async () => {
@@ -60,19 +71,22 @@ describe('address blocks of overlay networks', () => {
     expect(await releaseBlock(store, 'web', block, 'n2')).toBe(false);
     expect(await releaseBlock(store, 'web', block, 'n1')).toBe(true);
     expect(await listBlocks(store, 'web')).toEqual([]);
-    expect((await claimBlock(store, 'web', subnet, 'n2')).toString()).toBe(block.toString());
+    // Free again: the four blocks of the /24 are claimed again, that one among them.
+    const again = [];
+    for (const node of ['n2', 'n3', 'n4', 'n5']) again.push((await claimBlock(store, 'web', subnet, node)).toString());
+    expect(again).toContain(block.toString());
   });
 
   it('blocks of a node that is gone are freed only after the grace; a node back in time keeps them', async () => {
-    await claimBlock(store, 'web', subnet, 'dead');
-    await claimBlock(store, 'web', subnet, 'flaky');
+    const dead = `web:${(await claimBlock(store, 'web', subnet, 'dead')).toString()}`;
+    const flaky = `web:${(await claimBlock(store, 'web', subnet, 'flaky')).toString()}`;
     await claimBlock(store, 'web', subnet, 'live');
     const t0 = new Date('2026-12-03T10:00:00Z');
     const at = (s: number) => new Date(t0.getTime() + s * 1000);
-    expect(await reapBlocks(store, new Set(['live']), 30_000, t0)).toEqual({ marked: ['web:10.197.0.0/26', 'web:10.197.0.64/26'], freed: [], revived: [] });
-    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(10))).toEqual({ marked: [], freed: [], revived: ['web:10.197.0.64/26'] });
+    expect(await reapBlocks(store, new Set(['live']), 30_000, t0)).toEqual({ marked: [dead, flaky].sort(), freed: [], revived: [] });
+    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(10))).toEqual({ marked: [], freed: [], revived: [flaky] });
     expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(29))).toEqual({ marked: [], freed: [], revived: [] });
-    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(30))).toEqual({ marked: [], freed: ['web:10.197.0.0/26'], revived: [] });
+    expect(await reapBlocks(store, new Set(['live', 'flaky']), 30_000, at(30))).toEqual({ marked: [], freed: [dead], revived: [] });
     expect((await listBlocks(store, 'web')).map((b) => b.node).sort()).toEqual(['flaky', 'live']);
   });
 });
