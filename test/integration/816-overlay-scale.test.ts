@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
+import { TestCluster, until } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { execCni, privateBundles } from '../e2e/helpers/cni-exec.js';
