@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # etcd-server/etcd-client: the cluster store's tests start their own etcd members inside test
 # namespaces (test/helpers/cluster.ts); a system etcd service the package may start is never used.
-DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman containerd runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine iperf3 prometheus iptables etcd-server etcd-client)
+DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman containerd runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine iperf3 ethtool prometheus iptables etcd-server etcd-client)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
