@@ -57,9 +57,9 @@ const common = {
  */
 function buildAddon() {
   const dir = path.join(root, 'native', 'shoal-sys');
-  const source = path.join(dir, 'shoal_sys.c');
+  const sources = ['shoal_sys.c', 'udp_batch.c', 'udp_batch.h'].map((f) => path.join(dir, f));
   const out = path.join(dir, 'build', 'shoal_sys.node');
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return;
+  if (existsSync(out) && sources.every((s) => statSync(out).mtimeMs >= statSync(s).mtimeMs)) return;
   const include = path.join(path.dirname(process.execPath), '..', 'include', 'node');
   if (!existsSync(path.join(include, 'node_api.h'))) {
     throw new Error(`cannot build native/shoal-sys: Node's C headers (node_api.h) are not in ${include}; install the headers of this Node`);
@@ -68,7 +68,7 @@ function buildAddon() {
   mkdirSync(path.dirname(out), { recursive: true });
   const cc = process.env.CC || 'cc';
   try {
-    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, source], { stdio: 'inherit' });
+    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, ...sources.filter((s) => s.endsWith('.c'))], { stdio: 'inherit' });
   } catch (err) {
     if (err.code === 'ENOENT') throw new Error(`cannot build native/shoal-sys: no C compiler "${cc}" (install gcc, or set CC)`, { cause: err });
     throw err;
