@@ -1,0 +1,27 @@
+// The Shoal side of bench/dns.mjs, run as its own process (bundled by the bench with esbuild):
+// ShoalDns as the daemon runs it (worker threads, batched UDP), records from a JSON file, one
+// listener. Prints "MEM <rss bytes>" before and after the records are applied, then "READY".
+//   node dns-shoal-server.cjs <records.json> <address> <port> <workers> <worker script>
+import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import { ShoalDns } from '../../src/dns/index.js';
+import type { DnsRecordsInput } from '../../src/dns/types.js';
+
+const [file, address, port, workers, script] = process.argv.slice(2) as [string, string, string, string, string];
+const n = Number(workers);
+const dns = new ShoalDns({ registry: new Registry(), localTtl: 5, resolvConfPath: '/nonexistent', udp: 'batch', workers: n, workerScript: script });
+const settle = async (): Promise<void> => {
+  if (dns.pool && !(await dns.pool.whenApplied(120_000))) throw new Error('workers did not apply the records');
+  (globalThis as { gc?: () => void }).gc?.();
+};
+dns.setRecords({ networks: [], endpoints: [] });
+await settle();
+console.log(`MEM ${process.memoryUsage().rss}`);
+const t0 = performance.now();
+dns.setRecords(JSON.parse(readFileSync(file, 'utf8')) as DnsRecordsInput);
+await settle();
+console.log(`APPLIED ${Math.round(performance.now() - t0)}`);
+console.log(`MEM ${process.memoryUsage().rss}`);
+await dns.addListener(address, Number(port));
+console.log('READY');
+process.on('SIGTERM', () => void dns.close(0).then(() => process.exit(0)));
