@@ -9,6 +9,7 @@
  * spreads clients over them by a hash of the 4-tuple (SO_REUSEPORT).
  */
 import { isIPv6 } from 'node:net';
+import { ShoalError } from '../errors.js';
 import { SyscallError } from './errors.js';
 import { AF_INET, AF_INET6, bind, close, getsockname, SO_RCVBUF, SO_SNDBUF, SOCK_DGRAM, SOL_SOCKET, setsockoptInt, socket } from './ffi.js';
 import { sys } from './sys.js';
@@ -123,6 +124,8 @@ export class BatchUdpSocket {
       return new BatchUdpSocket(fd, bound);
     } catch (err) {
       close(fd);
+      // Coded like Node's own socket errors (err.code 'EADDRNOTAVAIL'), which callers match on.
+      if (err instanceof SyscallError) throw new ShoalError(err.errnoName, `${err.syscall} ${err.errnoName} ${address}:${port}`, { cause: err });
       throw err;
     }
   }
