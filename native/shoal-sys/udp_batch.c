@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "udp_batch.h"
@@ -134,12 +135,14 @@ static napi_value SendBatch(napi_env env, napi_callback_info info) {
 
 /*
  * A readable-watcher on an fd: pollReadable(fd, callback) returns a handle; callback() runs on
- * every loop turn the fd is readable (level-triggered) until pollClose(handle). The watcher is
- * also closed when the environment (a worker thread) goes away, so a worker that dies or is
- * terminated does not leave a live handle on its loop.
+ * every loop turn the fd is readable (level-triggered) until pollClose(handle). When the
+ * environment (a worker thread) goes away first, the watcher is closed and so is the fd: a
+ * worker that dies must neither leave a live handle on its loop nor an open socket in a
+ * SO_REUSEPORT group, where the kernel would go on handing it a share of the clients.
  */
 struct watcher {
   uv_poll_t poll;
+  int fd;
   napi_env env;
   napi_ref callback;
   napi_async_cleanup_hook_handle hook;
@@ -181,6 +184,7 @@ static void at_teardown(napi_async_cleanup_hook_handle hook, void *arg) {
   (void)hook;
   w->closing = true;
   uv_poll_stop(&w->poll);
+  close(w->fd);
   uv_close((uv_handle_t *)&w->poll, on_closed_at_teardown);
 }
 
@@ -193,6 +197,7 @@ static napi_value PollReadable(napi_env env, napi_callback_info info) {
   struct watcher *w = calloc(1, sizeof *w);
   if (w == NULL) return int_value(env, -1, ENOMEM);
   w->env = env;
+  w->fd = fd;
   w->poll.data = w;
   int ret = uv_poll_init(loop, &w->poll, fd);
   if (ret < 0) {
