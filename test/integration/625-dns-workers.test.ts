@@ -7,20 +7,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import { build } from 'esbuild';
 import { Registry } from 'prom-client';
 import { ShoalDns } from '../../src/dns/index.js';
 import type { DnsRecordsInput } from '../../src/dns/types.js';
 import { decode, query } from '../helpers/dns.js';
 import { loopbackNet } from '../helpers/dns-live.js';
+import { buildDnsWorker } from '../helpers/dns-worker-bundle.js';
 
 const WORKERS = 3;
 const red = loopbackNet(81); // 127.81.<b>.0/24, gateway .1
-const root = path.resolve(import.meta.dirname, '../..');
-let work: string;
+let bundle: Awaited<ReturnType<typeof buildDnsWorker>> | undefined;
 let dns: ShoalDns;
 let port: number;
 const registry = new Registry();
@@ -83,7 +80,7 @@ function openClients(n: number): Promise<dgram.Socket[]> {
 }
 
 /** The answers a resolver cares about, in comparable form. */
-const view = (d: ReturnType<typeof decode> | undefined) => d && { rcode: d.rcode, flags: d.flags, answers: (d.answers ?? []).map((a) => ({ name: a.name, type: a.type, ttl: a.ttl, data: String((a as { data: unknown }).data) })) };
+const view = (d: ReturnType<typeof decode> | undefined) => d && { rcode: d.rcode, flags: d.flags, answers: (d.answers ?? []).map((a) => ({ name: a.name, type: a.type, ttl: (a as { ttl?: number }).ttl, data: String((a as { data: unknown }).data) })) };
 
 /** Requests each worker answered since the last call (indices by worker). */
 async function answeredByWorker(): Promise<number[]> {
@@ -101,16 +98,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: numb
 }
 
 beforeAll(async () => {
-  mkdirSync(path.join(root, 'node_modules', '.cache'), { recursive: true });
-  // Under node_modules, so the worker bundle finds the shoal-sys addon as dist/ does.
-  work = mkdtempSync(path.join(root, 'node_modules', '.cache', 'shoal-test-625-'));
-  await build({
-    entryPoints: [path.join(root, 'src/dns/worker-main.ts')],
-    bundle: true, platform: 'node', target: 'node24', format: 'cjs', logLevel: 'error', external: ['*.node'],
-    define: { 'import.meta.url': 'importMetaUrl' }, inject: [path.join(root, 'scripts/import-meta-url.js')],
-    outfile: path.join(work, 'dns-worker.cjs'),
-  });
-  dns = new ShoalDns({ registry, workers: WORKERS, workerScript: path.join(work, 'dns-worker.cjs'), udp: 'batch', localTtl: 5, resolvConfPath: '/nonexistent', forwardTimeoutMs: 300 });
+  bundle = await buildDnsWorker('625');
+  dns = new ShoalDns({ registry, workers: WORKERS, workerScript: bundle.script, udp: 'batch', localTtl: 5, resolvConfPath: '/nonexistent', forwardTimeoutMs: 300 });
   dns.setRecords(records());
   expect(await dns.pool!.whenApplied()).toBe(true);
   port = (await dns.addListener(red(1), 0)).port;
@@ -118,7 +107,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await dns?.close(0);
-  if (work) rmSync(work, { recursive: true, force: true });
+  bundle?.remove();
 });
 
 describe('625 dns workers', () => {
