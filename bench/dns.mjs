@@ -8,6 +8,8 @@
 //   npm run bench -- dns
 //   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_WORKERS=2 BENCH_SETTLE_MS=1000 node bench/dns.mjs
 //   BENCH_RECORDS=1000,100000   record counts (local names, asked by bare name, all of them cycled)
+//   BENCH_BEFORE=1   also the server as it was before issue 18 (main thread, Node's dgram), as
+//                    a third target in the same alternation ("shoal-0")
 //
 // Scenarios: local names at each record count; forwarded names (1,000 names under fwd.test,
 // answered by a third server, a dnsmasq upstream) with a warm cache, at the first record count.
@@ -38,7 +40,8 @@ const vethNs = `sdb${id}c`;
 const gateway = `10.181.${b}.1`;
 const client = `10.181.${b}.2`;
 const upstreamAddr = `127.81.${b}.53`;
-const PORTS = { shoal: 18153, dnsmasq: 18154, upstream: 18155 };
+const before = env.BENCH_BEFORE === '1';
+const PORTS = { shoal: 18153, dnsmasq: 18154, upstream: 18155, before: 18156 };
 mkdirSync(path.join(root, 'node_modules', '.cache'), { recursive: true });
 // Under node_modules so the bundles find the shoal-sys addon the way dist/ does.
 const work = mkdtempSync(path.join(root, 'node_modules', '.cache', 'shoal-bench-dns-'));
@@ -145,6 +148,7 @@ async function scenario(label, queryFile, targets, warm) {
   const [a, c] = targets.map((t) => results[t.name]);
   const ratios = a.map((x, i) => x.qps / c[i].qps);
   console.log(`  paired ratio shoal/dnsmasq qps ${spread(ratios, 2)} (goal >= 1.00: ${median(ratios) >= 1 ? 'met' : 'NOT met'}); p99 ${median(a.map((x) => x.p99)) <= median(c.map((x) => x.p99)) ? 'no worse' : 'WORSE'}`);
+  if (results['shoal-0']) console.log(`  paired ratio shoal-0 (before issue 18)/dnsmasq qps ${spread(results['shoal-0'].map((x, i) => x.qps / c[i].qps), 2)}`);
   if (a.concat(c).some((x) => !Number.isFinite(x.qps) || x.noerror === 0)) console.log(`  a run failed:\n${a.concat(c).find((x) => !Number.isFinite(x.qps) || x.noerror === 0).summary}`);
 }
 
@@ -176,6 +180,7 @@ async function main() {
       if (l.startsWith('MEM ')) mem.push(Number(l.slice(4)));
       if (l.startsWith('APPLIED ')) applied = l.slice(8);
     });
+    const shoal0 = before ? await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.before), '0', '', 'dgram'], /READY/) : undefined;
     const emptyMasq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, '/dev/null', ['--no-resolv', '--cache-size=10000']), /started|compile time options/);
     await sleep(300);
     const masqEmptyRss = rssOf(emptyMasq.pid);
@@ -187,10 +192,12 @@ async function main() {
     const targets = [
       { name: 'shoal', port: PORTS.shoal },
       { name: 'dnsmasq', port: PORTS.dnsmasq },
+      ...(before ? [{ name: 'shoal-0', port: PORTS.before }] : []),
     ];
     await scenario(`local names, ${n.toLocaleString('en')} records, all asked in turn`, queries, targets, false);
     if (k === 0) await scenario(`forwarded names (${FORWARDED} under fwd.test), warm caches`, fwdQueries, targets, true);
     await stop(shoal);
+    await stop(shoal0);
     await stop(masq);
   }
   await stop(upstream);

@@ -1,15 +1,16 @@
 // The Shoal side of bench/dns.mjs, run as its own process (bundled by the bench with esbuild):
 // ShoalDns as the daemon runs it (worker threads, batched UDP), records from a JSON file, one
 // listener. Prints "MEM <rss bytes>" before and after the records are applied, then "READY".
-//   node dns-shoal-server.cjs <records.json> <address> <port> <workers> <worker script>
+//   node server.mjs <records.json> <address> <port> <workers> <worker script> [dgram|batch]
+// (workers 0 with dgram is the server as it was before issue 18: main thread, Node's dgram).
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { ShoalDns } from '../../src/dns/index.js';
 import type { DnsRecordsInput } from '../../src/dns/types.js';
 
-const [file, address, port, workers, script] = process.argv.slice(2) as [string, string, string, string, string];
+const [file, address, port, workers, script, udp = 'batch'] = process.argv.slice(2) as [string, string, string, string, string, string?];
 const n = Number(workers);
-const dns = new ShoalDns({ registry: new Registry(), localTtl: 5, resolvConfPath: '/nonexistent', udp: 'batch', workers: n, workerScript: script });
+const dns = new ShoalDns({ registry: new Registry(), localTtl: 5, resolvConfPath: '/nonexistent', udp: udp === 'dgram' ? 'dgram' : 'batch', workers: n, workerScript: script });
 const settle = async (): Promise<void> => {
   if (dns.pool && !(await dns.pool.whenApplied(120_000))) throw new Error('workers did not apply the records');
   (globalThis as { gc?: () => void }).gc?.();
