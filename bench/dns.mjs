@@ -152,6 +152,30 @@ async function scenario(label, queryFile, targets, warm) {
   if (a.concat(c).some((x) => !Number.isFinite(x.qps) || x.noerror === 0)) console.log(`  a run failed:\n${a.concat(c).find((x) => !Number.isFinite(x.qps) || x.noerror === 0).summary}`);
 }
 
+/** ms from telling `server` to reload (SIGHUP) until 16 client sockets all see `expected` for `name`. */
+async function changeSeen(server, port, name, expected) {
+  const probe = spawn('ip', ['netns', 'exec', netns, process.execPath, path.join(root, 'bench/lib/dns-change-probe.mjs'), gateway, String(port), name, expected], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(probe);
+  let out = '';
+  const waiters = new Set();
+  probe.stdout.on('data', (d) => {
+    out += d.toString();
+    for (const w of [...waiters]) w();
+  });
+  const line = (re) =>
+    new Promise((resolve) => {
+      const check = () => re.test(out) && (waiters.delete(check), resolve());
+      waiters.add(check);
+      check();
+    });
+  await line(/ready/);
+  process.kill(server.pid, 'SIGHUP');
+  probe.stdin.write('go\n');
+  await Promise.race([line(/seen \S+/), sleep(70_000)]);
+  await stop(probe);
+  return /seen (\S+)/.exec(out)?.[1] ?? 'no answer';
+}
+
 async function main() {
   for (const cmd of ['dnsperf', 'dnsmasq', 'ip']) {
     if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) throw new Error(`bench dns: ${cmd} not installed`);
@@ -185,7 +209,7 @@ async function main() {
     await sleep(300);
     const masqEmptyRss = rssOf(emptyMasq.pid);
     await stop(emptyMasq);
-    const masq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, hosts, ['--no-resolv', `--server=${upstreamAddr}#${PORTS.upstream}`, '--cache-size=10000', '--local-ttl=5']), /started|compile time options/);
+    const masq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, hosts, ['--no-resolv', `--server=${upstreamAddr}#${PORTS.upstream}`, '--local=/bench.shoal/', '--cache-size=10000', '--local-ttl=5']), /started|compile time options/);
     await sleep(500 + n / 100);
     console.log(`\n== ${n.toLocaleString('en')} records`);
     console.log(`  memory: Shoal RSS +${((mem[1] - mem[0]) / 2 ** 20).toFixed(1)} MiB for the records (${workers} worker snapshot(s); ${(mem[1] / 2 ** 20).toFixed(0)} MiB total), records applied in ${applied} ms; dnsmasq RSS +${((rssOf(masq.pid) - masqEmptyRss) / 2 ** 20).toFixed(1)} MiB (${(rssOf(masq.pid) / 2 ** 20).toFixed(0)} MiB total)`);
@@ -195,6 +219,27 @@ async function main() {
       ...(before ? [{ name: 'shoal-0', port: PORTS.before }] : []),
     ];
     await scenario(`local names, ${n.toLocaleString('en')} records, all asked in turn`, queries, targets, false);
+    // A record added, then removed, while idle: ms until every client socket sees it (SIGHUP
+    // makes each server re-read its records: Shoal its JSON, dnsmasq its hosts file). Asked as
+    // newbie.bench.shoal, which both answer locally once it is gone (NXDOMAIN: Shoal's zone,
+    // dnsmasq's --local=/bench.shoal/), so no upstream round trip is measured.
+    const extra = { network: 'bench', containerId: 'c-newbie', name: 'newbie', ipv4: [`10.181.${b}.77`] };
+    const seen = { shoal: [], dnsmasq: [], 'shoal-0': [] };
+    const base = JSON.parse(readFileSync(records, 'utf8'));
+    const hostsText = readFileSync(hosts, 'utf8');
+    for (const [change, want] of [['add', `10.181.${b}.77`], ['remove', `!10.181.${b}.77`]]) {
+      writeFileSync(`${records}.reload`, JSON.stringify(change === 'add' ? { ...base, endpoints: [...base.endpoints, extra] } : base));
+      writeFileSync(hosts, change === 'add' ? `${hostsText}10.181.${b}.77 newbie.bench.shoal\n` : hostsText);
+      await sleep(settleMs);
+      seen.shoal.push(await changeSeen(shoal, PORTS.shoal, 'newbie.bench.shoal', want));
+      await sleep(settleMs);
+      seen.dnsmasq.push(await changeSeen(masq, PORTS.dnsmasq, 'newbie.bench.shoal', want));
+      if (shoal0) {
+        await sleep(settleMs);
+        seen['shoal-0'].push(await changeSeen(shoal0, PORTS.before, 'newbie.bench.shoal', want));
+      }
+    }
+    console.log(`  record change seen by 16 client sockets (add, remove), ms: shoal ${seen.shoal.join(', ')}; dnsmasq ${seen.dnsmasq.join(', ')}${shoal0 ? `; shoal-0 ${seen['shoal-0'].join(', ')}` : ''}`);
     if (k === 0) await scenario(`forwarded names (${FORWARDED} under fwd.test), warm caches`, fwdQueries, targets, true);
     await stop(shoal);
     await stop(shoal0);

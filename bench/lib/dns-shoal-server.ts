@@ -25,4 +25,6 @@ console.log(`APPLIED ${Math.round(performance.now() - t0)}`);
 console.log(`MEM ${process.memoryUsage().rss}`);
 await dns.addListener(address, Number(port));
 console.log('READY');
+// SIGHUP: the record set in <records.json>.reload replaces the current one (the change bench).
+process.on('SIGHUP', () => void dns.setRecords(JSON.parse(readFileSync(`${file}.reload`, 'utf8')) as DnsRecordsInput));
 process.on('SIGTERM', () => void dns.close(0).then(() => process.exit(0)));
