@@ -1,62 +1,82 @@
 #!/usr/bin/env node
-// DNS benchmark: dnsperf against Shoal's DNS server and against dnsmasq serving the same 1,000
-// names, both on loopback, one after the other in one run. Prints qps, latency and the ratio.
+// DNS benchmark (issue 18): Shoal's DNS server against dnsmasq, both on the gateway address of a
+// container network, queried with dnsperf from inside the container's namespace. Rounds
+// alternate (Shoal first in even rounds, dnsmasq first in odd ones), each measurement after the
+// same settle time, so load from anything else on the machine falls on both alike; figures are
+// medians over the rounds with their min-max spread.
 //
-//   node bench/dns.mjs                 (or: npm run bench -- dns)
-//   BENCH_SECONDS=5 node bench/dns.mjs shorter runs (default 10 s each)
-//   BENCH_PROFILE=1 node bench/dns.mjs also writes a V8 CPU profile of the Shoal server
+//   npm run bench -- dns
+//   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_WORKERS=2 BENCH_SETTLE_MS=1000 node bench/dns.mjs
+//   BENCH_RECORDS=1000,100000   record counts (local names, asked by bare name, all of them cycled)
+//   BENCH_BEFORE=1   also the server as it was before issue 18 (main thread, Node's dgram), as
+//                    a third target in the same alternation ("shoal-0")
 //
-// Shoal's TypeScript is bundled with esbuild into a temp dir and run in a child process, so
-// dnsperf, Shoal and dnsmasq are three processes; every child is killed by its PID at the end.
+// Scenarios: local names at each record count; forwarded names (1,000 names under fwd.test,
+// answered by a third server, a dnsmasq upstream) with a warm cache, at the first record count.
+// Everything lives in 10.181.<b>.0/24 (a veth pair into a namespace made for the run) and
+// 127.81.<b>.53 (the upstream), on ports 18153-18155; all of it is removed at the end.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import dgram from 'node:dgram';
-import net from 'node:net';
 import { build } from 'esbuild';
+import { dnsperf } from './lib/dnsperf.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const NAMES = 1000;
-const b = 1 + Math.floor(Math.random() * 250);
-const shoalAddr = `127.59.${b}.1`;
-const dnsmasqAddr = `127.59.${b}.2`;
-const clientAddr = `127.59.${b}.10`;
-const work = mkdtempSync(path.join(tmpdir(), 'shoal-bench-dns-'));
+const env = process.env;
+const seconds = Number(env.BENCH_SECONDS ?? 5);
+const rounds = Number(env.BENCH_ROUNDS ?? 5);
+const workers = Number(env.BENCH_WORKERS ?? 2);
+const settleMs = Number(env.BENCH_SETTLE_MS ?? 1000);
+const recordCounts = (env.BENCH_RECORDS ?? '1000,100000').split(',').map(Number);
+const FORWARDED = 1000;
+const b = 200 + Math.floor(Math.random() * 50);
+const id = randomBytes(3).toString('hex');
+const netns = `sdnsb${id}`;
+const vethHost = `sdb${id}h`;
+const vethNs = `sdb${id}c`;
+const gateway = `10.181.${b}.1`;
+const client = `10.181.${b}.2`;
+const upstreamAddr = `127.81.${b}.53`;
+const before = env.BENCH_BEFORE === '1';
+const PORTS = { shoal: 18153, dnsmasq: 18154, upstream: 18155, before: 18156 };
+mkdirSync(path.join(root, 'node_modules', '.cache'), { recursive: true });
+// Under node_modules so the bundles find the shoal-sys addon the way dist/ does.
+const work = mkdtempSync(path.join(root, 'node_modules', '.cache', 'shoal-bench-dns-'));
 const children = new Set();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function which(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+function ip(...args) {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
 }
 
-async function freePort(address) {
-  for (;;) {
-    const s = dgram.createSocket('udp4');
-    const port = await new Promise((res, rej) => {
-      s.once('error', rej);
-      s.bind(0, address, () => res(s.address().port));
-    });
-    s.close();
-    const ok = await new Promise((res) => {
-      const t = net.createServer();
-      t.once('error', () => res(false));
-      t.listen(port, address, () => t.close(() => res(true)));
-    });
-    if (ok) return port;
-  }
+function setUpNetwork() {
+  ip('netns', 'add', netns);
+  ip('link', 'add', vethHost, 'type', 'veth', 'peer', 'name', vethNs, 'netns', netns);
+  ip('addr', 'add', `${gateway}/24`, 'dev', vethHost);
+  ip('link', 'set', vethHost, 'up');
+  ip('-n', netns, 'addr', 'add', `${client}/24`, 'dev', vethNs);
+  ip('-n', netns, 'link', 'set', vethNs, 'up');
+  ip('-n', netns, 'link', 'set', 'lo', 'up');
 }
 
-function start(cmd, args, readyPattern) {
+function tearDownNetwork() {
+  spawnSync('ip', ['link', 'del', vethHost]);
+  spawnSync('ip', ['netns', 'del', netns]);
+}
+
+function start(cmd, args, readyPattern, onLine = () => {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not become ready: ${out}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not become ready: ${out}`)), 180_000);
     const onData = (d) => {
       out += d.toString();
+      for (const line of d.toString().split('\n')) if (line) onLine(line);
       if (readyPattern.test(out)) {
         clearTimeout(timer);
         resolve(child);
@@ -76,107 +96,169 @@ async function stop(child) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   process.kill(child.pid, 'SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+  await Promise.race([exited, sleep(3000)]);
   if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
   children.delete(child);
 }
 
-function dnsperf(server, port, queryFile) {
-  const args = ['-s', server, '-p', String(port), '-a', clientAddr, '-d', queryFile, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'];
-  const r = spawnSync('dnsperf', args, { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
-  const text = `${r.stdout}${r.stderr}`;
-  const num = (re) => Number(re.exec(text)?.[1] ?? NaN);
-  return {
-    qps: num(/Queries per second:\s+([\d.]+)/),
-    avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
-    maxMs: num(/Average Latency \(s\):\s+[\d.]+ \(min [\d.]+, max ([\d.]+)\)/) * 1000,
-    sdMs: num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000,
-    completed: num(/Queries completed:\s+(\d+)/),
-    lost: num(/Queries lost:\s+(\d+)/),
-    noerror: num(/NOERROR (\d+)/),
-    text,
-  };
+function rssOf(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
 }
 
-function address(i) {
-  return `10.200.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+const address = (i) => `10.181.${Math.floor(i / 250) % 256}.${(i % 250) + 1}`;
+const localName = (i) => `svc${String(i).padStart(6, '0')}`;
+const fwdName = (i) => `f${String(i).padStart(4, '0')}.fwd.test`;
+
+function dnsmasqArgs(addr, port, hosts, extra) {
+  return ['--no-daemon', '--conf-file=/dev/null', '--no-hosts', `--addn-hosts=${hosts}`, '--bind-interfaces', `--listen-address=${addr}`, `--port=${port}`, '--pid-file=', '--user=root', '--log-facility=-', ...extra];
+}
+
+async function bundles() {
+  const common = { bundle: true, platform: 'node', target: 'node24', format: 'cjs', logLevel: 'error', external: ['*.node'], define: { 'import.meta.url': 'importMetaUrl' }, inject: [path.join(root, 'scripts/import-meta-url.js')] };
+  // ESM for its top-level await; require() for the CommonJS packages inside it.
+  const esm = { ...common, format: 'esm', define: {}, inject: [], banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } };
+  await build({ ...esm, entryPoints: [path.join(root, 'bench/lib/dns-shoal-server.ts')], outfile: path.join(work, 'server.mjs') });
+  await build({ ...common, entryPoints: [path.join(root, 'src/dns/worker-main.ts')], outfile: path.join(work, 'dns-worker.cjs') });
+}
+
+function median(xs) {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+const spread = (xs, digits) => `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}]`;
+
+async function scenario(label, queryFile, targets, warm) {
+  if (warm) for (const t of targets) dnsperf({ netns, server: gateway, port: t.port, queryFile, seconds, outFile: path.join(work, 'warm.txt'), runs: 2 });
+  const results = Object.fromEntries(targets.map((t) => [t.name, []]));
+  for (let r = 0; r < rounds; r += 1) {
+    const order = r % 2 === 0 ? targets : [...targets].reverse();
+    for (const t of order) {
+      await sleep(settleMs);
+      results[t.name].push(dnsperf({ netns, server: gateway, port: t.port, queryFile, seconds, outFile: path.join(work, `${t.name}.txt`) }));
+    }
+  }
+  console.log(`\n${label}: ${rounds} rounds of ${seconds} s, alternating, ${settleMs} ms settle; median [min-max]`);
+  for (const t of targets) {
+    const rs = results[t.name];
+    console.log(`  ${t.name.padEnd(8)} qps ${spread(rs.map((x) => x.qps), 0).padEnd(26)} p50 ${spread(rs.map((x) => x.p50), 3)} ms   p99 ${spread(rs.map((x) => x.p99), 3)} ms   lost ${rs.reduce((a, x) => a + x.lost, 0)}`);
+  }
+  const [a, c] = targets.map((t) => results[t.name]);
+  const ratios = a.map((x, i) => x.qps / c[i].qps);
+  console.log(`  paired ratio shoal/dnsmasq qps ${spread(ratios, 2)} (goal >= 1.00: ${median(ratios) >= 1 ? 'met' : 'NOT met'}); p99 ${median(a.map((x) => x.p99)) <= median(c.map((x) => x.p99)) ? 'no worse' : 'WORSE'}`);
+  if (results['shoal-0']) console.log(`  paired ratio shoal-0 (before issue 18)/dnsmasq qps ${spread(results['shoal-0'].map((x, i) => x.qps / c[i].qps), 2)}`);
+  if (a.concat(c).some((x) => !Number.isFinite(x.qps) || x.noerror === 0)) console.log(`  a run failed:\n${a.concat(c).find((x) => !Number.isFinite(x.qps) || x.noerror === 0).summary}`);
+}
+
+/** ms from telling `server` to reload (SIGHUP) until 16 client sockets all see `expected` for `name`. */
+async function changeSeen(server, port, name, expected) {
+  const probe = spawn('ip', ['netns', 'exec', netns, process.execPath, path.join(root, 'bench/lib/dns-change-probe.mjs'), gateway, String(port), name, expected], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(probe);
+  let out = '';
+  const waiters = new Set();
+  probe.stdout.on('data', (d) => {
+    out += d.toString();
+    for (const w of [...waiters]) w();
+  });
+  const line = (re) =>
+    new Promise((resolve) => {
+      const check = () => re.test(out) && (waiters.delete(check), resolve());
+      waiters.add(check);
+      check();
+    });
+  await line(/ready/);
+  process.kill(server.pid, 'SIGHUP');
+  probe.stdin.write('go\n');
+  await Promise.race([line(/seen \S+/), sleep(70_000)]);
+  await stop(probe);
+  return /seen (\S+)/.exec(out)?.[1] ?? 'no answer';
 }
 
 async function main() {
-  for (const cmd of ['dnsperf', 'dnsmasq']) {
-    if (!which(cmd)) {
-      console.error(`bench dns: ${cmd} not installed`);
-      process.exit(2);
+  for (const cmd of ['dnsperf', 'dnsmasq', 'ip']) {
+    if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) throw new Error(`bench dns: ${cmd} not installed`);
+  }
+  setUpNetwork();
+  await bundles();
+  const fwdHosts = path.join(work, 'fwd-hosts');
+  writeFileSync(fwdHosts, Array.from({ length: FORWARDED }, (_, i) => `192.0.2.${(i % 250) + 1} ${fwdName(i)}\n`).join(''));
+  const fwdQueries = path.join(work, 'fwd-queries.txt');
+  writeFileSync(fwdQueries, Array.from({ length: FORWARDED }, (_, i) => `${fwdName(i)} A\n`).join(''));
+  const upstream = await start('dnsmasq', dnsmasqArgs(upstreamAddr, PORTS.upstream, fwdHosts, ['--no-resolv', '--local-ttl=3600']), /started|compile time options/);
+  console.log(`dnsperf -c 4 -q 200 in netns ${netns} (${client}) -> ${gateway}; Shoal: ${workers} worker thread(s), batched UDP; machine: ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores shared with other work`);
+  for (const [k, n] of recordCounts.entries()) {
+    const names = Array.from({ length: n }, (_, i) => localName(i));
+    const hosts = path.join(work, `hosts-${n}`);
+    writeFileSync(hosts, names.map((x, i) => `${address(i)} ${x}\n`).join(''));
+    const queries = path.join(work, `queries-${n}.txt`);
+    writeFileSync(queries, names.map((x) => `${x} A\n`).join(''));
+    const records = path.join(work, `records-${n}.json`);
+    const network = { name: 'bench', domain: 'bench.shoal', subnets: [`10.181.${b}.0/24`], gateways: [gateway], upstreams: [`${upstreamAddr}:${PORTS.upstream}`] };
+    writeFileSync(records, JSON.stringify({ networks: [network], endpoints: names.map((x, i) => ({ network: 'bench', containerId: `c${i}`, name: x, ipv4: [address(i)] })) }));
+
+    const mem = [];
+    let applied = '';
+    const shoal = await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.shoal), String(workers), path.join(work, 'dns-worker.cjs')], /READY/, (l) => {
+      if (l.startsWith('MEM ')) mem.push(Number(l.slice(4)));
+      if (l.startsWith('APPLIED ')) applied = l.slice(8);
+    });
+    const shoal0 = before ? await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.before), '0', '', 'dgram'], /READY/) : undefined;
+    const emptyMasq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, '/dev/null', ['--no-resolv', '--cache-size=10000']), /started|compile time options/);
+    await sleep(300);
+    const masqEmptyRss = rssOf(emptyMasq.pid);
+    await stop(emptyMasq);
+    const masq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, hosts, ['--no-resolv', `--server=${upstreamAddr}#${PORTS.upstream}`, '--local=/bench.shoal/', '--cache-size=10000', '--local-ttl=5']), /started|compile time options/);
+    await sleep(500 + n / 100);
+    console.log(`\n== ${n.toLocaleString('en')} records`);
+    console.log(`  memory: Shoal RSS +${((mem[1] - mem[0]) / 2 ** 20).toFixed(1)} MiB for the records (${workers} worker snapshot(s); ${(mem[1] / 2 ** 20).toFixed(0)} MiB total), records applied in ${applied} ms; dnsmasq RSS +${((rssOf(masq.pid) - masqEmptyRss) / 2 ** 20).toFixed(1)} MiB (${(rssOf(masq.pid) / 2 ** 20).toFixed(0)} MiB total)`);
+    const targets = [
+      { name: 'shoal', port: PORTS.shoal },
+      { name: 'dnsmasq', port: PORTS.dnsmasq },
+      ...(before ? [{ name: 'shoal-0', port: PORTS.before }] : []),
+    ];
+    await scenario(`local names, ${n.toLocaleString('en')} records, all asked in turn`, queries, targets, false);
+    // A record added, then removed, while idle: ms until every client socket sees it (SIGHUP
+    // makes each server re-read its records: Shoal its JSON, dnsmasq its hosts file). Asked as
+    // newbie.bench.shoal, which both answer locally once it is gone (NXDOMAIN: Shoal's zone,
+    // dnsmasq's --local=/bench.shoal/), so no upstream round trip is measured.
+    const extra = { network: 'bench', containerId: 'c-newbie', name: 'newbie', ipv4: [`10.181.${b}.77`] };
+    const seen = { shoal: [], dnsmasq: [], 'shoal-0': [] };
+    const base = JSON.parse(readFileSync(records, 'utf8'));
+    const hostsText = readFileSync(hosts, 'utf8');
+    for (const [change, want] of [['add', `10.181.${b}.77`], ['remove', `!10.181.${b}.77`]]) {
+      writeFileSync(`${records}.reload`, JSON.stringify(change === 'add' ? { ...base, endpoints: [...base.endpoints, extra] } : base));
+      writeFileSync(hosts, change === 'add' ? `${hostsText}10.181.${b}.77 newbie.bench.shoal\n` : hostsText);
+      await sleep(settleMs);
+      seen.shoal.push(await changeSeen(shoal, PORTS.shoal, 'newbie.bench.shoal', want));
+      await sleep(settleMs);
+      seen.dnsmasq.push(await changeSeen(masq, PORTS.dnsmasq, 'newbie.bench.shoal', want));
+      if (shoal0) {
+        await sleep(settleMs);
+        seen['shoal-0'].push(await changeSeen(shoal0, PORTS.before, 'newbie.bench.shoal', want));
+      }
     }
+    console.log(`  record change seen by 16 client sockets (add, remove), ms: shoal ${seen.shoal.join(', ')}; dnsmasq ${seen.dnsmasq.join(', ')}${shoal0 ? `; shoal-0 ${seen['shoal-0'].join(', ')}` : ''}`);
+    if (k === 0) await scenario(`forwarded names (${FORWARDED} under fwd.test), warm caches`, fwdQueries, targets, true);
+    await stop(shoal);
+    await stop(shoal0);
+    await stop(masq);
   }
-  const names = Array.from({ length: NAMES }, (_, i) => `svc${String(i).padStart(4, '0')}`);
-  // Same data both sides: 1,000 names, one IPv4 each, TTL 5 s, asked by bare name.
-  const queryFile = path.join(work, 'queries.txt');
-  writeFileSync(queryFile, names.map((n) => `${n} A\n`).join(''));
-  const hostsFile = path.join(work, 'hosts');
-  writeFileSync(hostsFile, names.map((n, i) => `${address(i)} ${n}\n`).join(''));
-  const config = {
-    networks: [{ name: 'bench', domain: 'bench.shoal', subnets: [`127.59.${b}.0/24`], gateways: [shoalAddr], upstreams: ['127.0.0.1:9'] }],
-    endpoints: names.map((n, i) => ({ network: 'bench', containerId: `c${i}`, name: n, ipv4: [address(i)] })),
-  };
-  writeFileSync(path.join(work, 'records.json'), JSON.stringify(config));
-
-  await build({
-    entryPoints: [path.join(root, 'src/dns/index.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node24',
-    outfile: path.join(work, 'dns.cjs'),
-    logLevel: 'error',
-  });
-  const serverScript = path.join(work, 'server.cjs');
-  writeFileSync(
-    serverScript,
-    `const { ShoalDns } = require('./dns.cjs');
-const { Registry } = require(${JSON.stringify(path.join(root, 'node_modules/prom-client'))});
-const fs = require('node:fs');
-const dns = new ShoalDns({ registry: new Registry(), localTtl: 5, resolvConfPath: '/nonexistent' });
-dns.setRecords(JSON.parse(fs.readFileSync(${JSON.stringify(path.join(work, 'records.json'))}, 'utf8')));
-dns.addListener(process.argv[2], Number(process.argv[3])).then((l) => console.log('READY ' + l.port));
-process.on('SIGTERM', () => dns.close().then(() => process.exit(0)));
-`,
-  );
-
-  const shoalPort = await freePort(shoalAddr);
-  const dnsmasqPort = await freePort(dnsmasqAddr);
-  const profile = process.env.BENCH_PROFILE === '1';
-  const nodeArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'bench', 'profiles')}`] : [];
-
-  console.log(`1,000 names, A queries by bare name, dnsperf -c 4 -q 200 -l ${seconds}, loopback, ${shoalAddr} vs ${dnsmasqAddr}`);
-  const shoal = await start(process.execPath, [...nodeArgs, serverScript, shoalAddr, String(shoalPort)], /READY/);
-  const rs = dnsperf(shoalAddr, shoalPort, queryFile);
-  await stop(shoal);
-
-  const dnsmasq = await start(
-    'dnsmasq',
-    ['--no-daemon', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', `--addn-hosts=${hostsFile}`, '--bind-interfaces', `--listen-address=${dnsmasqAddr}`, `--port=${dnsmasqPort}`, '--pid-file=', '--user=root', '--local-ttl=5', '--cache-size=10000', '--log-facility=-'],
-    /started|compile time options/,
-  );
-  await new Promise((r) => setTimeout(r, 300));
-  const rd = dnsperf(dnsmasqAddr, dnsmasqPort, queryFile);
-  await stop(dnsmasq);
-
-  const row = (name, r) => `${name.padEnd(8)} ${r.qps.toFixed(0).padStart(9)} qps   avg ${r.avgMs.toFixed(3)} ms   max ${r.maxMs.toFixed(2)} ms   sd ${r.sdMs.toFixed(3)} ms   completed ${r.completed}  lost ${r.lost}  NOERROR ${r.noerror}`;
-  console.log(row('shoal', rs));
-  console.log(row('dnsmasq', rd));
-  const ratio = rs.qps / rd.qps;
-  console.log(`ratio shoal/dnsmasq qps: ${ratio.toFixed(2)}  (goal >= 1.00: ${ratio >= 1 ? 'met' : 'NOT met'})`);
-  if (!Number.isFinite(ratio)) {
-    console.log('--- dnsperf output (shoal) ---\n' + rs.text + '\n--- dnsperf output (dnsmasq) ---\n' + rd.text);
-    process.exitCode = 1;
-  }
-  if (profile) console.log(`CPU profile(s) in bench/profiles: ${readdirSync(path.join(root, 'bench', 'profiles')).join(', ')}`);
+  await stop(upstream);
 }
 
+const cleanup = async () => {
+  for (const c of [...children]) await stop(c);
+  tearDownNetwork();
+  rmSync(work, { recursive: true, force: true });
+};
+process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 try {
   await main();
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
 } finally {
-  for (const c of [...children]) await stop(c);
-  rmSync(work, { recursive: true, force: true });
+  await cleanup();
 }

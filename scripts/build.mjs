@@ -57,9 +57,9 @@ const common = {
  */
 function buildAddon() {
   const dir = path.join(root, 'native', 'shoal-sys');
-  const source = path.join(dir, 'shoal_sys.c');
+  const sources = ['shoal_sys.c', 'udp_batch.c', 'udp_batch.h'].map((f) => path.join(dir, f));
   const out = path.join(dir, 'build', 'shoal_sys.node');
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return;
+  if (existsSync(out) && sources.every((s) => statSync(out).mtimeMs >= statSync(s).mtimeMs)) return;
   const include = path.join(path.dirname(process.execPath), '..', 'include', 'node');
   if (!existsSync(path.join(include, 'node_api.h'))) {
     throw new Error(`cannot build native/shoal-sys: Node's C headers (node_api.h) are not in ${include}; install the headers of this Node`);
@@ -68,7 +68,7 @@ function buildAddon() {
   mkdirSync(path.dirname(out), { recursive: true });
   const cc = process.env.CC || 'cc';
   try {
-    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, source], { stdio: 'inherit' });
+    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp, ...sources.filter((s) => s.endsWith('.c'))], { stdio: 'inherit' });
   } catch (err) {
     if (err.code === 'ENOENT') throw new Error(`cannot build native/shoal-sys: no C compiler "${cc}" (install gcc, or set CC)`, { cause: err });
     throw err;
@@ -135,6 +135,8 @@ async function main() {
   const launcher = await readFile(path.join(root, 'scripts/plugin-launcher.cjs'), 'utf8');
   const plugins = CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), staged: path.join('lib', `${type}.js`), out: path.join(dist, 'cni', 'lib', `${type}.js`), type }));
   const cli = { in: path.join(root, 'src/cli/main.ts'), staged: 'shoal', out: path.join(dist, 'bin', 'shoal') };
+  // The daemon's DNS worker threads run their own bundle, next to the CLI (src/dns/worker-pool.ts).
+  const dnsWorker = { in: path.join(root, 'src/dns/worker-main.ts'), staged: 'dns-worker.js', out: path.join(dist, 'bin', 'dns-worker.js') };
   const moves = [];
   const builds = new Set();
   try {
@@ -164,6 +166,7 @@ async function main() {
         await build({ ...common, banner: { js: cliShebang() }, entryPoints: [cli.in], outfile: path.join(staging, cli.staged) });
         await chmod(path.join(staging, cli.staged), 0o755);
       })(),
+      build({ ...common, entryPoints: [dnsWorker.in], outfile: path.join(staging, dnsWorker.staged) }),
     ]);
     const failed = settled.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
@@ -171,6 +174,7 @@ async function main() {
     // before that bundle is.
     for (const p of plugins) moves.push([path.join(staging, p.staged), p.out]);
     for (const p of plugins) moves.push([path.join(staging, p.type), path.join(dist, 'cni', p.type)]);
+    moves.push([path.join(staging, dnsWorker.staged), dnsWorker.out]);
     moves.push([path.join(staging, cli.staged), cli.out]);
     for (const [from, to] of moves) await rename(from, to);
   } finally {

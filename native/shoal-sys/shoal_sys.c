@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "udp_batch.h"
+
 #define MAX_ARGS 5
 
 /* Fails the call with a TypeError naming the argument; the caller returns NULL. */
@@ -274,5 +276,6 @@ NAPI_MODULE_INIT() {
         napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok)
       return NULL;
   }
+  if (!udp_batch_register(env, exports)) return NULL;
   return exports;
 }

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import pkg from '../../package.json' with { type: 'json' };
 import { ShoalDns } from '../dns/index.js';
+import { dnsWorkerOptions } from '../dns/worker-options.js';
 import { loadRegistry, type RegistryContents } from '../dns/registry.js';
 import { ShoalError } from '../errors.js';
 import { ipamStats } from '../ipam/stats.js';
@@ -101,6 +102,7 @@ export class Daemon {
         localTtl: this.opts.localTtl,
         resolvConfPath: this.opts.resolvConf,
         maxConcurrentForwards: this.opts.maxConcurrentForwards,
+        ...dnsWorkerOptions(this.opts.dnsWorkers),
       });
       const dns = this.dns;
       this.listeners = new ListenerReconciler(

@@ -53,6 +53,8 @@ export interface DaemonOptions {
   resolvConf: string;
   localTtl: number;
   maxConcurrentForwards: number;
+  /** DNS worker threads (src/dns/worker-pool.ts); 0 answers on the main thread. */
+  dnsWorkers: number;
   /** How often the store's revision is polled, ms: bounds how fast a CNI ADD is served. */
   watchIntervalMs: number;
   /** How often listeners that could not bind (address not on the host yet) are retried, ms. */
@@ -92,6 +94,7 @@ Options:
   --resolv-conf PATH         upstreams for networks without their own (default /etc/resolv.conf)
   --local-ttl SECONDS        TTL of container answers (default 5)
   --max-concurrent-forwards N  upstream queries in flight before REFUSED (default 1024)
+  --dns-workers N              DNS worker threads, each with its own sockets (default 2; 0: main thread)
   --watch-interval MS        store poll interval (default 25)
   --no-firewall              do not add the DNS accept rules to the "inet shoal" table
   -h, --help                 this text
@@ -164,6 +167,7 @@ export function parseDaemonArgs(
         'resolv-conf': { type: 'string' },
         'local-ttl': { type: 'string' },
         'max-concurrent-forwards': { type: 'string' },
+        'dns-workers': { type: 'string' },
         'watch-interval': { type: 'string' },
         'no-firewall': { type: 'boolean' },
         node: { type: 'string' },
@@ -222,6 +226,7 @@ export function parseDaemonArgs(
       resolvConf: v['resolv-conf'] ?? '/etc/resolv.conf',
       localTtl: intFlag('local-ttl', v['local-ttl'], 5, 0, 86400),
       maxConcurrentForwards: intFlag('max-concurrent-forwards', v['max-concurrent-forwards'], 1024, 1, 1_000_000),
+      dnsWorkers: intFlag('dns-workers', v['dns-workers'], 2, 0, 64),
       watchIntervalMs: intFlag('watch-interval', v['watch-interval'], 25, 5, 60_000),
       retryIntervalMs: 1000,
       firewall: !v['no-firewall'],

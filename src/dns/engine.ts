@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { HandlerChain, QueryContext } from './chain.js';
-import type { DnsMetrics } from './metrics.js';
+import type { DnsMetricsSink } from './metrics-sink.js';
 import type { RecordSnapshot, Scope } from './snapshot.js';
 import { RCODE, type HandlerResult } from './types.js';
 import { adaptRawResponse, buildHeaderOnly, lowerQuestion, buildResponse, isParseFailure, parseQuery, udpLimit, type ParsedQuery } from './wire.js';
@@ -17,7 +17,7 @@ export type Transport = 'udp' | 'tcp';
 export interface EngineOptions {
   chain: HandlerChain;
   snapshot: () => RecordSnapshot;
-  metrics?: DnsMetrics;
+  metrics?: DnsMetricsSink;
   logger?: Logger;
   /** Largest UDP answer regardless of what the client advertises (default 4096). */
   maxUdpSize?: number;
@@ -58,7 +58,7 @@ export class DnsEngine {
     const started = performance.now();
     const parsed = parseQuery(msg);
     if (isParseFailure(parsed)) {
-      this.opts.metrics?.malformed.inc({ transport, reason: parsed.fail });
+      this.opts.metrics?.countMalformed(transport, parsed.fail);
       if (parsed.fail === 'drop') return undefined;
       return buildHeaderOnly(msg, parsed.fail === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR);
     }
@@ -80,9 +80,11 @@ export class DnsEngine {
       return this.failure(parsed, msg, err, limit, transport, started);
     }
     if (result instanceof Promise) {
+      // The caller may reuse msg's memory once handle returns (the batched UDP path does).
+      const own = Buffer.from(msg);
       return result.then(
-        (r) => this.finish(parsed, msg, r, limit, transport, started),
-        (err: unknown) => this.failure(parsed, msg, err, limit, transport, started),
+        (r) => this.finish(parsed, own, r, limit, transport, started),
+        (err: unknown) => this.failure(parsed, own, err, limit, transport, started),
       );
     }
     return this.finish(parsed, msg, result, limit, transport, started);

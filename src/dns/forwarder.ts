@@ -8,7 +8,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ResponseCache } from './cache.js';
-import type { DnsMetrics } from './metrics.js';
+import type { DnsMetricsSink } from './metrics-sink.js';
 import { rcodeName } from './metrics.js';
 import { scanResponse } from './scan.js';
 import { parseUpstream, type Upstream, type UpstreamTransport } from './upstream.js';
@@ -26,7 +26,7 @@ export interface ForwarderOptions {
   maxConcurrent?: number;
   /** How long a failed upstream is tried last, milliseconds (default 5000). */
   failureHoldMs?: number;
-  metrics?: DnsMetrics;
+  metrics?: DnsMetricsSink;
   logger?: Logger;
   now?: () => number;
 }
@@ -48,14 +48,15 @@ export class Forwarder {
     return this.active;
   }
 
-  forward(questionBytes: Buffer, q: Question, dnssecOk: boolean, own: readonly string[] | undefined, network: string): Promise<ForwardResult> {
+  /** A cached answer comes back synchronously (no promise on the warm-cache path), the rest as a promise. */
+  forward(questionBytes: Buffer, q: Question, dnssecOk: boolean, own: readonly string[] | undefined, network: string): ForwardResult | Promise<ForwardResult> {
     const key = `${q.name}\x01${q.type}\x01${q.class}\x01${dnssecOk ? 1 : 0}\x01${questionBytes.toString('latin1')}`;
     const cached = this.opts.cache.get(key);
     if (cached) {
-      this.opts.metrics?.cacheHits.inc();
-      return Promise.resolve({ kind: 'raw', rcode: cached.rcode, message: cached.message, optStart: cached.optStart, network });
+      this.opts.metrics?.countCache(true);
+      return { kind: 'raw', rcode: cached.rcode, message: cached.message, optStart: cached.optStart, network };
     }
-    this.opts.metrics?.cacheMisses.inc();
+    this.opts.metrics?.countCache(false);
     const same = this.pending.get(key);
     if (same) return same.then((r) => ({ ...r, network }));
     const max = this.opts.maxConcurrent ?? 1024;
@@ -107,7 +108,7 @@ export class Forwarder {
           scan = scanResponse(reply);
         }
         if (!scan) throw new Error('unparseable answer');
-        this.opts.metrics?.forwardRequests.inc({ upstream: up.label, rcode: rcodeName(scan.rcode) });
+        this.opts.metrics?.countForward(up.label, rcodeName(scan.rcode));
         const result: RawResult = { kind: 'raw', rcode: scan.rcode, message: reply, network: '' };
         if (scan.optStart !== undefined) result.optStart = scan.optStart;
         if (scan.rcode === RCODE.SERVFAIL || scan.rcode === RCODE.REFUSED) {
@@ -120,7 +121,7 @@ export class Forwarder {
         return result;
       } catch (err) {
         const timedOut = (err as { code?: string }).code === 'DNS_UPSTREAM_TIMEOUT';
-        this.opts.metrics?.forwardRequests.inc({ upstream: up.label, rcode: timedOut ? 'timeout' : 'error' });
+        this.opts.metrics?.countForward(up.label, timedOut ? 'timeout' : 'error');
         this.opts.logger?.warn({ event: 'dns_upstream_failure', upstream: up.label, name: q.name, err }, 'upstream query failed');
         this.markDown(up);
       }

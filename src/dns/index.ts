@@ -14,11 +14,13 @@ import { forwardHandler } from './handler-forward.js';
 import { hostsHandler } from './handler-hosts.js';
 import { zoneHandler } from './handler-zone.js';
 import { DnsMetrics } from './metrics.js';
+import type { DnsMetricsSink } from './metrics-sink.js';
 import { ResolvConf } from './resolv-conf.js';
 import { DnsServer, type ListenerAddress } from './server.js';
 import { RecordSnapshot } from './snapshot.js';
 import type { DnsRecordsInput } from './types.js';
 import { socketTransport, type UpstreamTransport } from './upstream.js';
+import { DnsWorkerPool } from './worker-pool.js';
 
 export interface ShoalDnsOptions {
   /** prom-client registry to declare the DNS metrics on (omit: no metrics). */
@@ -43,7 +45,20 @@ export interface ShoalDnsOptions {
   tcpIdleMs?: number;
   maxTcpConnections?: number;
   maxTcpPipeline?: number;
-  /** Test seams. */
+  /** UDP sockets: Node's dgram, or batched recvmmsg/sendmmsg through the addon (default dgram). */
+  udp?: 'dgram' | 'batch';
+  /**
+   * Answer in this many worker threads (worker-pool.ts), each with its own SO_REUSEPORT UDP and
+   * TCP socket per listener; 0 (default): on this thread. Needs `workerScript`.
+   */
+  workers?: number;
+  /** The worker bundle: dist/bin/dns-worker.js (built by scripts/build.mjs). */
+  workerScript?: string | URL;
+  /** Where a worker counts (worker-main.ts); without it, the registry's metrics. */
+  metricsSink?: DnsMetricsSink;
+  /** SO_REUSEPORT on this thread's sockets (what a worker sets). */
+  reusePort?: boolean;
+  /** Test seams (this thread only: workers use real sockets and clocks). */
   transport?: UpstreamTransport;
   now?: () => number;
 }
@@ -55,6 +70,8 @@ export class ShoalDns {
   readonly cache: ResponseCache;
   readonly resolvConf: ResolvConf;
   readonly metrics: DnsMetrics | undefined;
+  /** Set when answering in worker threads; then this thread holds no DNS socket and no snapshot. */
+  readonly pool: DnsWorkerPool | undefined;
   private current: RecordSnapshot;
   private version = 0;
   private readonly opts: ShoalDnsOptions;
@@ -78,7 +95,7 @@ export class ShoalDns {
       defaultUpstreams: () => this.resolvConf.nameservers(),
       timeoutMs: options.forwardTimeoutMs,
       maxConcurrent: options.maxConcurrentForwards,
-      metrics: this.metrics,
+      metrics: this.metrics ?? options.metricsSink,
       logger: options.logger,
       now,
     });
@@ -88,7 +105,7 @@ export class ShoalDns {
     this.engine = new DnsEngine({
       chain: new HandlerChain(handlers),
       snapshot: () => this.current,
-      metrics: this.metrics,
+      metrics: this.metrics ?? options.metricsSink,
       logger: options.logger,
       maxUdpSize: options.maxUdpSize,
     });
@@ -97,7 +114,16 @@ export class ShoalDns {
       tcpIdleMs: options.tcpIdleMs,
       maxTcpConnections: options.maxTcpConnections,
       maxTcpPipeline: options.maxTcpPipeline,
+      udp: options.udp,
+      reusePort: options.reusePort,
     });
+    if (options.workers && options.workers > 0) {
+      if (!options.workerScript) throw new Error('ShoalDns: workers need a workerScript (dist/bin/dns-worker.js)');
+      const { registry: _r, logger: _l, transport: _t, now: _n, metricsSink: _m, workers: _w, workerScript: _s, reusePort: _p, ...serializable } = options;
+      this.pool = new DnsWorkerPool({ size: options.workers, script: options.workerScript, options: serializable, logger: options.logger, metrics: this.metrics });
+      const pool = this.pool;
+      if (this.metrics) this.metrics.refresh = () => pool.collectCounts().then(() => undefined);
+    }
   }
 
   private snapshotOptions(): { localTtl: number } {
@@ -108,8 +134,15 @@ export class ShoalDns {
     return this.current;
   }
 
-  /** Builds a new snapshot from the full record set and swaps it in; the next query sees it. */
+  /**
+   * Builds a new snapshot from the full record set and swaps it in; the next query sees it.
+   * With workers, each worker builds and swaps its own (pool.whenApplied() says when all did).
+   */
   setRecords(input: DnsRecordsInput): RecordSnapshot {
+    if (this.pool) {
+      this.pool.setRecords(input);
+      return this.current;
+    }
     this.version += 1;
     const next = RecordSnapshot.build(input, this.snapshotOptions(), this.version);
     this.current = next;
@@ -118,19 +151,20 @@ export class ShoalDns {
   }
 
   addListener(address: string, port = 53): Promise<ListenerAddress> {
-    return this.server.addListener(address, port);
+    return this.pool ? this.pool.addListener(address, port) : this.server.addListener(address, port);
   }
 
   removeListener(address: string, port = 53): Promise<boolean> {
-    return this.server.removeListener(address, port);
+    return this.pool ? this.pool.removeListener(address, port) : this.server.removeListener(address, port);
   }
 
   listeners(): ListenerAddress[] {
-    return this.server.listeners();
+    return this.pool ? this.pool.listeners() : this.server.listeners();
   }
 
-  /** Closes every listener. Forwards still pending finish and are dropped. */
-  async close(): Promise<void> {
+  /** Closes every listener. Forwards still pending finish and are dropped (workers: finish within graceMs). */
+  async close(graceMs?: number): Promise<void> {
+    await this.pool?.close(graceMs);
     await this.server.close();
   }
 }
@@ -143,5 +177,6 @@ export { Forwarder } from './forwarder.js';
 export { ResponseCache } from './cache.js';
 export { ResolvConf, parseResolvConf } from './resolv-conf.js';
 export { DnsMetrics } from './metrics.js';
+export { DnsWorkerPool } from './worker-pool.js';
 export { parseUpstream, socketTransport, type Upstream, type UpstreamTransport } from './upstream.js';
 export type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput } from './types.js';

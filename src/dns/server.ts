@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { ShoalError } from '../errors.js';
+import { BatchUdpSocket } from '../kernel/udp-batch.js';
 import type { DnsEngine } from './engine.js';
 import { serveTcpConnection } from './tcp.js';
 
@@ -22,6 +23,19 @@ export interface ServerOptions {
   maxTcpWriteBuffer?: number;
   /** SO_RCVBUF/SO_SNDBUF for the UDP sockets (default 4 MiB; the kernel may cap it). */
   udpBufferBytes?: number;
+  /**
+   * `dgram` (Node's socket, one system call per datagram) or `batch` (recvmmsg/sendmmsg through
+   * the addon, src/kernel/udp-batch.ts). Default dgram.
+   */
+  udp?: 'dgram' | 'batch';
+  /** SO_REUSEPORT on both sockets, so each worker thread binds its own (worker-pool.ts). */
+  reusePort?: boolean;
+}
+
+/** A bound UDP socket of either kind. */
+interface UdpSocket {
+  readonly port: number;
+  close(): Promise<void>;
 }
 
 export interface ListenerAddress {
@@ -30,7 +44,7 @@ export interface ListenerAddress {
 }
 
 interface Listener extends ListenerAddress {
-  udp: dgram.Socket;
+  udp: UdpSocket;
   tcp: net.Server;
   connections: Set<net.Socket>;
 }
@@ -75,7 +89,7 @@ export class DnsServer {
         return undefined;
       });
       if (!udp) continue;
-      const bound = udp.address().port;
+      const bound = udp.port;
       try {
         const connections = new Set<net.Socket>();
         const tcp = await this.listenTcp(address, bound, connections);
@@ -86,16 +100,56 @@ export class DnsServer {
         return { address, port: bound };
       } catch (err) {
         lastErr = err;
-        udp.close();
+        await udp.close();
       }
     }
     throw new ShoalError('DNS_LISTEN_FAILED', `failed to listen on "${address}:${port}": ${String((lastErr as Error)?.message ?? lastErr)}`, { cause: lastErr });
   }
 
-  private bindUdp(address: string, port: number): Promise<dgram.Socket> {
+  private async bindUdp(address: string, port: number): Promise<UdpSocket> {
     const size = this.opts.udpBufferBytes ?? 4 * 1024 * 1024;
+    if (this.opts.udp === 'batch') {
+      const sock = BatchUdpSocket.bind(address, port, { reusePort: this.opts.reusePort, bufferBytes: size });
+      sock.start((d, later) => this.onDatagram(d.data, d.source, () => later(d.slot)));
+      return { port: sock.port, close: () => Promise.resolve(sock.close()) };
+    }
+    const sock = await this.bindDgram(address, port, size);
+    return {
+      port: sock.address().port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          try {
+            sock.close(() => resolve());
+          } catch {
+            resolve();
+          }
+        }),
+    };
+  }
+
+  /** One datagram on the batched path: the answer now, or sent later through `later()`. */
+  private onDatagram(msg: Buffer, source: string, later: () => (answer: Buffer) => void): Buffer | undefined {
+    let answer;
+    try {
+      answer = this.engine.handle(msg, source, 'udp');
+    } catch (err) {
+      this.opts.logger?.error({ event: 'dns_query_error', err }, 'DNS engine threw');
+      return undefined;
+    }
+    if (answer instanceof Promise) {
+      const send = later();
+      answer.then(
+        (a) => a && send(a),
+        () => undefined,
+      );
+      return undefined;
+    }
+    return answer;
+  }
+
+  private bindDgram(address: string, port: number, size: number): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', recvBufferSize: size, sendBufferSize: size });
+      const sock = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', recvBufferSize: size, sendBufferSize: size, reusePort: !!this.opts.reusePort });
       const onError = (err: Error): void => {
         sock.close();
         reject(err);
@@ -142,7 +196,7 @@ export class DnsServer {
       });
       server.maxConnections = this.opts.maxTcpConnections ?? 1000;
       server.once('error', reject);
-      server.listen({ host: address, port, exclusive: true }, () => {
+      server.listen({ host: address, port, exclusive: true, reusePort: !!this.opts.reusePort }, () => {
         server.off('error', reject);
         server.on('error', (err) => this.opts.logger?.warn({ event: 'dns_socket_error', address, err }, 'DNS TCP server error'));
         resolve(server);
@@ -184,11 +238,7 @@ function closeListener(l: Listener): Promise<void> {
       left -= 1;
       if (left === 0) resolve();
     };
-    try {
-      l.udp.close(done);
-    } catch {
-      done();
-    }
+    void l.udp.close().then(done);
     l.tcp.close(() => done());
     for (const c of l.connections) c.destroy();
   });

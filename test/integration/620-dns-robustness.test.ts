@@ -1,7 +1,8 @@
 /**
  * Abuse: 100,000 random and mutated UDP packets (bounded in time, to loopback only) leave the
  * server alive and answering; a stuck or non-reading TCP client does not block other clients,
- * and the idle timeout closes it.
+ * and the idle timeout closes it. Run against the server on the main thread (Node's dgram) and
+ * in worker threads (batched UDP, SO_REUSEPORT), as the daemon runs it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
@@ -11,28 +12,38 @@ import { ShoalDns } from '../../src/dns/index.js';
 import { query } from '../helpers/dns.js';
 import { dig, loopbackNet } from '../helpers/dns-live.js';
 import { seededRandom } from '../helpers/random.js';
+import { buildDnsWorker } from '../helpers/dns-worker-bundle.js';
 
-const n = loopbackNet(58);
-let dns: ShoalDns;
-let port: number;
-const registry = new Registry();
+const modes = [
+  { mode: 'main thread, dgram', net: loopbackNet(58), workers: false },
+  { mode: 'two workers, batched UDP', net: loopbackNet(81), workers: true },
+];
 
-beforeAll(async () => {
-  dns = new ShoalDns({ registry, tcpIdleMs: 700, resolvConfPath: '/nonexistent', forwardTimeoutMs: 200 });
-  dns.setRecords({
-    networks: [{ name: 'rb', domain: 'rb.shoal', subnets: [`${n(0)}/24`], upstreams: ['127.0.0.1:9'] }],
-    endpoints: [{ network: 'rb', containerId: 'c1', name: 'alive', ipv4: [n(10)] }],
+describe.each(modes)('620 dns robustness ($mode)', ({ net: n, workers }) => {
+  let dns: ShoalDns;
+  let port: number;
+  const registry = new Registry();
+  let bundle: Awaited<ReturnType<typeof buildDnsWorker>> | undefined;
+
+  beforeAll(async () => {
+    bundle = workers ? await buildDnsWorker('620') : undefined;
+    const pool = bundle ? { workers: 2, workerScript: bundle.script, udp: 'batch' as const } : {};
+    dns = new ShoalDns({ registry, tcpIdleMs: 700, resolvConfPath: '/nonexistent', forwardTimeoutMs: 200, ...pool });
+    dns.setRecords({
+      networks: [{ name: 'rb', domain: 'rb.shoal', subnets: [`${n(0)}/24`], upstreams: ['127.0.0.1:9'] }],
+      endpoints: [{ network: 'rb', containerId: 'c1', name: 'alive', ipv4: [n(10)] }],
+    });
+    if (dns.pool) expect(await dns.pool.whenApplied()).toBe(true);
+    port = (await dns.addListener(n(1), 0)).port;
+  }, 60_000);
+
+  afterAll(async () => {
+    await dns?.close();
+    bundle?.remove();
   });
-  port = (await dns.addListener(n(1), 0)).port;
-});
 
-afterAll(async () => {
-  await dns?.close();
-});
+  const ask = () => dig(n(1), port, ['-b', n(10), 'alive']);
 
-const ask = () => dig(n(1), port, ['-b', n(10), 'alive']);
-
-describe('620 dns robustness', () => {
   it('100,000 random and mutated packets leave the server alive and answering', async () => {
     const sock = dgram.createSocket('udp4');
     await new Promise<void>((r) => sock.bind(0, n(99), () => r()));
