@@ -65,10 +65,10 @@ describe('shoal daemon flags', () => {
   it('joins a cluster with --store etcd://: the local store stays SQLite, node and TTL defaulted', () => {
     const o = opts(['--store', 'etcd://10.0.0.1,10.0.0.2:2400', '--advertise-addr', '10.0.0.9'], { SHOAL_STATE_DIR: '/tmp/s' });
     expect(o.store).toEqual({ kind: 'sqlite', file: '/tmp/s/shoal.db' });
-    expect(o.cluster).toEqual({ endpoints: ['10.0.0.1:2379', '10.0.0.2:2400'], node: 'localhost', advertiseAddr: '10.0.0.9', nodeTtlSeconds: 10 });
+    expect(o.cluster).toEqual({ endpoints: ['10.0.0.1:2379', '10.0.0.2:2400'], node: 'localhost', advertiseAddr: '10.0.0.9', nodeTtlSeconds: 10, blockGraceSeconds: 300 });
     const host = parseDaemonArgs(['--store', 'etcd://e:2379'], {}, () => false, () => 'web-1.example.org');
-    expect(host.help === false && host.options.cluster).toEqual({ endpoints: ['e:2379'], node: 'web-1', advertiseAddr: undefined, nodeTtlSeconds: 10 });
-    expect(opts(['--store', 'etcd://e', '--node', 'n2', '--node-ttl', '2']).cluster).toMatchObject({ node: 'n2', nodeTtlSeconds: 2 });
+    expect(host.help === false && host.options.cluster).toEqual({ endpoints: ['e:2379'], node: 'web-1', advertiseAddr: undefined, nodeTtlSeconds: 10, blockGraceSeconds: 300 });
+    expect(opts(['--store', 'etcd://e', '--node', 'n2', '--node-ttl', '2', '--block-grace', '0']).cluster).toMatchObject({ node: 'n2', nodeTtlSeconds: 2, blockGraceSeconds: 0 });
     expect(opts([]).cluster).toBeUndefined();
   });
 
@@ -78,6 +78,8 @@ describe('shoal daemon flags', () => {
     expect(bad(['--advertise-addr', '10.0.0.1'])).toThrow(/"--advertise-addr".*needs --store etcd:/);
     expect(bad(['--store', 'etcd://e', '--advertise-addr', 'nope'])).toThrow(/"--advertise-addr": "nope" is not an IP address/);
     expect(bad(['--store', 'etcd://e', '--node', 'a_b'])).toThrow(/"--node": "a_b" is not a valid node name/);
+    expect(bad(['--block-grace', '60'])).toThrow(/"--block-grace".*needs --store etcd:/);
+    expect(bad(['--store', 'etcd://e', '--block-grace', 'soon'])).toThrow(/"--block-grace"/);
     expect(bad(['--store', 'etcd://e', '--node-ttl', '0'])).toThrow(/"--node-ttl": "0" must be 1-3600/);
     expect(bad(['--store', 'etcd://e:99999'])).toThrow(/"--store".*out of range/);
   });

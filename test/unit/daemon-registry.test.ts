@@ -129,6 +129,8 @@ describe('building records from CNI inputs', () => {
       aliases: ['www', 'abcdef012345'],
       ipv4: ['10.88.0.5/16'],
       ipv6: ['fd00:88::5/64'],
+      // The container interface's MAC (what other overlay nodes program), not the host's.
+      mac: '02:00:00:00:00:03',
     });
   });
 
