@@ -22,6 +22,7 @@ import { warmThreadpool } from '../kernel/netns.js';
 import { closeStateStores, openStateStore, STORE_FILE_NAME } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { ClusterSession, NodeInfo } from '../cluster/session.js';
+import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
@@ -63,6 +64,7 @@ export class Daemon {
   private listeners: ListenerReconciler | undefined;
   private firewall: DnsFirewall | undefined;
   private proxies: LoopbackProxies | undefined;
+  private services: ServiceManager | undefined;
   private proxyTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private apiServer: http.Server | undefined;
@@ -106,6 +108,8 @@ export class Daemon {
         this.logger,
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
+      // Services (issue 16): a replica's health change syncs again, like a store change.
+      this.services = new ServiceManager({ store, logger: this.logger, registry: this.registry, onChange: () => void this.requestSync('health') });
       this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       if (this.opts.cluster) {
         const c = this.opts.cluster;
@@ -131,6 +135,7 @@ export class Daemon {
           networks: () => this.networks(),
           endpoints: (network) => (this.contents?.endpoints ?? []).filter((e) => network === undefined || e.network === network),
           nodes: () => this.nodes(),
+          services: (name) => (this.services?.list() ?? []).filter((s) => name === undefined || s.name === name),
           reload: async () => {
             await this.reload('api');
             return this.status();
@@ -197,7 +202,7 @@ export class Daemon {
       this.logger.info({ ...fields, record }, c.event.replace(/_/g, ' '));
     }
     this.contents = contents;
-    dns.setRecords(contents);
+    dns.setRecords(this.services ? await this.services.sync(contents) : contents);
     await this.listeners.reconcile(desiredListenAddresses(contents.networks));
     this.firewall?.sync(contents.networks, { force: o.force, checkConflicts: o.checkConflicts });
     await this.proxies?.sync(o.force);
@@ -269,6 +274,7 @@ export class Daemon {
     await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs)]);
     await this.listeners?.closeAll();
     await this.proxies?.closeAll();
+    await this.services?.close();
     await this.dns?.close();
     this.firewall?.clear();
     // Revoke the node lease: the node leaves nodes/ at once, not a TTL later.
