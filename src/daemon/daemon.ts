@@ -108,9 +108,9 @@ export class Daemon {
         this.logger,
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
+      this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       // Services (issue 16): a replica's health change syncs again, like a store change.
       this.services = new ServiceManager({ store, logger: this.logger, registry: this.registry, onChange: () => void this.requestSync('health') });
-      this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       if (this.opts.cluster) {
         const c = this.opts.cluster;
         if (c.advertiseAddr === undefined) throw new ShoalError('EINVAL', 'failed to join the cluster: no advertise address (pass --advertise-addr IP)');

@@ -17,7 +17,10 @@ export class ServiceMetrics {
     this.backendUp = new Gauge({ name: 'shoal_lb_backend_up', help: 'Whether a service backend is in rotation (1) or out (0)', labelNames: ['service', 'backend'], registers });
     this.healthChecks = new Counter({ name: 'shoal_lb_health_checks_total', help: 'Health checks run, by result (success, failure)', labelNames: ['service', 'backend', 'result'], registers });
     this.replicas = new Gauge({ name: 'shoal_service_replicas', help: 'Replicas of a service by health state (up, down, unknown)', labelNames: ['service', 'state'], registers });
-    this.connections = new Counter({ name: 'shoal_lb_connections_total', help: 'Connections the proxy data path sent to a backend', labelNames: ['service', 'backend'], registers });
+    // The daemon's [::1] loopback proxies declare it first (their service label is "[::1]:port/proto").
+    this.connections =
+      (registry.getSingleMetric('shoal_lb_connections_total') as Counter<'service' | 'backend'> | undefined) ??
+      new Counter({ name: 'shoal_lb_connections_total', help: 'Connections the proxy data path sent to a backend', labelNames: ['service', 'backend'], registers });
     this.activeConnections = new Gauge({ name: 'shoal_lb_active_connections', help: 'Connections open through the proxy data path', labelNames: ['service'], registers });
     this.connectErrors = new Counter({ name: 'shoal_lb_connect_errors_total', help: 'Failed connection attempts from the proxy data path to a backend', labelNames: ['service', 'backend'], registers });
   }
