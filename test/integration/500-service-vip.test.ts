@@ -160,7 +160,7 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(held, 'an open connection to the victim').toBeDefined();
     const server = servers.find((s) => s.id === victim)!;
     const t0 = Date.now();
-    process.kill(server.pid, 'SIGUSR1');
+    await server.setAccepting(false);
     await waitFor('victim leaves the kernel path', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? undefined : true), INTERVAL_MS * FALL + 3000, 20);
     const left = Date.now() - t0;
     expect(left).toBeLessThanOrEqual(INTERVAL_MS * FALL + 1000 + 250); // plus one probe timeout budget
@@ -188,7 +188,7 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(metricValue(metrics, 'shoal_service_replicas', { service: 'web', state: 'up' })).toBe(2);
     expect(metricValue(metrics, 'shoal_lb_health_checks_total', { service: 'web', result: 'failure' })).toBeGreaterThanOrEqual(FALL);
     // It comes back after `rise` successes.
-    process.kill(server.pid, 'SIGUSR2');
+    await server.setAccepting(true);
     await waitFor('victim back', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? true : undefined), INTERVAL_MS * 2 + 3000, 20);
     expect(Object.keys(tally(helloFrom(dirs.root, client.name, vip, 80, 9))).sort()).toEqual(['r0', 'r1', 'r2']);
   });

@@ -30,20 +30,37 @@ const SERVER = `
 const net = require('node:net');
 const dgram = require('node:dgram');
 const [id, tcpPort, udpPort] = process.argv.slice(2);
-let tcp, udp;
-const conns = new Set();
-function up(cb) {
-  tcp = net.createServer((c) => { conns.add(c); c.on('close', () => conns.delete(c)); c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(d)); });
+let tcp, udp, up = false, retry;
+function start(cb) {
+  up = true;
+  tcp = net.createServer((c) => { c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(d)); });
   udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(id, r.port, r.address));
-  tcp.listen(Number(tcpPort), '0.0.0.0', () => udp.bind(Number(udpPort), '0.0.0.0', cb));
+  // A port closed a moment ago may still be in use: try again shortly (unless stopped meanwhile).
+  const listen = () => {
+    retry = undefined;
+    if (!up) return;
+    tcp.listen(Number(tcpPort), '0.0.0.0', () => {
+      if (!up) return void tcp.close();
+      udp.bind(Number(udpPort), '0.0.0.0', cb);
+    });
+  };
+  tcp.on('error', () => (retry = setTimeout(listen, 20)));
+  listen();
 }
-up(() => process.stdout.write('ready\\n'));
+start(() => process.stdout.write('ready\\n'));
+// USR1: stop accepting (health fails), keep open connections (draining). USR2: accept again.
+process.on('SIGUSR1', () => {
+  if (!up) return;
+  up = false;
+  clearTimeout(retry);
+  tcp.close(() => {});
+  try { udp.close(); } catch {}
+  process.stdout.write('down\\n');
+});
+process.on('SIGUSR2', () => { if (!up) start(() => process.stdout.write('up\\n')); });
 // Stays alive with no socket open (between USR1 and USR2); killed by the test.
 setInterval(() => {}, 1 << 30);
-// USR1: stop accepting (health fails), keep open connections (draining). USR2: accept again.
-process.on('SIGUSR1', () => { tcp.close(); udp.close(); process.stdout.write('down\\n'); });
-process.on('SIGUSR2', () => up(() => process.stdout.write('up\\n')));
 `;
 
 export interface IdentityServer {
@@ -51,6 +68,8 @@ export interface IdentityServer {
   pid: number;
   child: ChildProcess;
   output(): string;
+  /** Stops (false) or resumes (true) accepting, and waits for the server to say it did. */
+  setAccepting(on: boolean): Promise<void>;
   kill(): void;
 }
 
@@ -66,6 +85,14 @@ export async function startServer(dir: string, netns: string, id: string, tcpPor
     pid: child.pid!,
     child,
     output: () => out,
+    // One signal at a time, each acknowledged: pending standard signals are delivered lowest
+    // number first, so USR2 then USR1 sent back to back could arrive the other way round.
+    setAccepting: async (on) => {
+      const word = on ? 'up' : 'down';
+      const before = out.split('\n').filter((l) => l === word).length;
+      child.kill(on ? 'SIGUSR2' : 'SIGUSR1');
+      await waitFor(`server ${id} ${word}`, () => (out.split('\n').filter((l) => l === word).length > before ? true : undefined), 5000, 5);
+    },
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
