@@ -22,6 +22,7 @@ import { warmThreadpool } from '../kernel/netns.js';
 import { closeStateStores, openStateStore, STORE_FILE_NAME } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { ClusterSession, NodeInfo } from '../cluster/session.js';
+import { serviceSrvHandler } from '../service/dns-srv.js';
 import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
@@ -100,6 +101,7 @@ export class Daemon {
         localTtl: this.opts.localTtl,
         resolvConfPath: this.opts.resolvConf,
         maxConcurrentForwards: this.opts.maxConcurrentForwards,
+        preHandlers: [serviceSrvHandler(() => this.services?.srvTable)],
       });
       const dns = this.dns;
       this.listeners = new ListenerReconciler(

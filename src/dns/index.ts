@@ -43,6 +43,11 @@ export interface ShoalDnsOptions {
   tcpIdleMs?: number;
   maxTcpConnections?: number;
   maxTcpPipeline?: number;
+  /**
+   * Pure handlers asked before the built-in ones (services' SRV answers): whatever state they
+   * read must change only together with a `setRecords` call (answers are memoized per snapshot).
+   */
+  preHandlers?: Handler[];
   /** Test seams. */
   transport?: UpstreamTransport;
   now?: () => number;
@@ -84,7 +89,7 @@ export class ShoalDns {
     });
     this.forwarder = forwarder;
     this.current = RecordSnapshot.build({ networks: [], endpoints: [] }, this.snapshotOptions());
-    const handlers: Handler[] = [containersHandler(), hostsHandler(), zoneHandler(), forwardHandler(forwarder)];
+    const handlers: Handler[] = [...(options.preHandlers ?? []), containersHandler(), hostsHandler(), zoneHandler(), forwardHandler(forwarder)];
     this.engine = new DnsEngine({
       chain: new HandlerChain(handlers),
       snapshot: () => this.current,

@@ -13,6 +13,7 @@ import { getNetwork, type NetworkRecord } from '../network/model.js';
 import type { Store } from '../store/store.js';
 import { KernelDataPath, type ServiceState } from './datapath.js';
 import { withServiceRecords } from './dns.js';
+import { buildSrvTable, type SrvTable } from './dns-srv.js';
 import { HealthChecker, type HealthStatus, type HealthTarget, type Probe } from './health.js';
 import { ServiceMetrics } from './metrics.js';
 import type { ServiceRecord } from './model.js';
@@ -47,6 +48,8 @@ export class ServiceManager {
   private readonly proxy: ProxyDataPath;
   private readonly metrics: ServiceMetrics | undefined;
   private views: ServiceView[] = [];
+  /** Read by the DNS SRV handler; replaced before the records it goes with are set. */
+  srvTable: SrvTable | undefined;
 
   constructor(private readonly opts: ServiceManagerOptions) {
     this.metrics = opts.registry ? new ServiceMetrics(opts.registry) : undefined;
@@ -99,6 +102,7 @@ export class ServiceManager {
     }
     await this.proxy.apply(states);
     this.publishMetrics(targets);
+    this.srvTable = buildSrvTable(records, contents.networks);
     return withServiceRecords(
       contents,
       states.map((s) => ({ record: s.record, healthy: s.healthy })),

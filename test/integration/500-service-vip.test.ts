@@ -6,6 +6,7 @@
  * health-driven removal within interval x fall + 1 s with an open connection draining, UDP
  * conntrack flushed off a removed replica, the return after `rise`, and cleanup.
  */
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { KernelObjects, ipJson } from '../helpers/kernel-objects.js';
 import { testRunId } from '../helpers/names.js';
 import { bridgeNameFor } from '../../src/network/model.js';
+import { readTable } from '../../src/kernel/nftables-reader.js';
 import { digIn, metricsText, metricValue, startDaemon, tempDirs, waitFor, type DaemonProc } from './daemon-helpers.js';
 import {
   helloFrom,
@@ -47,6 +49,8 @@ let client: { name: string; path: string };
 let vip = '';
 
 const cli = (...args: string[]) => shoalCli(env, ...args);
+/** The rules of web's TCP service chain as nft prints them. */
+const svcRuleText = () => spawnSync('nft', ['list', 'chain', 'ip', 'shoal-lb', 'svc-web-tcp-80'], { encoding: 'utf8' }).stdout;
 
 beforeAll(async () => {
   const conf = path.join(dirs.root, 'conf');
@@ -125,11 +129,18 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(Object.keys(counts).sort()).toEqual(['r0', 'r1', 'r2']);
   });
 
-  it('DNS: web is the VIP, tasks.web every healthy replica', async () => {
+  it('DNS: web is the VIP, tasks.web every healthy replica, SRV the ports', async () => {
     const a = await digIn(client.name, subnet.gateway, ['web', 'A']);
     expect(a.answers).toEqual([vip]);
     const tasks = await digIn(client.name, subnet.gateway, ['tasks.web', 'A']);
     expect(tasks.answers.sort()).toEqual(Object.values(replicaIp).sort());
+    // SRV per protocol: the target port on the service's own name.
+    const srv = await digIn(client.name, subnet.gateway, [`_web._tcp.${NET}`, 'SRV']);
+    expect(srv.answers).toHaveLength(1);
+    expect(srv.answers[0]).toMatch(/^0 0 80 web\./);
+    const target = srv.answers[0]!.split(' ')[3]!;
+    expect((await digIn(client.name, subnet.gateway, [target, 'A'])).answers).toEqual([vip]);
+    expect((await digIn(client.name, subnet.gateway, [`_web._udp.${NET}`, 'SRV'])).answers[0]).toMatch(/^0 0 5353 web\./);
   });
 
   it('dnsrr: api answers its healthy replicas, no VIP', async () => {
@@ -191,6 +202,24 @@ describe('service web behind a VIP (kernel path)', () => {
     await server.setAccepting(true);
     await waitFor('victim back', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? true : undefined), INTERVAL_MS * 2 + 3000, 20);
     expect(Object.keys(tally(helloFrom(dirs.root, client.name, vip, 80, 9))).sort()).toEqual(['r0', 'r1', 'r2']);
+  });
+
+  it('update --lb-policy source-hash: one client sticks to one replica, touching only the service chain', async () => {
+    const epHandles = () =>
+      (readTable({ family: 'ip', name: 'shoal-lb' })?.rules ?? [])
+        .filter((x) => x.chain.startsWith('ep-'))
+        .map((x) => `${x.chain}#${x.handle}`)
+        .sort();
+    const before = epHandles();
+    const r = cli('service', 'update', 'web', '--lb-policy', 'source-hash');
+    expect(r.status, r.stderr).toBe(0);
+    await waitFor('jhash rule', () => (svcRuleText().includes('jhash') ? true : undefined), 5000, 20);
+    // The endpoint chains were not rewritten: same rules, same handles.
+    expect(epHandles()).toEqual(before);
+    expect(before.length).toBe(12); // 3 replicas x 2 ports x 2 rules
+    const ids = helloFrom(dirs.root, client.name, vip, 80, 12);
+    expect(new Set(ids).size, ids.join()).toBe(1);
+    expect(ids[0]).toMatch(/^r\d$/);
   });
 
   it('rm removes the names, the rules, the VIP address and the table', async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { desiredLb, diffLb, endpointChain, type LbServicePort } from '../../src/service/nft-rules.js';
 import { kernelPorts, staleUdpFilters } from '../../src/service/datapath.js';
 import { withServiceRecords, shuffled } from '../../src/service/dns.js';
+import { buildSrvTable } from '../../src/service/dns-srv.js';
 import { buildSpec, type ServiceRecord } from '../../src/service/model.js';
 import type { RegistryContents } from '../../src/dns/registry.js';
 
@@ -116,5 +117,16 @@ describe('service DNS records', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 200; i += 1) seen.add(shuffled([1, 2, 3]).join());
     expect(seen.size).toBe(6);
+  });
+});
+
+describe('service SRV table', () => {
+  it('answers _NAME._proto under the bare name, the network and the domain', () => {
+    const t = buildSrvTable([record()], [{ name: 'net', domain: 'dns.shoal' }]);
+    const names = t.get('net')!;
+    expect([...names.keys()].sort()).toEqual(['_web._tcp', '_web._tcp.dns.shoal', '_web._tcp.net', '_web._udp', '_web._udp.dns.shoal', '_web._udp.net']);
+    expect(names.get('_web._tcp')).toEqual([{ port: 80, target: 'web.dns.shoal' }]);
+    expect(names.get('_web._udp.net')).toEqual([{ port: 53, target: 'web.dns.shoal' }]);
+    expect(buildSrvTable([record()], []).size).toBe(0);
   });
 });
