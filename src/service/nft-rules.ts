@@ -10,11 +10,15 @@
  *   ep-<name>-<proto>-<port>-<n>  ip saddr @lb-masq-src mark for masquerade; dnat to replica
  *   postrouting  nat/postrouting srcnat    jump masquerading
  *   masquerading marked packets: clear the mark, masquerade
+ *   input        filter/input filter - 1    VIP or published port of a service with no healthy
+ *                                           replica: reject (refused at once, never a host socket)
  *
  *   map lb-vips        addr . inet_proto . inet_service : verdict
  *   map lb-published   inet_proto . inet_service : verdict
  *   set lb-masq-src    addresses whose replies would not come back through the host's NAT
  *                      (127.0.0.0/8 and the services' own subnets: hairpin and neighbours)
+ *   set lb-no-endpoints            addr . inet_proto . inet_service of VIP ports with no replica
+ *   set lb-no-endpoints-published  inet_proto . inet_service of such published ports
  *
  * A packet costs two map lookups however many services exist; only a service's own chain is
  * linear (one vmap rule). Only healthy replicas are in a service chain. Updates are diffs of two
@@ -38,6 +42,8 @@ export const INFRA_OWNER = 'shoal-lb';
 export const VIPS_MAP = 'lb-vips';
 export const PUBLISHED_MAP = 'lb-published';
 export const MASQ_SET = 'lb-masq-src';
+export const NO_ENDPOINTS_SET = 'lb-no-endpoints';
+export const NO_ENDPOINTS_PUBLISHED_SET = 'lb-no-endpoints-published';
 /** The packet-mark bit that asks postrouting to masquerade (kube-proxy uses 0x4000 the same way). */
 export const MASQ_MARK = '0x00080000';
 
@@ -63,6 +69,9 @@ export interface LbDesired {
   vips: Map<string, string>;
   published: Map<string, string>;
   masqSources: Set<string>;
+  /** Keys of `vips` / `published` whose service has no healthy replica (rejected). */
+  noEndpoints: Set<string>;
+  noEndpointsPublished: Set<string>;
 }
 
 const ipKw = (f: Family) => (f === 4 ? 'ip' : 'ip6');
@@ -83,7 +92,7 @@ function pick(f: Family, policy: LbPolicy, n: number): string {
 
 /** The desired ruleset of one family (pure). */
 export function desiredLb(family: Family, ports: readonly LbServicePort[], masqSources: readonly string[]): LbDesired {
-  const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources) };
+  const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources), noEndpoints: new Set(), noEndpointsPublished: new Set() };
   if (ports.length > 0) d.masqSources.add(family === 4 ? '127.0.0.0/8' : '::1');
   for (const p of ports) {
     const owner = serviceOwner(p.service);
@@ -101,8 +110,14 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
         { expr: `meta l4proto ${p.protocol} dnat to ${hostPort(family, b, p.target)}`, owner },
       ]);
     }
-    if (p.vip !== undefined) d.vips.set(`${p.vip} . ${p.protocol} . ${p.target}`, `goto ${svc}`);
-    if (p.published !== undefined) d.published.set(`${p.protocol} . ${p.published}`, `goto ${svc}`);
+    const vipKey = `${p.vip} . ${p.protocol} . ${p.target}`;
+    const publishedKey = `${p.protocol} . ${p.published}`;
+    if (p.vip !== undefined) d.vips.set(vipKey, `goto ${svc}`);
+    if (p.published !== undefined) d.published.set(publishedKey, `goto ${svc}`);
+    if (backends.length === 0) {
+      if (p.vip !== undefined) d.noEndpoints.add(vipKey);
+      if (p.published !== undefined) d.noEndpointsPublished.add(publishedKey);
+    }
   }
   return d;
 }
@@ -117,13 +132,16 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     .addMap(t, VIPS_MAP, { type: `${addrType(family)} . inet_proto . inet_service`, valueType: 'verdict' })
     .addMap(t, PUBLISHED_MAP, { type: 'inet_proto . inet_service', valueType: 'verdict' })
     .addSet(t, MASQ_SET, { type: addrType(family), flags: ['interval'] })
+    .addSet(t, NO_ENDPOINTS_SET, { type: `${addrType(family)} . inet_proto . inet_service` })
+    .addSet(t, NO_ENDPOINTS_PUBLISHED_SET, { type: 'inet_proto . inet_service' })
     .addChain(t, 'services')
     .addChain(t, 'masquerading')
     .addChain(t, 'prerouting', { type: 'nat', hook: 'prerouting', priority: 'dstnat' })
     // nft 1.0.6 knows "dstnat" only for prerouting; -100 is its value.
     .addChain(t, 'output', { type: 'nat', hook: 'output', priority: -100 })
-    .addChain(t, 'postrouting', { type: 'nat', hook: 'postrouting', priority: 'srcnat' });
-  for (const c of ['services', 'masquerading', 'prerouting', 'output', 'postrouting']) tx.flushChain(t, c);
+    .addChain(t, 'postrouting', { type: 'nat', hook: 'postrouting', priority: 'srcnat' })
+    .addChain(t, 'input', { type: 'filter', hook: 'input', priority: 'filter - 1' });
+  for (const c of ['services', 'masquerading', 'prerouting', 'output', 'postrouting', 'input']) tx.flushChain(t, c);
   // ::1 is left alone: a DNATed reply to ::1 from a bridge is dropped (no route_localnet in v6).
   const local = family === 4 ? 'fib daddr type local' : 'fib daddr type local ip6 daddr != ::1';
   return tx
@@ -134,7 +152,11 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     .addRule(t, 'postrouting', 'jump masquerading', INFRA_OWNER)
     .addRule(t, 'masquerading', `meta mark & ${MASQ_MARK} == 0 return`, INFRA_OWNER)
     .addRule(t, 'masquerading', `meta mark set meta mark xor ${MASQ_MARK}`, INFRA_OWNER)
-    .addRule(t, 'masquerading', 'masquerade', INFRA_OWNER);
+    .addRule(t, 'masquerading', 'masquerade', INFRA_OWNER)
+    // Not DNATed because no replica is up: refuse here, so such a connection is refused at once
+    // (not left to a timeout, nor handed to a host process on the same port), as kube-proxy does.
+    .addRule(t, 'input', `${ip} daddr . meta l4proto . th dport @${NO_ENDPOINTS_SET} reject`, INFRA_OWNER)
+    .addRule(t, 'input', `${local} meta l4proto . th dport @${NO_ENDPOINTS_PUBLISHED_SET} reject`, INFRA_OWNER);
 }
 
 const sameRules = (a: ReadonlyArray<{ expr: string; owner: string }>, b: ReadonlyArray<{ expr: string; owner: string }>) =>
@@ -145,6 +167,13 @@ function mapDiff(tx: NftTransaction, t: NftTableRef, map: string, prev: Readonly
   if (gone.length) tx.deleteElements(t, map, gone, { idempotent: false });
   const added = [...next].filter(([k, v]) => prev.get(k) !== v);
   if (added.length) tx.addElements(t, map, added);
+}
+
+function setDiff(tx: NftTransaction, t: NftTableRef, set: string, prev: ReadonlySet<string>, next: ReadonlySet<string>): void {
+  const gone = [...prev].filter((k) => !next.has(k));
+  const added = [...next].filter((k) => !prev.has(k));
+  if (gone.length) tx.deleteElements(t, set, gone);
+  if (added.length) tx.addElements(t, set, added);
 }
 
 /**
@@ -158,7 +187,7 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
     if (prev !== undefined) tx.deleteTable(t);
     return tx;
   }
-  const base: LbDesired = prev ?? { family: next.family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set() };
+  const base: LbDesired = prev ?? { family: next.family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set() };
   if (prev === undefined) addInfra(tx, next.family);
   // Chains first (so map elements and vmaps can point at them), endpoint chains before the
   // service chains that jump to them.
@@ -180,5 +209,7 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
   const stale = [...base.chains.keys()].filter((c) => !next.chains.has(c)).sort((a, b) => Number(b.startsWith('svc-')) - Number(a.startsWith('svc-')));
   for (const c of stale) tx.deleteChain(t, c);
   if (goneSrc.length) tx.deleteElements(t, MASQ_SET, goneSrc);
+  setDiff(tx, t, NO_ENDPOINTS_SET, base.noEndpoints, next.noEndpoints);
+  setDiff(tx, t, NO_ENDPOINTS_PUBLISHED_SET, base.noEndpointsPublished, next.noEndpointsPublished);
   return tx;
 }

@@ -204,6 +204,18 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(Object.keys(tally(helloFrom(dirs.root, client.name, vip, 80, 9))).sort()).toEqual(['r0', 'r1', 'r2']);
   });
 
+  it('with no healthy replica the VIP and the published port refuse at once', async () => {
+    for (const s of servers) await s.setAccepting(false);
+    await waitFor('no backend left', () => (kernelBackends('web').length === 0 ? true : undefined), INTERVAL_MS * FALL + 3000, 20);
+    expect(helloFrom(dirs.root, client.name, vip, 80, 2)).toEqual(['ERR:ECONNREFUSED', 'ERR:ECONNREFUSED']);
+    expect(await tcpHello('127.0.0.1', TCP_PORT)).toBe('ERR:ECONNREFUSED');
+    expect((await digIn(client.name, subnet.gateway, ['tasks.web', 'A'])).answers).toEqual([]);
+    for (const s of servers) await s.setAccepting(true);
+    await waitFor('all back', () => (kernelBackends('web').filter((b) => b.endsWith(':80')).length === 3 ? true : undefined), INTERVAL_MS * 2 + 3000, 20).catch(async (err: Error) => {
+      throw new Error(`${err.message}: kernel ${kernelBackends('web').join()}, daemon ${JSON.stringify(await serviceReplicas(daemon!.socket, 'web'))}, direct ${await Promise.all(Object.values(replicaIp).map((ip) => tcpHello(ip, 80)))} ${daemon!.logs.filter((l) => l['event'] === 'service_backend_health' || l['event'] === 'lb_apply_failed').map((l) => JSON.stringify(l)).slice(-8).join(' ')}`);
+    });
+  });
+
   it('update --lb-policy source-hash: one client sticks to one replica, touching only the service chain', async () => {
     const epHandles = () =>
       (readTable({ family: 'ip', name: 'shoal-lb' })?.rules ?? [])

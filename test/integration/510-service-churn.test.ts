@@ -96,13 +96,12 @@ async function settledOn(want: string[], step: number): Promise<void> {
     }
     throw new Error(`${what}; kernel has ${kernelBackends('churn').join(',')}; daemon sees ${JSON.stringify(view)}; test model ${model.join(' ')}`);
   });
-  // And traffic agrees: connections through the VIP reach only those.
-  if (want.length > 0) {
-    const vip = (JSON.parse(cli('service', 'inspect', 'churn').stdout) as { vips: string[] }).vips[0]!;
-    const ids = helloFrom(dirs.root, client.name, vip, 80, want.length * 2);
-    const allowed = new Set(candidates.filter((c) => c.attached && c.accepting).map((c) => c.server.id));
-    expect(ids.filter((id) => !allowed.has(id)), `seed ${rnd.seed}`).toEqual([]);
-  }
+  // And traffic agrees: connections through the VIP reach only those; with none, they are refused.
+  const vip = (JSON.parse(cli('service', 'inspect', 'churn').stdout) as { vips: string[] }).vips[0]!;
+  const ids = helloFrom(dirs.root, client.name, vip, 80, Math.max(2, want.length * 2));
+  const allowed = new Set(candidates.filter((c) => c.attached && c.accepting).map((c) => c.server.id));
+  if (want.length > 0) expect(ids.filter((id) => !allowed.has(id)), `seed ${rnd.seed}`).toEqual([]);
+  else expect(ids, `seed ${rnd.seed}`).toEqual(['ERR:ECONNREFUSED', 'ERR:ECONNREFUSED']);
 }
 
 describe('random ADD/DEL/health churn', () => {

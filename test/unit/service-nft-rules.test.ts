@@ -30,10 +30,16 @@ describe('kernel data path: desired state', () => {
     expect(desiredLb(4, [web(['a'], { policy: 'source-hash' })], []).chains.get('svc-web-tcp-80')![0]!.expr).toMatch(/^jhash ip saddr mod 1/);
   });
 
-  it('a service with no healthy replica keeps its map elements and an empty chain (no DNAT)', () => {
+  it('a service with no healthy replica keeps its map elements and an empty chain, and is rejected', () => {
     const d = desiredLb(4, [web([])], []);
     expect(d.chains.get('svc-web-tcp-80')).toEqual([]);
     expect(d.vips.size).toBe(1);
+    expect([...d.noEndpoints]).toEqual(['10.183.0.200 . tcp . 80']);
+    expect([...d.noEndpointsPublished]).toEqual(['tcp . 18380']);
+    const back = diffLb(d, desiredLb(4, [web(['10.183.0.2'])], [])).render();
+    expect(back).toContain('delete element ip shoal-lb lb-no-endpoints { 10.183.0.200 . tcp . 80 }');
+    expect(back).toContain('delete element ip shoal-lb lb-no-endpoints-published { tcp . 18380 }');
+    expect(diffLb(undefined, d).render()).toContain('add element ip shoal-lb lb-no-endpoints { 10.183.0.200 . tcp . 80 }');
   });
 
   it('the first apply builds the table; a change touches only what changed; the last service takes the table', () => {
