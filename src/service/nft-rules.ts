@@ -184,7 +184,8 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
   const tx = new NftTransaction();
   const t = lbTable(next.family);
   if (isEmpty(next)) {
-    if (prev !== undefined) tx.deleteTable(t);
+    // Only when there is a table to remove: a sync with no service must not run nft at all.
+    if (prev !== undefined && !isEmpty(prev)) tx.deleteTable(t);
     return tx;
   }
   const base: LbDesired = prev ?? { family: next.family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set() };

@@ -60,6 +60,8 @@ describe('kernel data path: desired state', () => {
     expect(change.indexOf('flush chain ip shoal-lb svc-web-tcp-80')).toBeLessThan(change.indexOf(`delete chain ip shoal-lb ${endpointChain(web([]), '10.183.0.3')}`));
     expect(diffLb(b, desiredLb(4, [], [])).render()).toContain('delete table ip shoal-lb');
     expect(diffLb(undefined, desiredLb(4, [], [])).isEmpty).toBe(true);
+    // No service before, none now: nothing to do (every daemon sync takes this path).
+    expect(diffLb(desiredLb(4, [], []), desiredLb(4, [], [])).isEmpty).toBe(true);
   });
 });
 
