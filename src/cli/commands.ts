@@ -10,6 +10,7 @@ const commands: Array<[string, CliCommand]> = [
   ['version', { summary: 'print the Shoal version and the CNI versions it speaks', load: () => import('./version.js') }],
   ['daemon', { summary: 'run the Shoal daemon: DNS server, metrics, control API', load: () => import('./daemon.js') }],
   ['network', { summary: 'manage networks: create, ls, inspect, rm, connect, disconnect, prune', load: () => import('./network.js') }],
+  ['service', { summary: 'manage services: create, ls, inspect, ps, update, rm (VIP, DNS, load balancing)', load: () => import('./service.js') }],
   ['node', { summary: 'list the cluster\'s nodes (node ls; needs a daemon joined to a cluster)', load: () => import('./node.js') }],
   ['run', { summary: 'run a command in a sandbox attached to a network', load: () => import('./run.js') }],
   ['ps', { summary: 'list sandboxes', load: async () => (await import('./sandbox-cmds.js')).psCommand }],

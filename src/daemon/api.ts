@@ -6,6 +6,7 @@
  *   GET  /v1/networks   DNS-enabled networks with their listener state
  *   GET  /v1/endpoints  registered endpoints (?network=<name> filters)
  *   GET  /v1/nodes      the cluster's nodes (409 when the daemon has not joined a cluster)
+ *   GET  /v1/services   services with their replicas and health (?name=<service> filters)
  *   POST /v1/reload     same as SIGHUP; answers with the status after the reload
  *   POST /v1/networks   create an overlay network in the cluster (body: OverlayCreateInput)
  *   DELETE /v1/networks?name=N  remove an overlay network from the cluster
@@ -32,6 +33,7 @@ export interface ApiHandlers {
   networks(): Promise<unknown> | unknown;
   endpoints(network?: string): Promise<unknown> | unknown;
   nodes(): Promise<unknown> | unknown;
+  services?(name?: string): Promise<unknown> | unknown;
   reload(): Promise<unknown>;
   createNetwork(body: unknown): Promise<unknown>;
   removeNetwork(name: string): Promise<unknown>;
@@ -77,6 +79,7 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
     '/v1/blocks': { POST: (_url, body) => h.claimBlock(body) },
     '/v1/endpoints': { GET: (url) => h.endpoints(url.searchParams.get('network') ?? undefined) },
     '/v1/nodes': { GET: () => h.nodes() },
+    '/v1/services': { GET: (url) => h.services?.(url.searchParams.get('name') ?? undefined) ?? [] },
     '/v1/reload': { POST: () => h.reload() },
   };
   const server = http.createServer((req, res) => {

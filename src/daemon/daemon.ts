@@ -25,6 +25,7 @@ import type { Store } from '../store/store.js';
 import type { ClusterSession, NodeInfo } from '../cluster/session.js';
 import type { ClusterOverlay } from '../cluster/overlay.js';
 import { clusterApiError } from './cluster-api.js';
+import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
@@ -66,6 +67,7 @@ export class Daemon {
   private listeners: ListenerReconciler | undefined;
   private firewall: DnsFirewall | undefined;
   private proxies: LoopbackProxies | undefined;
+  private services: ServiceManager | undefined;
   private proxyTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private apiServer: http.Server | undefined;
@@ -112,6 +114,8 @@ export class Daemon {
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
       this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
+      // Services (issue 16): a replica's health change syncs again, like a store change.
+      this.services = new ServiceManager({ store, logger: this.logger, registry: this.registry, onChange: () => void this.requestSync('health') });
       if (this.opts.cluster) {
         const c = this.opts.cluster;
         if (c.advertiseAddr === undefined) throw new ShoalError('EINVAL', 'failed to join the cluster: no advertise address (pass --advertise-addr IP)');
@@ -154,6 +158,7 @@ export class Daemon {
           networks: () => this.networks(),
           endpoints: (network) => (this.contents?.endpoints ?? []).filter((e) => network === undefined || e.network === network),
           nodes: () => this.nodes(),
+          services: (name) => (this.services?.list() ?? []).filter((s) => name === undefined || s.name === name),
           reload: async () => {
             await this.reload('api');
             return this.status();
@@ -230,7 +235,7 @@ export class Daemon {
       this.logger.info({ ...fields, record }, c.event.replace(/_/g, ' '));
     }
     this.contents = contents;
-    dns.setRecords(contents);
+    dns.setRecords(this.services ? await this.services.sync(contents) : contents);
     await this.listeners.reconcile(desiredListenAddresses(contents.networks));
     this.firewall?.sync(contents.networks, { force: o.force, checkConflicts: o.checkConflicts });
     await this.proxies?.sync(o.force);
@@ -312,6 +317,7 @@ export class Daemon {
     await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs)]);
     await this.listeners?.closeAll();
     await this.proxies?.closeAll();
+    await this.services?.close();
     await this.dns?.close();
     this.firewall?.clear();
     this.overlay?.close();

@@ -12,6 +12,7 @@ import { Forwarder } from './forwarder.js';
 import { containersHandler } from './handler-containers.js';
 import { forwardHandler } from './handler-forward.js';
 import { hostsHandler } from './handler-hosts.js';
+import { srvHandler, type SrvTable } from './handler-srv.js';
 import { zoneHandler } from './handler-zone.js';
 import { DnsMetrics } from './metrics.js';
 import type { DnsMetricsSink } from './metrics-sink.js';
@@ -73,6 +74,8 @@ export class ShoalDns {
   /** Set when answering in worker threads; then this thread holds no DNS socket and no snapshot. */
   readonly pool: DnsWorkerPool | undefined;
   private current: RecordSnapshot;
+  /** The SRV table that came with the current records (read by the srv handler). */
+  private srv: SrvTable | undefined;
   private version = 0;
   private readonly opts: ShoalDnsOptions;
 
@@ -101,7 +104,7 @@ export class ShoalDns {
     });
     this.forwarder = forwarder;
     this.current = RecordSnapshot.build({ networks: [], endpoints: [] }, this.snapshotOptions());
-    const handlers: Handler[] = [containersHandler(), hostsHandler(), zoneHandler(), forwardHandler(forwarder)];
+    const handlers: Handler[] = [srvHandler(() => this.srv), containersHandler(), hostsHandler(), zoneHandler(), forwardHandler(forwarder)];
     this.engine = new DnsEngine({
       chain: new HandlerChain(handlers),
       snapshot: () => this.current,
@@ -145,6 +148,7 @@ export class ShoalDns {
     }
     this.version += 1;
     const next = RecordSnapshot.build(input, this.snapshotOptions(), this.version);
+    this.srv = input.srv;
     this.current = next;
     this.metrics?.setRecords(new Map([...next.networks.values()].map((n) => [n.name, n.recordCount])));
     return next;

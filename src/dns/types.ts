@@ -2,6 +2,7 @@
  * The DNS server's input shapes (what the daemon feeds it) and the small result types the
  * handler chain passes around.
  */
+import type { SrvTable } from './handler-srv.js';
 
 /** One container attachment, as shoal-dns registers it in the store. */
 export interface DnsEndpoint {
@@ -34,6 +35,8 @@ export interface DnsNetworkConfig {
 export interface DnsRecordsInput {
   networks: DnsNetworkConfig[];
   endpoints: DnsEndpoint[];
+  /** SRV names per network (services' ports, src/service/dns-srv.ts). */
+  srv?: SrvTable;
 }
 
 /** The question the handlers see: name lower-cased without the trailing dot. */

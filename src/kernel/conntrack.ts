@@ -63,6 +63,8 @@ export interface ConntrackFilter {
   origDstPort?: number;
   /** Original destination address; any when undefined. */
   origDst?: string;
+  /** Reply source address: where a DNAT sent the flow (a load balancer's backend); any when undefined. */
+  replySrc?: string;
 }
 
 const msgType = (m: number) => (NFNL_SUBSYS_CTNETLINK << 8) | m;
@@ -124,6 +126,7 @@ export function matchesFilter(e: ConntrackEntry, f: ConntrackFilter): boolean {
   if (e.family !== f.family || e.orig.proto !== f.proto) return false;
   if (f.origDstPort !== undefined && e.orig.dstPort !== f.origDstPort) return false;
   if (f.origDst !== undefined && e.orig.dst !== bytesToIp(ipToBytes(f.origDst))) return false;
+  if (f.replySrc !== undefined && e.reply?.src !== bytesToIp(ipToBytes(f.replySrc))) return false;
   return true;
 }
 

@@ -1,0 +1,130 @@
+/**
+ * The daemon's service engine, composed: on every sync it reads the service records and the
+ * DNS registry (the replicas), keeps one health check per replica, applies the data paths to
+ * the healthy ones, and returns the DNS record input with the service names in it. A health
+ * change asks the daemon for another sync, so DNS, kernel rules and proxies all follow the same
+ * one path from store + health to effect.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { RegistryContents } from '../dns/registry.js';
+import type { DnsRecordsInput } from '../dns/types.js';
+import { getNetwork, type NetworkRecord } from '../network/model.js';
+import type { Store } from '../store/store.js';
+import { KernelDataPath, type ServiceState } from './datapath.js';
+import { withServiceRecords } from './dns.js';
+import { buildSrvTable } from './dns-srv.js';
+import { HealthChecker, type HealthStatus, type HealthTarget, type Probe } from './health.js';
+import { ServiceMetrics } from './metrics.js';
+import type { ServiceRecord } from './model.js';
+import { ProxyDataPath } from './proxy.js';
+import { replicasOf, type Replica } from './replicas.js';
+import { listServices } from './store.js';
+
+export interface ReplicaView extends Replica {
+  health: HealthStatus;
+}
+
+export interface ServiceView extends ServiceRecord {
+  replicas: ReplicaView[];
+}
+
+export interface ServiceManagerOptions {
+  store: Store;
+  logger: Logger;
+  registry?: Registry;
+  /** Called when a replica's health changes: the daemon syncs again. */
+  onChange: () => void;
+  node?: string;
+  /** Test seam. */
+  probe?: Probe;
+}
+
+const healthKey = (service: string, r: Replica) => `${service}/${r.id}`;
+
+export class ServiceManager {
+  private readonly health: HealthChecker;
+  private readonly kernel: KernelDataPath;
+  private readonly proxy: ProxyDataPath;
+  private readonly metrics: ServiceMetrics | undefined;
+  private views: ServiceView[] = [];
+
+  constructor(private readonly opts: ServiceManagerOptions) {
+    this.metrics = opts.registry ? new ServiceMetrics(opts.registry) : undefined;
+    this.health = new HealthChecker(
+      {
+        onChange: (t, from, to) => {
+          opts.logger.info({ event: 'service_backend_health', service: t.service, backend: t.backend, from, to }, `backend ${t.backend} of service "${t.service}" is ${to}`);
+          opts.onChange();
+        },
+        onResult: (t, ok) => this.metrics?.healthChecks.inc({ service: t.service, backend: t.backend, result: ok ? 'success' : 'failure' }),
+      },
+      opts.probe,
+    );
+    this.kernel = new KernelDataPath(opts.logger);
+    this.proxy = new ProxyDataPath(opts.logger, this.metrics);
+  }
+
+  /** Services with their replicas and health, as of the last sync (the API's answer). */
+  list(): ServiceView[] {
+    return this.views;
+  }
+
+  async sync(contents: RegistryContents): Promise<DnsRecordsInput> {
+    const records = await listServices(this.opts.store);
+    const networks = new Map<string, NetworkRecord | undefined>();
+    for (const r of records) if (!networks.has(r.network)) networks.set(r.network, await getNetwork(this.opts.store, r.network));
+    const targets: HealthTarget[] = [];
+    const replicas = new Map<string, Replica[]>();
+    for (const r of records) {
+      const mine = replicasOf(r, contents.endpoints, this.opts.node);
+      replicas.set(r.name, mine);
+      const port = r.ports[0]?.target ?? 0;
+      for (const rep of mine) {
+        const address = rep.ipv4 ?? rep.ipv6!;
+        const backend = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+        targets.push({ key: healthKey(r.name, rep), service: r.name, backend, address, port, check: r.health });
+      }
+    }
+    this.health.setTargets(targets);
+    this.views = records.map((r) => ({ ...r, replicas: (replicas.get(r.name) ?? []).map((rep) => ({ ...rep, health: this.health.status(healthKey(r.name, rep)) })) }));
+    const states: ServiceState[] = this.views.map((v) => ({
+      record: v,
+      network: networks.get(v.network),
+      healthy: v.replicas.filter((rep) => rep.health === 'up'),
+    }));
+    try {
+      this.kernel.apply(states);
+    } catch (err) {
+      this.opts.logger.error({ event: 'lb_apply_failed', err }, `failed to apply the service data path: ${(err as Error).message}`);
+    }
+    await this.proxy.apply(states);
+    this.publishMetrics(targets);
+    const withServices = withServiceRecords(
+      contents,
+      states.map((s) => ({ record: s.record, healthy: s.healthy })),
+    );
+    return { ...withServices, srv: buildSrvTable(records, contents.networks) };
+  }
+
+  private publishMetrics(targets: readonly HealthTarget[]): void {
+    const m = this.metrics;
+    if (!m) return;
+    m.backendUp.reset();
+    m.replicas.reset();
+    for (const t of targets) m.backendUp.set({ service: t.service, backend: t.backend }, this.health.isUp(t.key) ? 1 : 0);
+    for (const v of this.views) {
+      for (const state of ['up', 'down', 'unknown'] as const) m.replicas.set({ service: v.name, state }, v.replicas.filter((r) => r.health === state).length);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.health.close();
+    await this.proxy.close();
+    try {
+      this.kernel.close();
+    } catch (err) {
+      this.opts.logger.error({ event: 'lb_cleanup_failed', err }, `failed to remove the service data path: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The service model (issue 16): a name on a network, how clients find it (a VIP or round-robin
+ * DNS), the ports it publishes, how its replicas are checked and balanced. Replicas are not part
+ * of the record: they are the endpoints on the network that carry the service name as an alias
+ * (read from the DNS registry, so any runtime's ADD with `--network-alias NAME` joins, and a
+ * remote node's endpoints can join the same way once they are mirrored into the registry).
+ *
+ * Pure: parsing and validation of what the CLI sends, no store, no kernel.
+ */
+import { ShoalError } from '../errors.js';
+
+export type EndpointMode = 'vip' | 'dnsrr';
+export type LbPolicy = 'rr' | 'random' | 'leastconn' | 'source-hash';
+export type LbMode = 'kernel' | 'proxy';
+export type PortProtocol = 'tcp' | 'udp';
+
+export interface ServicePort {
+  /** Host port it answers on (the routing mesh). */
+  published: number;
+  /** Port on the replicas (and on the VIP). */
+  target: number;
+  protocol: PortProtocol;
+  /** `ingress` (default): every node; `host`: only nodes running a replica, to local ones. */
+  mode: 'ingress' | 'host';
+}
+
+export interface HealthCheck {
+  kind: 'tcp' | 'http' | 'none';
+  /** HTTP GET path (kind http). */
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes that bring a down replica back (HAProxy `rise`). */
+  rise: number;
+  /** Consecutive failures that take an up replica out (HAProxy `fall`). */
+  fall: number;
+}
+
+export interface ServiceSpec {
+  name: string;
+  network: string;
+  endpointMode: EndpointMode;
+  ports: ServicePort[];
+  health: HealthCheck;
+  lbPolicy: LbPolicy;
+  lbMode: LbMode;
+  proxyProtocol?: 'v1' | 'v2';
+}
+
+export interface ServiceRecord extends ServiceSpec {
+  /** Virtual IPs (one per address family of the network), vip mode only. */
+  vips: string[];
+  created: string;
+  updated: string;
+}
+
+/** HAProxy's defaults: `inter 2s`, `rise 2`, `fall 3`; the timeout defaults to the interval. */
+export const HEALTH_DEFAULTS = { intervalMs: 2000, rise: 2, fall: 3 } as const;
+
+export class ServiceError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EINVAL', message, options);
+  }
+}
+
+/** A DNS label: the service name is answered as a name, so it must be one. */
+export const SERVICE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+const bad = (what: string, value: string, why: string): never => {
+  throw new ServiceError(`invalid ${what} "${value}": ${why}`);
+};
+
+export function checkServiceName(name: string): string {
+  if (!SERVICE_NAME_RE.test(name)) bad('service name', name, 'expected a DNS label: lower-case letters, digits and "-", at most 63');
+  return name;
+}
+
+/** "2s", "500ms", "1m", or a bare number of milliseconds. */
+export function parseDuration(text: string, what = 'duration'): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) return bad(what, text, 'expected e.g. "2s" or "500ms"');
+  const n = Number(m[1]);
+  const ms = m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n;
+  if (!(ms >= 50 && ms <= 3_600_000)) bad(what, text, 'must be between 50ms and 1h');
+  return Math.round(ms);
+}
+
+function port(text: string, what: string, spec: string): number {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 65535)) bad('port spec', spec, `${what} must be 1-65535`);
+  return n;
+}
+
+/** `[mode=host,]PUBLISHED:TARGET[/tcp|udp]`. */
+export function parsePortSpec(spec: string): ServicePort {
+  let rest = spec.trim();
+  let mode: ServicePort['mode'] = 'ingress';
+  const m = /^mode=(host|ingress),(.*)$/.exec(rest);
+  if (m) {
+    mode = m[1] as ServicePort['mode'];
+    rest = m[2]!;
+  }
+  let protocol: PortProtocol = 'tcp';
+  const slash = rest.lastIndexOf('/');
+  if (slash >= 0) {
+    const p = rest.slice(slash + 1);
+    if (p !== 'tcp' && p !== 'udp') bad('port spec', spec, 'protocol must be tcp or udp');
+    protocol = p as PortProtocol;
+    rest = rest.slice(0, slash);
+  }
+  const parts = rest.split(':');
+  if (parts.length !== 2) bad('port spec', spec, 'expected [mode=host,]PUBLISHED:TARGET[/tcp|udp]');
+  return { published: port(parts[0]!, 'published', spec), target: port(parts[1]!, 'target', spec), protocol, mode };
+}
+
+/** `tcp`, `http:/path`, `none`. */
+export function parseHealthKind(text: string): Pick<HealthCheck, 'kind' | 'path'> {
+  if (text === 'tcp' || text === 'none') return { kind: text };
+  const m = /^http:(\/\S*)$/.exec(text);
+  if (m) return { kind: 'http', path: m[1]! };
+  return bad('health check', text, 'expected tcp, http:/PATH or none');
+}
+
+/** What `service create`/`update` accept; absent fields keep their default (or current value). */
+export interface ServiceInput {
+  name: string;
+  network?: string;
+  endpointMode?: string;
+  ports?: string[];
+  health?: string;
+  healthInterval?: string;
+  healthTimeout?: string;
+  healthRise?: string;
+  healthFall?: string;
+  lbPolicy?: string;
+  lbMode?: string;
+  proxyProtocol?: string;
+}
+
+function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) bad(what, value, `expected ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function count(what: string, text: string): number {
+  const n = /^\d{1,2}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 99)) bad(what, text, 'expected 1-99');
+  return n;
+}
+
+/** Applies `input` on top of `base` (the current spec on update, undefined on create). */
+export function buildSpec(input: ServiceInput, base?: ServiceSpec): ServiceSpec {
+  const name = checkServiceName(input.name);
+  const network = input.network ?? base?.network;
+  if (!network) throw new ServiceError(`failed to create service "${name}": --network is required`);
+  if (base && input.network !== undefined && input.network !== base.network) throw new ServiceError(`failed to update service "${name}": its network cannot change (remove and create it)`);
+  const ports = input.ports ? input.ports.map(parsePortSpec) : (base?.ports ?? []);
+  const seen = new Set<string>();
+  for (const p of ports) {
+    const key = `${p.protocol}/${p.published}`;
+    if (seen.has(key)) bad('port spec', `${p.published}/${p.protocol}`, 'published twice');
+    seen.add(key);
+  }
+  const kind = input.health !== undefined ? parseHealthKind(input.health) : base ? { kind: base.health.kind, path: base.health.path } : ports.length ? { kind: 'tcp' as const } : { kind: 'none' as const };
+  if (kind.kind !== 'none' && ports.length === 0) throw new ServiceError(`failed to configure service "${name}": a ${kind.kind} health check needs a port (-p) to check`);
+  const intervalMs = input.healthInterval !== undefined ? parseDuration(input.healthInterval, 'health interval') : (base?.health.intervalMs ?? HEALTH_DEFAULTS.intervalMs);
+  const timeoutMs = input.healthTimeout !== undefined ? parseDuration(input.healthTimeout, 'health timeout') : Math.min(base?.health.timeoutMs ?? intervalMs, intervalMs);
+  const health: HealthCheck = {
+    ...kind,
+    intervalMs,
+    timeoutMs,
+    rise: input.healthRise !== undefined ? count('health rise', input.healthRise) : (base?.health.rise ?? HEALTH_DEFAULTS.rise),
+    fall: input.healthFall !== undefined ? count('health fall', input.healthFall) : (base?.health.fall ?? HEALTH_DEFAULTS.fall),
+  };
+  if (health.path === undefined) delete health.path;
+  const spec: ServiceSpec = {
+    name,
+    network,
+    endpointMode: input.endpointMode !== undefined ? oneOf('endpoint mode', input.endpointMode, ['vip', 'dnsrr'] as const) : (base?.endpointMode ?? 'vip'),
+    ports,
+    health,
+    lbPolicy: input.lbPolicy !== undefined ? oneOf('lb policy', input.lbPolicy, ['rr', 'random', 'leastconn', 'source-hash'] as const) : (base?.lbPolicy ?? 'rr'),
+    lbMode: input.lbMode !== undefined ? oneOf('lb mode', input.lbMode, ['kernel', 'proxy'] as const) : (base?.lbMode ?? 'kernel'),
+  };
+  const pp = input.proxyProtocol ?? base?.proxyProtocol;
+  if (pp !== undefined) spec.proxyProtocol = oneOf('proxy protocol', pp, ['v1', 'v2'] as const);
+  if (base && spec.endpointMode !== base.endpointMode) throw new ServiceError(`failed to update service "${name}": the endpoint mode cannot change (remove and create it)`);
+  // The kernel path balances with numgen/jhash: it cannot count connections or speak PROXY.
+  if (spec.lbMode === 'kernel' && spec.lbPolicy === 'leastconn') throw new ServiceError(`failed to configure service "${name}": --lb-policy leastconn needs --lb-mode proxy`);
+  if (spec.lbMode === 'kernel' && spec.proxyProtocol) throw new ServiceError(`failed to configure service "${name}": --proxy-protocol needs --lb-mode proxy`);
+  return spec;
+}

@@ -1,0 +1,199 @@
+/**
+ * The proxy data path (`--lb-mode proxy`): a user-space TCP proxy per service port on the VIP
+ * and on every local address (the published port), for what the kernel path cannot do:
+ * least-connections, the PROXY protocol to the backend, and retrying another backend when a
+ * connect fails. UDP ports use src/lb's UdpProxy with the same policy.
+ *
+ * Draining: a backend taken out of rotation gets no new connection; connections open to it are
+ * left alone until they close.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { createPolicy, type Policy } from '../lb/policy.js';
+import { proxyHeaderV1, proxyHeaderV2 } from '../lb/proxy-protocol.js';
+import { UdpProxy } from '../lb/udp-proxy.js';
+import type { ServiceState } from './datapath.js';
+import type { ServiceMetrics } from './metrics.js';
+import type { ServiceRecord } from './model.js';
+
+/** Backends tried for one client connection before it is reset. */
+const MAX_ATTEMPTS = 3;
+const CONNECT_TIMEOUT_MS = 3000;
+
+const label = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+export class BalancedTcpProxy {
+  private readonly server: net.Server;
+  private readonly active = new Map<string, number>();
+  private readonly open = new Set<net.Socket>();
+  private backends: string[] = [];
+  private policy: Policy;
+
+  constructor(
+    private readonly service: string,
+    private readonly listenAt: { host: string; port: number },
+    private readonly targetPort: number,
+    private record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>,
+    private readonly metrics?: ServiceMetrics,
+    private readonly logger?: Logger,
+  ) {
+    this.policy = createPolicy(record.lbPolicy);
+    this.server = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: this.listenAt.host, port: this.listenAt.port, exclusive: true }, () => {
+        this.server.off('error', reject);
+        this.server.on('error', (err) => this.logger?.warn({ event: 'lb_proxy_error', service: this.service, err }, 'proxy listener error'));
+        resolve();
+      });
+    });
+  }
+
+  /** New connections go to these (addresses); open ones stay where they are. */
+  update(backends: readonly string[], record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>): void {
+    this.backends = [...backends];
+    if (record.lbPolicy !== this.record.lbPolicy) this.policy = createPolicy(record.lbPolicy);
+    this.record = record;
+  }
+
+  private accept(client: net.Socket): void {
+    this.open.add(client);
+    client.once('close', () => this.open.delete(client));
+    client.on('error', () => client.destroy());
+    client.pause();
+    this.tryConnect(client, new Set(), 0);
+  }
+
+  private tryConnect(client: net.Socket, tried: Set<string>, attempt: number): void {
+    const candidates = this.backends.filter((b) => !tried.has(b));
+    const backend = this.policy.pick(candidates.length ? candidates : [], { client: client.remoteAddress, active: this.active });
+    if (backend === undefined || attempt >= MAX_ATTEMPTS || client.destroyed) {
+      client.resetAndDestroy();
+      return;
+    }
+    tried.add(backend);
+    const backendLabel = label(backend, this.targetPort);
+    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true });
+    upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timeout')));
+    const onConnectError = () => {
+      this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });
+      upstream.destroy();
+      this.tryConnect(client, tried, attempt + 1);
+    };
+    upstream.once('error', onConnectError);
+    upstream.once('connect', () => {
+      upstream.off('error', onConnectError);
+      upstream.setTimeout(0);
+      this.open.add(upstream);
+      this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
+      this.metrics?.connections.inc({ service: this.service, backend: backendLabel });
+      this.metrics?.activeConnections.inc({ service: this.service });
+      upstream.once('close', () => {
+        this.open.delete(upstream);
+        this.active.set(backend, Math.max(0, (this.active.get(backend) ?? 1) - 1));
+        this.metrics?.activeConnections.dec({ service: this.service });
+      });
+      const pp = this.record.proxyProtocol;
+      if (pp) {
+        const c = { srcAddr: client.remoteAddress ?? '', srcPort: client.remotePort ?? 0, dstAddr: client.localAddress ?? '', dstPort: client.localPort ?? 0 };
+        upstream.write(pp === 'v1' ? proxyHeaderV1(c) : proxyHeaderV2(c));
+      }
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      upstream.on('error', end);
+      client.on('error', end);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+    });
+  }
+
+  close(): Promise<void> {
+    for (const s of this.open) s.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+interface Listener {
+  update(backends: readonly string[], record: ServiceRecord): void;
+  close(): Promise<void>;
+}
+
+function udpListener(at: { host: string; port: number }, target: number, record: ServiceRecord): { listener: Listener; listen: () => Promise<void> } {
+  let backends: string[] = [];
+  let policy = createPolicy(record.lbPolicy === 'leastconn' ? 'rr' : record.lbPolicy);
+  const proxy = new UdpProxy({
+    listen: at,
+    pickBackend: () => {
+      const b = policy.pick(backends);
+      return b === undefined ? undefined : { host: b, port: target };
+    },
+  });
+  return {
+    listen: () => proxy.listen(),
+    listener: {
+      update: (b, r) => {
+        backends = [...b];
+        policy = createPolicy(r.lbPolicy === 'leastconn' ? 'rr' : r.lbPolicy);
+      },
+      close: () => proxy.close(),
+    },
+  };
+}
+
+export class ProxyDataPath {
+  private readonly listeners = new Map<string, Listener>();
+
+  constructor(
+    private readonly logger?: Logger,
+    private readonly metrics?: ServiceMetrics,
+  ) {}
+
+  async apply(services: readonly ServiceState[]): Promise<void> {
+    const wanted = new Map<string, { state: ServiceState; at: { host: string; port: number }; target: number; protocol: 'tcp' | 'udp' }>();
+    for (const s of services) {
+      if (s.record.lbMode !== 'proxy') continue;
+      for (const p of s.record.ports) {
+        const at = [{ host: '0.0.0.0', port: p.published }, ...s.record.vips.filter((v) => !v.includes(':')).map((v) => ({ host: v, port: p.target }))];
+        for (const a of at) wanted.set(`${s.record.name}|${p.protocol}|${a.host}|${a.port}|${p.target}`, { state: s, at: a, target: p.target, protocol: p.protocol });
+      }
+    }
+    for (const [key, l] of this.listeners) {
+      if (wanted.has(key)) continue;
+      this.listeners.delete(key);
+      await l.close();
+    }
+    for (const [key, w] of wanted) {
+      const backends = w.state.healthy.map((r) => r.ipv4).filter((a): a is string => a !== undefined);
+      let l = this.listeners.get(key);
+      if (!l) {
+        try {
+          if (w.protocol === 'tcp') {
+            const p = new BalancedTcpProxy(w.state.record.name, w.at, w.target, w.state.record, this.metrics, this.logger);
+            await p.listen();
+            l = p as unknown as Listener;
+          } else {
+            const u = udpListener(w.at, w.target, w.state.record);
+            await u.listen();
+            l = u.listener;
+          }
+        } catch (err) {
+          this.logger?.warn({ event: 'lb_proxy_listen_failed', service: w.state.record.name, address: label(w.at.host, w.at.port), err }, `failed to listen on ${label(w.at.host, w.at.port)}: ${(err as Error).message}`);
+          continue;
+        }
+        this.listeners.set(key, l);
+      }
+      l.update(backends, w.state.record);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.listeners.values()].map((l) => l.close()));
+    this.listeners.clear();
+  }
+}

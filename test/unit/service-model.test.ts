@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { buildSpec, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
+import { observe, INITIAL_HEALTH, type HealthState } from '../../src/service/health.js';
+import { createPolicy } from '../../src/lb/policy.js';
+import { proxyHeaderV1, proxyHeaderV2 } from '../../src/lb/proxy-protocol.js';
+
+describe('service model', () => {
+  it('parses port specs', () => {
+    expect(parsePortSpec('8080:80')).toEqual({ published: 8080, target: 80, protocol: 'tcp', mode: 'ingress' });
+    expect(parsePortSpec('mode=host,53:5353/udp')).toEqual({ published: 53, target: 5353, protocol: 'udp', mode: 'host' });
+    for (const bad of ['80', '0:80', '80:70000', '80:80/sctp', 'mode=x,1:2', 'a:b']) expect(() => parsePortSpec(bad), bad).toThrow(ServiceError);
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('2s')).toBe(2000);
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('1m')).toBe(60_000);
+    expect(() => parseDuration('10ms')).toThrow(/between/);
+    expect(() => parseDuration('soon')).toThrow(/expected/);
+  });
+
+  it('defaults to HAProxy health settings, a vip, rr and the kernel path', () => {
+    const s = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
+    expect(s).toMatchObject({ endpointMode: 'vip', lbPolicy: 'rr', lbMode: 'kernel', health: { kind: 'tcp', intervalMs: 2000, timeoutMs: 2000, rise: 2, fall: 3 } });
+    expect(buildSpec({ name: 'db', network: 'n' }).health.kind).toBe('none');
+  });
+
+  it('refuses what a data path cannot do, and bad names', () => {
+    expect(() => buildSpec({ name: 'web', network: 'n', ports: ['1:2'], lbPolicy: 'leastconn' })).toThrow(/proxy/);
+    expect(() => buildSpec({ name: 'web', network: 'n', ports: ['1:2'], proxyProtocol: 'v2' })).toThrow(/proxy/);
+    expect(() => buildSpec({ name: 'Web_1', network: 'n' })).toThrow(/DNS label/);
+    expect(() => buildSpec({ name: 'web' })).toThrow(/--network/);
+    expect(() => buildSpec({ name: 'web', network: 'n', health: 'tcp' })).toThrow(/needs a port/);
+    expect(() => buildSpec({ name: 'web', network: 'n', ports: ['1:2', '1:3'] })).toThrow(/twice/);
+  });
+
+  it('update keeps what is not given and refuses a network or mode change', () => {
+    const base = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'], health: 'http:/healthz', healthInterval: '500ms' });
+    const next = buildSpec({ name: 'web', lbPolicy: 'random' }, base);
+    expect(next).toMatchObject({ network: 'n', ports: base.ports, health: { kind: 'http', path: '/healthz', intervalMs: 500 }, lbPolicy: 'random' });
+    expect(() => buildSpec({ name: 'web', network: 'm' }, base)).toThrow(/network cannot change/);
+    expect(() => buildSpec({ name: 'web', endpointMode: 'dnsrr' }, base)).toThrow(/endpoint mode/);
+  });
+});
+
+describe('health state machine (rise/fall)', () => {
+  const check = { rise: 2, fall: 3 };
+  const run = (results: boolean[]) => results.reduce<HealthState>((s, ok) => observe(s, ok, check), INITIAL_HEALTH).status;
+  it('enters on the first success, leaves after fall failures, returns after rise successes', () => {
+    expect(run([true])).toBe('up');
+    expect(run([false])).toBe('down');
+    expect(run([true, false, false])).toBe('up');
+    expect(run([true, false, false, false])).toBe('down');
+    expect(run([true, false, true, false, false])).toBe('up');
+    expect(run([true, false, false, false, true])).toBe('down');
+    expect(run([true, false, false, false, true, true])).toBe('up');
+    expect(run([true, false, false, false, true, false, true])).toBe('down');
+  });
+});
+
+describe('balancing policies', () => {
+  it('rr cycles, leastconn prefers the idlest, source-hash is sticky', () => {
+    const rr = createPolicy('rr');
+    expect(['a', 'b', 'c', 'a'].map(() => rr.pick(['a', 'b', 'c']))).toEqual(['a', 'b', 'c', 'a']);
+    const lc = createPolicy('leastconn');
+    expect(lc.pick(['a', 'b', 'c'], { active: new Map([['a', 3], ['b', 0], ['c', 1]]) })).toBe('b');
+    const sh = createPolicy('source-hash');
+    const first = sh.pick(['a', 'b', 'c'], { client: '10.0.0.9' });
+    for (let i = 0; i < 5; i += 1) expect(sh.pick(['a', 'b', 'c'], { client: '10.0.0.9' })).toBe(first);
+    expect(createPolicy('random').pick([])).toBeUndefined();
+  });
+});
+
+describe('PROXY protocol headers', () => {
+  const c = { srcAddr: '::ffff:192.0.2.1', srcPort: 40000, dstAddr: '10.183.0.9', dstPort: 80 };
+  it('v1 is one text line', () => {
+    expect(proxyHeaderV1(c).toString()).toBe('PROXY TCP4 192.0.2.1 10.183.0.9 40000 80\r\n');
+  });
+  it('v2 is the binary form with the addresses', () => {
+    const h = proxyHeaderV2(c);
+    expect(h.subarray(0, 12).toString('hex')).toBe('0d0a0d0a000d0a515549540a');
+    expect([...h.subarray(12, 16)]).toEqual([0x21, 0x11, 0, 12]);
+    expect([...h.subarray(16, 24)]).toEqual([192, 0, 2, 1, 10, 183, 0, 9]);
+    expect(h.readUInt16BE(24)).toBe(40000);
+    expect(h.readUInt16BE(26)).toBe(80);
+  });
+});

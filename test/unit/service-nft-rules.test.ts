@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import { desiredLb, diffLb, endpointChain, type LbServicePort } from '../../src/service/nft-rules.js';
+import { kernelPorts, staleUdpFilters } from '../../src/service/datapath.js';
+import { withServiceRecords, shuffled } from '../../src/service/dns.js';
+import { buildSrvTable } from '../../src/service/dns-srv.js';
+import { buildSpec, type ServiceRecord } from '../../src/service/model.js';
+import type { RegistryContents } from '../../src/dns/registry.js';
+
+const web = (backends: string[], extra: Partial<LbServicePort> = {}): LbServicePort => ({
+  service: 'web',
+  protocol: 'tcp',
+  target: 80,
+  published: 18380,
+  vip: '10.183.0.200',
+  policy: 'rr',
+  backends,
+  ...extra,
+});
+
+describe('kernel data path: desired state', () => {
+  it('a VIP and a published port jump to one service chain that picks an endpoint chain', () => {
+    const d = desiredLb(4, [web(['10.183.0.2', '10.183.0.3'])], ['10.183.0.0/24']);
+    expect(d.vips.get('10.183.0.200 . tcp . 80')).toBe('goto svc-web-tcp-80');
+    expect(d.published.get('tcp . 18380')).toBe('goto svc-web-tcp-80');
+    const svc = d.chains.get('svc-web-tcp-80')!;
+    expect(svc).toHaveLength(1);
+    expect(svc[0]!.expr).toBe(`numgen inc mod 2 vmap { 0 : goto ${endpointChain(web([]), '10.183.0.2')}, 1 : goto ${endpointChain(web([]), '10.183.0.3')} }`);
+    expect(d.chains.get(endpointChain(web([]), '10.183.0.3'))!.map((r) => r.expr)).toContain('meta l4proto tcp dnat to 10.183.0.3:80');
+    expect([...d.masqSources].sort()).toEqual(['10.183.0.0/24', '127.0.0.0/8']);
+    expect(desiredLb(4, [web(['a'], { policy: 'source-hash' })], []).chains.get('svc-web-tcp-80')![0]!.expr).toMatch(/^jhash ip saddr mod 1/);
+  });
+
+  it('a service with no healthy replica keeps its map elements and an empty chain, and is rejected', () => {
+    const d = desiredLb(4, [web([])], []);
+    expect(d.chains.get('svc-web-tcp-80')).toEqual([]);
+    expect(d.vips.size).toBe(1);
+    expect([...d.noEndpoints]).toEqual(['10.183.0.200 . tcp . 80']);
+    expect([...d.noEndpointsPublished]).toEqual(['tcp . 18380']);
+    const back = diffLb(d, desiredLb(4, [web(['10.183.0.2'])], [])).render();
+    expect(back).toContain('delete element ip shoal-lb lb-no-endpoints { 10.183.0.200 . tcp . 80 }');
+    expect(back).toContain('delete element ip shoal-lb lb-no-endpoints-published { tcp . 18380 }');
+    expect(diffLb(undefined, d).render()).toContain('add element ip shoal-lb lb-no-endpoints { 10.183.0.200 . tcp . 80 }');
+  });
+
+  it('the first apply builds the table; a change touches only what changed; the last service takes the table', () => {
+    const a = desiredLb(4, [web(['10.183.0.2', '10.183.0.3'])], ['10.183.0.0/24']);
+    const first = diffLb(undefined, a).render();
+    expect(first).toContain('add table ip shoal-lb');
+    expect(first).toContain('add element ip shoal-lb lb-vips { 10.183.0.200 . tcp . 80 : goto svc-web-tcp-80 }');
+    expect(diffLb(a, a).isEmpty).toBe(true);
+    const b = desiredLb(4, [web(['10.183.0.2'])], ['10.183.0.0/24']);
+    const change = diffLb(a, b).render();
+    expect(change).not.toContain('add table');
+    expect(change).not.toContain('lb-vips');
+    expect(change).toContain('flush chain ip shoal-lb svc-web-tcp-80');
+    expect(change).toContain(`delete chain ip shoal-lb ${endpointChain(web([]), '10.183.0.3')}`);
+    // The replica that stays keeps its chain untouched (only referenced by the refilled vmap).
+    expect(change).not.toMatch(new RegExp(`(add|flush|delete) chain ip shoal-lb ${endpointChain(web([]), '10.183.0.2')}`));
+    // Deleting a chain comes after the service chain stopped jumping to it.
+    expect(change.indexOf('flush chain ip shoal-lb svc-web-tcp-80')).toBeLessThan(change.indexOf(`delete chain ip shoal-lb ${endpointChain(web([]), '10.183.0.3')}`));
+    expect(diffLb(b, desiredLb(4, [], [])).render()).toContain('delete table ip shoal-lb');
+    expect(diffLb(undefined, desiredLb(4, [], [])).isEmpty).toBe(true);
+    // No service before, none now: nothing to do (every daemon sync takes this path).
+    expect(diffLb(desiredLb(4, [], []), desiredLb(4, [], [])).isEmpty).toBe(true);
+  });
+});
+
+const record = (over: Partial<ServiceRecord> = {}): ServiceRecord => ({
+  ...buildSpec({ name: 'web', network: 'net', ports: ['18380:80', '18381:53/udp'] }),
+  vips: ['10.183.0.200'],
+  created: '',
+  updated: '',
+  ...over,
+});
+
+describe('kernel data path: ports and stale UDP flows', () => {
+  it('only kernel-mode services, healthy replicas of the family', () => {
+    const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', ipv4: '10.183.0.2' }];
+    const ports = kernelPorts(4, [{ record: record(), network: undefined, healthy }]);
+    expect(ports.map((p) => [p.protocol, p.target, p.published, p.vip, p.backends])).toEqual([
+      ['tcp', 80, 18380, '10.183.0.200', ['10.183.0.2']],
+      ['udp', 53, 18381, '10.183.0.200', ['10.183.0.2']],
+    ]);
+    expect(kernelPorts(4, [{ record: record({ lbMode: 'proxy' }), network: undefined, healthy }])).toEqual([]);
+    expect(kernelPorts(6, [{ record: record(), network: undefined, healthy }]).every((p) => p.backends.length === 0 && p.vip === undefined)).toBe(true);
+  });
+
+  it('flushes UDP flows of a backend that left, on the VIP and the published port', () => {
+    const prev = [web(['10.183.0.2', '10.183.0.3'], { protocol: 'udp', target: 53, published: 18381 })];
+    const next = [web(['10.183.0.2'], { protocol: 'udp', target: 53, published: 18381 })];
+    expect(staleUdpFilters(4, prev, next)).toEqual([
+      { family: 4, proto: 17, origDst: '10.183.0.200', origDstPort: 53, replySrc: '10.183.0.3' },
+      { family: 4, proto: 17, origDstPort: 18381, replySrc: '10.183.0.3' },
+    ]);
+    expect(staleUdpFilters(4, [web(['10.183.0.3'])], [])).toEqual([]);
+  });
+});
+
+describe('service DNS records', () => {
+  const contents: RegistryContents = {
+    networks: [{ name: 'net', subnets: ['10.183.0.0/24'] }],
+    endpoints: [
+      { network: 'net', containerId: 'a', ifname: 'eth0', name: 'a', aliases: ['web'], ipv4: ['10.183.0.2/24'] },
+      { network: 'net', containerId: 'b', ifname: 'eth0', name: 'b', aliases: ['WEB', 'other'], ipv4: ['10.183.0.3/24'] },
+      { network: 'net', containerId: 'c', ifname: 'eth0', name: 'c', aliases: ['x'], ipv4: ['10.183.0.4/24'] },
+    ],
+  };
+  const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', ipv4: '10.183.0.2' }];
+
+  it('vip: the name answers the VIP; tasks.NAME the healthy replicas; replicas lose the alias', () => {
+    const out = withServiceRecords(contents, [{ record: record(), healthy }]);
+    const byName = new Map(out.endpoints.map((e) => [e.name, e]));
+    expect(byName.get('web')!.ipv4).toEqual(['10.183.0.200']);
+    expect(byName.get('tasks.web')!.ipv4).toEqual(['10.183.0.2']);
+    expect(byName.get('b')!.aliases).toEqual(['other']);
+    expect(byName.get('c')!.aliases).toEqual(['x']);
+  });
+
+  it('dnsrr: the name answers the healthy replicas only', () => {
+    const out = withServiceRecords(contents, [{ record: record({ endpointMode: 'dnsrr', vips: [] }), healthy }]);
+    expect(out.endpoints.find((e) => e.name === 'web')!.ipv4).toEqual(['10.183.0.2']);
+  });
+
+  it('shuffles every order', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i += 1) seen.add(shuffled([1, 2, 3]).join());
+    expect(seen.size).toBe(6);
+  });
+});
+
+describe('service SRV table', () => {
+  it('answers _NAME._proto under the bare name, the network and the domain', () => {
+    const t = buildSrvTable([record()], [{ name: 'net', domain: 'dns.shoal' }]);
+    const names = t.get('net')!;
+    expect([...names.keys()].sort()).toEqual(['_web._tcp', '_web._tcp.dns.shoal', '_web._tcp.net', '_web._udp', '_web._udp.dns.shoal', '_web._udp.net']);
+    expect(names.get('_web._tcp')).toEqual([{ port: 80, target: 'web.dns.shoal' }]);
+    expect(names.get('_web._udp.net')).toEqual([{ port: 53, target: 'web.dns.shoal' }]);
+    expect(buildSrvTable([record()], []).size).toBe(0);
+  });
+});
