@@ -5,7 +5,8 @@
  * a C process start instead of a Node one. Protocol: src/daemon/cni-protocol.ts.
  *
  * When no daemon of this build answers (SHOAL_CNI_FORWARD=0, no socket, refused, a socket not
- * owned by root, a greeting of another build, no greeting within GREETING_TIMEOUT_MS) it execs
+ * owned by root, a greeting of another build or from other namespaces, no greeting within
+ * GREETING_TIMEOUT_MS) it execs
  * the Node plugin <dir of this file>/shoal-node/<type> with the same argv, environment and the
  * untouched stdin: same behaviour, only slower. Nothing of stdin is read before that decision.
  *
@@ -190,6 +191,21 @@ static int exec_node_plugin(void) {
 
 /* ---- talking to the daemon ------------------------------------------------------------------ */
 
+/*
+ * A plugin acts in its caller's namespaces: the network namespace is "the host" it attaches
+ * containers to, and CNI_NETNS and every path are resolved in its mount and pid namespaces. A
+ * daemon elsewhere (a runtime under `ip netns exec`, a node namespace of a test cluster) would
+ * act on the wrong host, so only a daemon in the same three namespaces is handed the request.
+ */
+static int same_namespaces(const unsigned long long daemon_ns[3]) {
+  static const char *const files[3] = {"/proc/self/ns/net", "/proc/self/ns/mnt", "/proc/self/ns/pid"};
+  for (int i = 0; i < 3; i++) {
+    struct stat st;
+    if (stat(files[i], &st) < 0 || (unsigned long long)st.st_ino != daemon_ns[i]) return 0;
+  }
+  return 1;
+}
+
 /* A connected socket to a root-owned daemon of this build, or -1 (then: fall back). */
 static int connect_daemon(long long *reply_timeout_ms) {
   const char *forward = getenv("SHOAL_CNI_FORWARD");
@@ -213,13 +229,15 @@ static int connect_daemon(long long *reply_timeout_ms) {
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != 0) goto fail;
 
-  /* "SHOAL-CNI/1 <build> <timeout ms>" */
+  /* "SHOAL-CNI/1 <build> <timeout ms> <net ns> <mount ns> <pid ns>" (namespace inodes) */
   char line[MAX_LINE], proto[32], build[96];
   long long timeout_ms;
+  unsigned long long ns[3];
   if (recv_line(fd, line, now_ms() + GREETING_TIMEOUT_MS) < 0) goto fail;
-  if (sscanf(line, "%31s %95s %lld", proto, build, &timeout_ms) != 3) goto fail;
+  if (sscanf(line, "%31s %95s %lld %llu %llu %llu", proto, build, &timeout_ms, &ns[0], &ns[1], &ns[2]) != 6) goto fail;
   if (strcmp(proto, PROTOCOL) != 0 || strcmp(build, SHOAL_BUILD_ID) != 0) goto fail;
   if (timeout_ms < 1 || timeout_ms > 24LL * 3600 * 1000) goto fail;
+  if (!same_namespaces(ns)) goto fail;
   *reply_timeout_ms = timeout_ms + REPLY_SLACK_MS;
   return fd;
 fail:

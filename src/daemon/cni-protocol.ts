@@ -2,14 +2,17 @@
  * The wire protocol of `<run dir>/cni.sock`, between the CNI executables in dist/cni (a small C
  * forwarder, native/cni-forward) and the daemon (cni-server.ts). One request per connection:
  *
- *   daemon -> client   "SHOAL-CNI/1 <build id> <timeout ms>\n"       on accept
+ *   daemon -> client   "SHOAL-CNI/1 <build id> <timeout ms> <net ns> <mnt ns> <pid ns>\n"  on accept
  *   client -> daemon   "REQ <type> <env bytes> <stdin bytes>\n" env stdin
  *   daemon -> client   "RES <exit status> <stdout bytes> <stderr bytes>\n" stdout stderr
  *
  * env is the forwarder's whole environment as NUL-terminated KEY=VALUE entries; stdin is the
  * network config exactly as the runtime wrote it. The build id is a hash of the plugin code the
- * daemon runs; a forwarder of another build hangs up before sending anything and runs its own
- * Node plugin instead. Pure: no sockets here, so it is unit-tested on buffers.
+ * daemon runs; the namespaces are the inodes of the daemon's network, mount and pid namespaces.
+ * A forwarder of another build, or in other namespaces (whose plugin would act on another
+ * "host"), hangs up before sending anything and runs its own Node plugin instead. The timeout
+ * tells the forwarder how long to wait for the answer (plus a margin) before giving up with
+ * code 11. Pure: no sockets here, so it is unit-tested on buffers.
  */
 export const PROTOCOL = 'SHOAL-CNI/1';
 /** Bounds, the same as the forwarder's (native/cni-forward/shoal_cni_forward.c). */
@@ -32,8 +35,14 @@ export interface CniWireResponse {
 
 export class ProtocolError extends Error {}
 
-export function greeting(buildId: string, timeoutMs: number): string {
-  return `${PROTOCOL} ${buildId} ${Math.round(timeoutMs)}\n`;
+export interface Namespaces {
+  net: number;
+  mnt: number;
+  pid: number;
+}
+
+export function greeting(buildId: string, timeoutMs: number, ns: Namespaces): string {
+  return `${PROTOCOL} ${buildId} ${Math.round(timeoutMs)} ${ns.net} ${ns.mnt} ${ns.pid}\n`;
 }
 
 export function encodeResponse(r: CniWireResponse): Buffer {

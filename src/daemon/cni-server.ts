@@ -9,13 +9,13 @@
  * forwarders stop talking to a daemon still running the old code and run their own Node plugin.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { peerUid } from './api.js';
 import { CniWorkerPool } from './cni-pool.js';
-import { encodeResponse, greeting, ProtocolError, RequestReader } from './cni-protocol.js';
+import { encodeResponse, greeting, ProtocolError, RequestReader, type Namespaces } from './cni-protocol.js';
 
 export const CNI_SOCKET_NAME = 'cni.sock';
 export const WORKER_BUNDLE = 'shoal-cni-worker.js';
@@ -45,10 +45,16 @@ export function buildIdOf(bundle: Buffer): string {
   return createHash('sha256').update(bundle).digest('hex').slice(0, 16);
 }
 
+/** The daemon's namespaces, which its workers inherit; forwarders elsewhere do not use it. */
+function ownNamespaces(): Namespaces {
+  const ino = (kind: string) => statSync(`/proc/self/ns/${kind}`).ino;
+  return { net: ino('net'), mnt: ino('mnt'), pid: ino('pid') };
+}
+
 export async function startCniServer(opts: CniServerOptions): Promise<CniServer> {
   const buildId = buildIdOf(readFileSync(opts.workerFile));
   const pool = new CniWorkerPool({ file: opts.workerFile, size: opts.workers, timeoutMs: opts.timeoutMs, logger: opts.logger });
-  const hello = greeting(buildId, opts.timeoutMs);
+  const hello = greeting(buildId, opts.timeoutMs, ownNamespaces());
   const server = net.createServer((socket) => {
     const uid = peerUid(socket);
     if (uid !== 0) {
@@ -119,7 +125,12 @@ function serve(socket: net.Socket, hello: string, pool: CniWorkerPool, logger: L
     if (!req) return;
     received = true;
     socket.setTimeout(0);
+    const t0 = performance.now();
     void pool.run(req).then((res) => {
+      logger.debug(
+        { event: 'cni_request', type: req.type, command: req.env['CNI_COMMAND'], containerId: req.env['CNI_CONTAINERID'], exitCode: res.exitCode, durationMs: Math.round((performance.now() - t0) * 10) / 10 },
+        'served a CNI request',
+      );
       if (!socket.destroyed) socket.end(encodeResponse(res));
     });
   });
