@@ -57,12 +57,12 @@ export interface DaemonProc {
   stop(): Promise<{ code: number | null; signal: string | null }>;
 }
 
-export async function startDaemon(opts: { state: string; run: string; args?: string[]; netns?: string; waitReady?: boolean }): Promise<DaemonProc> {
+export async function startDaemon(opts: { state: string; run: string; args?: string[]; netns?: string; waitReady?: boolean; env?: Record<string, string> }): Promise<DaemonProc> {
   const metricsPort = await freeTcpPort();
   const argv = [path.join(DIST, 'bin/shoal'), 'daemon', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--log-level', 'debug', ...(opts.args ?? [])];
   const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, ...argv]] : [process.execPath, argv];
   const child = spawn(cmd, args as string[], {
-    env: { ...childEnv(), SHOAL_STATE_DIR: opts.state, SHOAL_RUN_DIR: opts.run },
+    env: { ...childEnv(), ...opts.env, SHOAL_STATE_DIR: opts.state, SHOAL_RUN_DIR: opts.run },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (child.pid === undefined) throw new Error('daemon did not start');
