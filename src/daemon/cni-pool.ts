@@ -31,6 +31,8 @@ interface Job {
 
 interface Slot {
   worker: Worker;
+  /** Running JavaScript: a request's timeout starts when a live worker has it, not at boot. */
+  online: boolean;
   job: Job | undefined;
   timer: NodeJS.Timeout | undefined;
 }
@@ -67,8 +69,12 @@ export class CniWorkerPool {
 
   private spawn(): void {
     const worker = new Worker(this.opts.file, { stdout: false, stderr: false });
-    const slot: Slot = { worker, job: undefined, timer: undefined };
+    const slot: Slot = { worker, online: false, job: undefined, timer: undefined };
     this.slots.add(slot);
+    worker.once('online', () => {
+      slot.online = true;
+      this.dispatch();
+    });
     worker.on('message', (msg: WorkerResponse | { ready: boolean; error?: string }) => {
       if ('ready' in msg) {
         if (!msg.ready) this.opts.logger.warn({ event: 'cni_worker_preload_failed', error: msg.error }, 'a CNI worker could not preload the plugins');
@@ -98,7 +104,7 @@ export class CniWorkerPool {
 
   private dispatch(): void {
     for (const slot of this.slots) {
-      if (slot.job) continue;
+      if (slot.job || !slot.online) continue;
       const job = this.queue.shift();
       if (!job) return;
       slot.job = job;
