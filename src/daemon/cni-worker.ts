@@ -17,6 +17,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { pluginMain, type CniPlugin } from '../../cni/skel.js';
+import { useLibnftables } from '../kernel/nftables-exec.js';
 import { plugin as bridge } from '../../cni/plugins/shoal-bridge.js';
 import { plugin as dns } from '../../cni/plugins/shoal-dns.js';
 import { plugin as ipam } from '../../cni/plugins/shoal-ipam.js';
@@ -91,6 +92,8 @@ async function preload(): Promise<void> {
 
 if (parentPort) {
   const port = parentPort;
+  // nftables in-process (libnftables), not an nft process per masquerade or portmap change.
+  useLibnftables();
   port.on('message', (msg: WorkerRequest) => {
     void runRequest(msg)
       .catch((err: unknown): CniWireResponse => {
