@@ -56,8 +56,9 @@ export class CniWorkerPool {
     });
   }
 
-  get busy(): number {
-    return [...this.slots].filter((s) => s.job).length;
+  /** Requests running or waiting. */
+  get pending(): number {
+    return [...this.slots].filter((s) => s.job).length + this.queue.length;
   }
 
   /** Stops every worker; requests still running or queued are answered with code 11. */

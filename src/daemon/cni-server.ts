@@ -32,7 +32,8 @@ export interface CniServerOptions {
 
 export interface CniServer {
   buildId: string;
-  close(): Promise<void>;
+  /** Stops accepting, lets requests finish for up to graceMs, answers the rest with code 11. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The worker bundle beside the running CLI bundle (dist/bin/shoal -> dist/cni/lib/). */
@@ -89,9 +90,12 @@ export async function startCniServer(opts: CniServerOptions): Promise<CniServer>
   });
   return {
     buildId,
-    close: async () => {
-      // Stop accepting first; then answer what is running with code 11 and stop the workers.
+    close: async (graceMs = 0) => {
+      // Stop accepting first (new forwarders run their Node plugins), let what runs finish,
+      // then answer what is left with code 11 and stop the workers.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const deadline = Date.now() + graceMs;
+      while (pool.pending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       await pool.close();
       await closed;
       try {

@@ -269,7 +269,7 @@ export class Daemon {
     await this.syncing;
     const deadline = Date.now() + graceMs;
     while (this.dns && this.dns.forwarder.inFlight > 0 && Date.now() < deadline) await sleep(20);
-    await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs), this.cniServer?.close()]);
+    await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs), this.cniServer?.close(graceMs)]);
     await this.listeners?.closeAll();
     await this.proxies?.closeAll();
     await this.dns?.close();

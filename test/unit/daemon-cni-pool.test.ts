@@ -27,12 +27,16 @@ writeFileSync(file, WORKER);
 const request = (env: Record<string, string>) => ({ type: 'shoal-ipam', env: { CNI_COMMAND: 'ADD', ...env }, stdin: '{"cniVersion":"0.4.0"}' });
 
 describe('CniWorkerPool', () => {
-  it('runs requests on its workers, queueing the rest in order', async () => {
-    const pool = new CniWorkerPool({ file, size: 2, timeoutMs: 5000, logger });
-    const answers = await Promise.all(Array.from({ length: 6 }, () => pool.run(request({ DELAY: '20' }))));
-    expect(answers.every((a) => a.exitCode === 0)).toBe(true);
-    expect(new Set(answers.map((a) => a.stdout)).size).toBe(2);
+  it('runs requests on its workers, queueing the rest, and one busy worker holds up no others', async () => {
+    const pool = new CniWorkerPool({ file, size: 2, timeoutMs: 60_000, logger });
+    const hung = pool.run(request({ HANG: '1' }));
+    // Served only if the other worker takes them while the first one hangs.
+    const answers = await Promise.all(Array.from({ length: 4 }, () => pool.run(request({ DELAY: '5' }))));
+    expect(answers.map((a) => a.exitCode)).toEqual([0, 0, 0, 0]);
+    expect(new Set(answers.map((a) => a.stdout)).size).toBe(1);
+    expect(pool.pending).toBe(1);
     await pool.close();
+    expect(JSON.parse((await hung).stdout)).toMatchObject({ code: 11 });
   });
 
   it('answers a request past its timeout with code 11 in the config\'s version, and keeps serving', async () => {
