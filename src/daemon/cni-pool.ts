@@ -21,6 +21,13 @@ export interface CniPoolOptions {
   size: number;
   timeoutMs: number;
   logger: Logger;
+  /**
+   * Asked before a replacement worker loads `file` again: false when the file is no longer the
+   * code this daemon announced (a rebuild since it started). The pool then stops, answering
+   * what waits with code 11, and calls `onStale`.
+   */
+  sameCode?: () => boolean;
+  onStale?: () => void;
 }
 
 interface Job {
@@ -94,12 +101,7 @@ export class CniWorkerPool {
       if (this.closed) return;
       this.opts.logger.error({ event: 'cni_worker_exited', code }, 'a CNI worker exited; starting another');
       // A worker that cannot even start would loop here: give it a moment.
-      setTimeout(() => {
-        if (!this.closed) {
-          this.spawn();
-          this.dispatch();
-        }
-      }, 200).unref();
+      setTimeout(() => this.replace(), 200).unref();
     });
   }
 
@@ -131,10 +133,20 @@ export class CniWorkerPool {
       `a CNI ${env['CNI_COMMAND'] ?? ''} request of ${type} ran past ${this.opts.timeoutMs} ms; its worker is replaced`,
     );
     await this.retire(slot, `it did not finish within ${this.opts.timeoutMs} ms`);
-    if (!this.closed) {
-      this.spawn();
-      this.dispatch();
+    this.replace();
+  }
+
+  /** A new worker for one that is gone, if the code on disk is still this daemon's. */
+  private replace(): void {
+    if (this.closed) return;
+    if (this.opts.sameCode && !this.opts.sameCode()) {
+      this.opts.logger.warn({ event: 'cni_fast_path_stale' }, 'the CNI worker code on disk is another build now; CNI requests go to the Node plugins until the daemon restarts');
+      void this.close();
+      this.opts.onStale?.();
+      return;
     }
+    this.spawn();
+    this.dispatch();
   }
 
   /** Takes a worker out of service, answering its request (if any) with code 11. */

@@ -7,6 +7,8 @@
  * The build id is a hash of the worker bundle this daemon loaded, computed the way
  * scripts/build.mjs computes the one compiled into the forwarders: after a rebuild, the new
  * forwarders stop talking to a daemon still running the old code and run their own Node plugin.
+ * Workers load the bundle from disk; one that must be replaced after a rebuild would load the
+ * new code under the old id, so then the daemon stops serving the socket instead.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
@@ -54,7 +56,16 @@ function ownNamespaces(): Namespaces {
 
 export async function startCniServer(opts: CniServerOptions): Promise<CniServer> {
   const buildId = buildIdOf(readFileSync(opts.workerFile));
-  const pool = new CniWorkerPool({ file: opts.workerFile, size: opts.workers, timeoutMs: opts.timeoutMs, logger: opts.logger });
+  const sameCode = () => {
+    try {
+      return buildIdOf(readFileSync(opts.workerFile)) === buildId;
+    } catch {
+      return false;
+    }
+  };
+  // A stale daemon stops listening: the forwarders then run the (new) Node plugins.
+  const onStale = () => server.close();
+  const pool = new CniWorkerPool({ file: opts.workerFile, size: opts.workers, timeoutMs: opts.timeoutMs, logger: opts.logger, sameCode, onStale });
   const hello = greeting(buildId, opts.timeoutMs, ownNamespaces());
   const server = net.createServer((socket) => {
     const uid = peerUid(socket);

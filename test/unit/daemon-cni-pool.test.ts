@@ -58,6 +58,14 @@ describe('CniWorkerPool', () => {
     await pool.close();
   });
 
+  it('stops instead of loading another build\'s code into a replacement worker', async () => {
+    let stale = 0;
+    const pool = new CniWorkerPool({ file, size: 1, timeoutMs: 5000, logger, sameCode: () => false, onStale: () => stale++ });
+    expect(JSON.parse((await pool.run(request({ DIE: '1' }))).stdout)).toMatchObject({ code: 11 });
+    await expect.poll(() => stale, { timeout: 5000 }).toBe(1);
+    expect(JSON.parse((await pool.run(request({}))).stdout)).toMatchObject({ code: 11, msg: expect.stringContaining('stopping') });
+  });
+
   it('answers queued requests with code 11 when closed', async () => {
     const pool = new CniWorkerPool({ file, size: 1, timeoutMs: 5000, logger });
     const a = pool.run(request({ HANG: '1' }));
