@@ -21,7 +21,8 @@ export default defineConfig({
           environment: 'node',
           fileParallelism: false,
           // Removes the skeleton of Shoal's nftables tables that the run itself created.
-          globalSetup: ['test/integration/global-setup.ts'],
+          // cni-daemon-setup: SHOAL_TEST_CNI_DAEMON=1 serves the plugins from a daemon.
+          globalSetup: ['test/integration/global-setup.ts', 'test/integration/cni-daemon-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

@@ -15,7 +15,7 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -77,6 +77,25 @@ function buildAddon() {
 }
 
 /**
+ * Compiles native/cni-forward (the executable a runtime runs as dist/cni/<type>) with the build
+ * id of this build's daemon-side plugin code compiled in: the forwarder hands requests only to a
+ * daemon that announces the same id (src/daemon/cni-protocol.ts).
+ */
+function buildForwarder(out, buildId) {
+  const source = path.join(root, 'native', 'cni-forward', 'shoal_cni_forward.c');
+  const cc = process.env.CC || 'cc';
+  const args = ['-O2', '-Wall', '-Wextra', '-Werror', `-DSHOAL_BUILD_ID="${buildId}"`, '-o', out, source];
+  try {
+    // Static when the C library allows it (Debian's libc6-dev ships libc.a): no dynamic loader
+    // at each container start, about half the forwarder's start-up (measured, hyperfine).
+    execFileSync(cc, ['-static', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new Error(`cannot build native/cni-forward: no C compiler "${cc}" (install gcc, or set CC)`, { cause: err });
+    execFileSync(cc, args, { stdio: 'inherit' });
+  }
+}
+
+/**
  * The launchers' first line. Node itself, by absolute path, rather than `/usr/bin/env node`:
  * env is one more exec and a PATH search per plugin run (~2 ms, measured). The plugins are built
  * on the machine that runs them (scripts/setup.sh), by the Node that will run them. A path a
@@ -128,10 +147,15 @@ async function main() {
   // package.json here tells Node how to load them whatever the parent says.
   await writeFile(path.join(dist, 'package.json'), JSON.stringify({ type: 'commonjs' }) + '\n');
 
-  // A CNI plugin is a small launcher (scripts/plugin-launcher.cjs: V8 code cache, see there) in
-  // dist/cni/<type> and its bundle in dist/cni/lib/<type>.js; the CLI is one bundle.
-  await mkdir(path.join(dist, 'cni', 'lib'), { recursive: true });
-  await mkdir(path.join(staging, 'lib'), { recursive: true });
+  // A CNI plugin is the forwarder (native/cni-forward) in dist/cni/<type>, a small Node launcher
+  // (scripts/plugin-launcher.cjs: V8 code cache, see there) in dist/cni/shoal-node/<type> that
+  // the forwarder execs when no daemon answers, and its bundle in dist/cni/lib/<type>.js. The
+  // daemon runs the same plugins from dist/cni/lib/shoal-cni-worker.js. The CLI is one bundle.
+  for (const dir of ['lib', 'shoal-node']) {
+    await mkdir(path.join(dist, 'cni', dir), { recursive: true });
+    await mkdir(path.join(staging, dir), { recursive: true });
+  }
+  const worker = { in: path.join(root, 'src/daemon/cni-worker.ts'), staged: path.join('lib', 'shoal-cni-worker.js'), out: path.join(dist, 'cni', 'lib', 'shoal-cni-worker.js') };
   const launcher = await readFile(path.join(root, 'scripts/plugin-launcher.cjs'), 'utf8');
   const plugins = CNI_TYPES.map((type) => ({ in: path.join(root, 'cni/bin', `${type}.ts`), staged: path.join('lib', `${type}.js`), out: path.join(dist, 'cni', 'lib', `${type}.js`), type }));
   const cli = { in: path.join(root, 'src/cli/main.ts'), staged: 'shoal', out: path.join(dist, 'bin', 'shoal') };
@@ -156,11 +180,21 @@ async function main() {
         if (bytes.some((b) => b > 0x7f)) throw new Error(`${p.staged}: non-ASCII bytes in the bundle; the launcher reads it as latin1`);
         const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
         builds.add(hash);
-        const staged = path.join(staging, p.type);
+        const staged = path.join(staging, 'shoal-node', p.type);
         const text = launcher.replace(/^#!.*/, launcherShebang()).replace("'__BUNDLE__'", JSON.stringify(`${p.type}.js`)).replace("'__BUILD__'", JSON.stringify(hash));
         await writeFile(staged, text, { mode: 0o755 });
         await chmod(staged, 0o755);
       }),
+      (async () => {
+        const result = await build({ ...common, metafile: true, minify: true, entryPoints: [worker.in], outfile: path.join(staging, worker.staged) });
+        assertNoClusterCode('shoal-cni-worker', result.metafile);
+        // The build id, computed as the daemon does (src/daemon/cni-server.ts buildIdOf).
+        const buildId = createHash('sha256').update(await readFile(path.join(staging, worker.staged))).digest('hex').slice(0, 16);
+        const forwarder = path.join(staging, 'cni-forward');
+        buildForwarder(forwarder, buildId);
+        for (const p of plugins) await copyFile(forwarder, path.join(staging, p.type));
+        await rm(forwarder);
+      })(),
       (async () => {
         // The CLI names the building Node too: `dist/bin/shoal` runs on Node 24 whatever PATH says.
         await build({ ...common, banner: { js: cliShebang() }, entryPoints: [cli.in], outfile: path.join(staging, cli.staged) });
@@ -171,8 +205,10 @@ async function main() {
     const failed = settled.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
     // Bundles before launchers: a launcher names its bundle's hash, so it must never be in place
-    // before that bundle is.
+    // before that bundle is. Forwarders last: they exec the launchers.
     for (const p of plugins) moves.push([path.join(staging, p.staged), p.out]);
+    moves.push([path.join(staging, worker.staged), worker.out]);
+    for (const p of plugins) moves.push([path.join(staging, 'shoal-node', p.type), path.join(dist, 'cni', 'shoal-node', p.type)]);
     for (const p of plugins) moves.push([path.join(staging, p.type), path.join(dist, 'cni', p.type)]);
     moves.push([path.join(staging, dnsWorker.staged), dnsWorker.out]);
     moves.push([path.join(staging, cli.staged), cli.out]);
@@ -185,7 +221,7 @@ async function main() {
     const build = f.match(/\.([0-9a-f]+)\.v8cache$/)?.[1];
     if (build && !builds.has(build)) await rm(path.join(dist, 'cni', 'lib', f), { force: true });
   }
-  const built = (await readdir(path.join(dist, 'cni'))).filter((f) => f.startsWith('shoal-')).sort();
+  const built = (await readdir(path.join(dist, 'cni'))).filter((f) => f.startsWith('shoal-') && f !== 'shoal-node').sort();
   console.error(`built ${built.length} CNI plugins in dist/cni and the CLI in dist/bin/shoal`);
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Launcher of a Shoal CNI plugin, written by scripts/build.mjs as dist/cni/<type> with the two
-// constants below filled in; the plugin itself is the bundle dist/cni/lib/<type>.js.
+// Launcher of a Shoal CNI plugin, written by scripts/build.mjs as dist/cni/shoal-node/<type> with
+// the two constants below filled in; the plugin itself is the bundle dist/cni/lib/<type>.js.
+// dist/cni/<type> (native/cni-forward) hands requests to the daemon and execs this file when no
+// daemon answers.
 //
 // Why a launcher: a runtime starts a fresh Node for every ADD and DEL, and compiling the bundle's
 // functions is a large part of what such a process does after Node's own start-up (~13 ms of an
@@ -24,10 +26,11 @@ const vm = require('node:vm');
 const BUNDLE = '__BUNDLE__';
 const BUILD = '__BUILD__';
 
-const file = path.join(__dirname, 'lib', BUNDLE);
+const lib = path.join(__dirname, '..', 'lib');
+const file = path.join(lib, BUNDLE);
 const mode = process.env.SHOAL_CODE_CACHE;
 const verb = /^[A-Z]{1,16}$/.test(process.env.CNI_COMMAND ?? '') ? process.env.CNI_COMMAND : 'NONE';
-const cacheFile = path.join(__dirname, 'lib', `${BUNDLE}.${verb}.${BUILD}.v8cache`);
+const cacheFile = path.join(lib, `${BUNDLE}.${verb}.${BUILD}.v8cache`);
 
 let cachedData;
 if (mode !== 'off') {

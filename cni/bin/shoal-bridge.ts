@@ -1,17 +1,7 @@
-// Entry point of the `shoal-bridge` CNI executable (bundled to dist/cni/shoal-bridge): the skel
-// does the protocol, src/bridge/bridge-plugin.ts the work. Kept thin for start-up time: the
-// plugin code (kernel layer, config schemas, IPAM; portmap and dns when the config embeds them,
-// src/bridge/embedded.ts) is imported inside each verb, never for VERSION.
+// Entry point of the `shoal-bridge` Node executable (bundled to dist/cni/lib/shoal-bridge.js, run by
+// dist/cni/shoal-node/shoal-bridge): one CNI invocation on this process's fds. The plugin itself is
+// cni/plugins/shoal-bridge.ts, which the daemon runs too (dist/cni/shoal-bridge forwards there when it is up).
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import { lazyVerbs } from '../lazy.js';
+import { plugin } from '../plugins/shoal-bridge.js';
 
-const impl = () => import('../../src/bridge/bridge-plugin.js');
-
-void runPluginProcess({
-  name: 'shoal-bridge',
-  about: 'Shoal bridge plugin: containers on a Linux bridge through veth pairs',
-  // MAC: the requested container MAC (reference); IP: requested addresses, passed to the IPAM;
-  // K8S_POD_NAME: the container name, for the embedded portmap record and DNS registration.
-  cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  ...lazyVerbs(impl, ['add', 'del', 'check', 'status', 'gc']),
-});
+void runPluginProcess(plugin);

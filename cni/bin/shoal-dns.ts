@@ -1,16 +1,7 @@
-// Entry point of the `shoal-dns` CNI executable (bundled to dist/cni/shoal-dns): a chained
-// plugin that registers the container's name and aliases in the DNS registry and returns
-// prevResult with the network's DNS merged in. The plugin code (and the store) load only inside
-// each verb, so VERSION pays for this file and the skel alone.
+// Entry point of the `shoal-dns` Node executable (bundled to dist/cni/lib/shoal-dns.js, run by
+// dist/cni/shoal-node/shoal-dns): one CNI invocation on this process's fds. The plugin itself is
+// cni/plugins/shoal-dns.ts, which the daemon runs too (dist/cni/shoal-dns forwards there when it is up).
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import { lazyVerbs } from '../lazy.js';
+import { plugin } from '../plugins/shoal-dns.js';
 
-const impl = () => import('../../src/dns/registry-plugin.js');
-
-void runPluginProcess({
-  name: 'shoal-dns',
-  about: 'Shoal DNS plugin: registers container names for the Shoal daemon\'s DNS server',
-  // podman sends the container name as K8S_POD_NAME (with IgnoreUnknown=1).
-  cniArgs: ['K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  ...lazyVerbs(impl, ['add', 'del', 'check', 'gc']),
-});
+void runPluginProcess(plugin);

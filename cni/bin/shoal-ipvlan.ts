@@ -1,16 +1,7 @@
-// Entry point of the `shoal-ipvlan` CNI executable (bundled to dist/cni/shoal-ipvlan): the skel does
-// the protocol, src/bridge/sublink-plugin.ts the work, imported only inside each verb.
+// Entry point of the `shoal-ipvlan` Node executable (bundled to dist/cni/lib/shoal-ipvlan.js, run by
+// dist/cni/shoal-node/shoal-ipvlan): one CNI invocation on this process's fds. The plugin itself is
+// cni/plugins/shoal-ipvlan.ts, which the daemon runs too (dist/cni/shoal-ipvlan forwards there when it is up).
 import { runPluginProcess } from '../../src/kernel/process-io.js';
+import { plugin } from '../plugins/shoal-ipvlan.js';
 
-const impl = () => import('../../src/bridge/sublink-plugin.js');
-
-void runPluginProcess({
-  name: 'shoal-ipvlan',
-  about: 'Shoal ipvlan plugin: a ipvlan link on a parent interface, moved into the container',
-  cniArgs: ['IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  add: async (req) => (await impl()).add('ipvlan', req),
-  del: async (req) => (await impl()).del('ipvlan', req),
-  check: async (req) => (await impl()).check('ipvlan', req),
-  status: async (req) => (await impl()).status(req),
-  gc: async (req) => (await impl()).gc(req),
-});
+void runPluginProcess(plugin);

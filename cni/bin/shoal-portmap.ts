@@ -1,12 +1,7 @@
-// Entry point of the `shoal-portmap` CNI executable (bundled to dist/cni/shoal-portmap).
-// Keep this file thin: it is all a VERSION call loads; the plugin code is imported by the verbs.
+// Entry point of the `shoal-portmap` Node executable (bundled to dist/cni/lib/shoal-portmap.js, run by
+// dist/cni/shoal-node/shoal-portmap): one CNI invocation on this process's fds. The plugin itself is
+// cni/plugins/shoal-portmap.ts, which the daemon runs too (dist/cni/shoal-portmap forwards there when it is up).
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import { lazyVerbs } from '../lazy.js';
+import { plugin } from '../plugins/shoal-portmap.js';
 
-const impl = () => import('../../src/portmap/plugin.js');
-void runPluginProcess({
-  name: 'shoal-portmap',
-  about: 'Shoal CNI plugin shoal-portmap: publishes host ports into the container (nftables DNAT)',
-  cniArgs: ['K8S_POD_NAME'],
-  ...lazyVerbs(impl, ['add', 'del', 'check', 'gc']),
-});
+void runPluginProcess(plugin);

@@ -1,16 +1,7 @@
-// Entry point of the `shoal-vxlan` CNI executable (bundled to dist/cni/shoal-vxlan): the skel
-// does the protocol, src/overlay/plugin.ts the work (the overlay's VXLAN device, then
-// shoal-bridge's attachment). Kept thin for start-up time: the plugin code is imported inside
-// each verb, never for VERSION.
+// Entry point of the `shoal-vxlan` Node executable (bundled to dist/cni/lib/shoal-vxlan.js, run by
+// dist/cni/shoal-node/shoal-vxlan): one CNI invocation on this process's fds. The plugin itself is
+// cni/plugins/shoal-vxlan.ts, which the daemon runs too (dist/cni/shoal-vxlan forwards there when it is up).
 import { runPluginProcess } from '../../src/kernel/process-io.js';
-import { lazyVerbs } from '../lazy.js';
+import { plugin } from '../plugins/shoal-vxlan.js';
 
-const impl = () => import('../../src/overlay/plugin.js');
-
-void runPluginProcess({
-  name: 'shoal-vxlan',
-  about: 'Shoal VXLAN overlay plugin: containers on a bridge joined to the other nodes through a VXLAN device',
-  // The same keys as shoal-bridge, whose attachment code this plugin runs.
-  cniArgs: ['MAC', 'IP', 'K8S_POD_NAME', 'K8S_POD_NAMESPACE', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'],
-  ...lazyVerbs(impl, ['add', 'del', 'check', 'status', 'gc']),
-});
+void runPluginProcess(plugin);

@@ -138,7 +138,7 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
 }
 
 /** The uid of the process at the other end (SO_PEERCRED), undefined when it cannot be read. */
-function peerUid(socket: Socket): number | undefined {
+export function peerUid(socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return undefined;
   try {

@@ -27,6 +27,7 @@ import type { ClusterOverlay } from '../cluster/overlay.js';
 import { clusterApiError } from './cluster-api.js';
 import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
+import { startCniFastPath, type CniServer } from './cni-server.js';
 import { registryChanges } from './changes.js';
 import { DnsFirewall } from './firewall.js';
 import { desiredListenAddresses, ListenerReconciler } from './listeners.js';
@@ -71,6 +72,7 @@ export class Daemon {
   private proxyTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private apiServer: http.Server | undefined;
+  private cniServer: CniServer | undefined;
   private stopWatch: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private contents: RegistryContents | undefined;
@@ -174,6 +176,7 @@ export class Daemon {
         },
         this.logger,
       );
+      this.cniServer = await startCniFastPath(this.opts.runDir, this.logger);
       this.stopWatch = store.watch(() => void this.requestSync('store'), { intervalMs: this.opts.watchIntervalMs });
       // Gateways that were not on the host yet are retried on a timer too, not only on changes.
       // Published ports live in portmap record files, not the store: follow their directory.
@@ -314,7 +317,7 @@ export class Daemon {
     await this.syncing;
     const deadline = Date.now() + graceMs;
     while (this.dns && this.dns.forwarder.inFlight > 0 && Date.now() < deadline) await sleep(20);
-    await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs)]);
+    await Promise.all([closeServer(this.apiServer, graceMs), closeServer(this.metricsServer, graceMs), this.cniServer?.close(graceMs)]);
     await this.listeners?.closeAll();
     await this.proxies?.closeAll();
     await this.services?.close();

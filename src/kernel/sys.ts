@@ -27,6 +27,8 @@ export interface Sys {
   fcntl(fd: number, cmd: number, arg: number): number;
   resetSignals(): number;
   execvpe(file: string, argv: string[], envp: string[]): number;
+  /** libnftables in-process: [status, stdout, stderr], null when the library is absent. */
+  nftRun?(commands: string, json: boolean, dryRun: boolean): [number, string, string] | null;
 }
 
 let loaded: Sys | undefined;

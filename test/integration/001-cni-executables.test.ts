@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pluginBaseEnv } from '../helpers/plugin-copy.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TYPES = ['shoal-bridge', 'shoal-macvlan', 'shoal-ipvlan', 'shoal-vxlan', 'shoal-ipam', 'shoal-portmap', 'shoal-dns'];
@@ -37,7 +38,7 @@ interface Run {
 
 function run(type: string, env: Record<string, string>, stdin = ''): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(join(binDir, type), [], { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+    const child = spawn(join(binDir, type), [], { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...pluginBaseEnv(), ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

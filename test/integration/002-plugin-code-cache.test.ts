@@ -3,15 +3,19 @@
  * leaves a cache named after the build, later runs are fed it, a cache V8 refuses is replaced,
  * and none of it changes what the plugin prints. Runs VERSION, IPAM and one bridge ADD (its own
  * netns and bridge) from a private copy of the launcher and bundle, so dist/cni/lib is left alone.
+ * The launcher is run directly (dist/cni/<type>, the forwarder, execs it when no daemon answers).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelObjects } from '../helpers/kernel-objects.js';
+import { copyPlugin } from '../helpers/plugin-copy.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+/** The Node launcher itself (dist/cni/shoal-node/<type>): the forwarder in front of it is not under test here. */
+const launcher = (type: string) => join(dir, 'shoal-node', type);
 const objects = new KernelObjects('cc');
 let dir: string;
 
@@ -21,10 +25,8 @@ beforeAll(() => {
   // Under node_modules, so the bundle finds better-sqlite3 and pino the way dist/cni does.
   mkdirSync(join(ROOT, 'node_modules/.cache'), { recursive: true });
   dir = mkdtempSync(join(ROOT, 'node_modules/.cache/shoal-code-cache-'));
-  mkdirSync(join(dir, 'lib'));
   writeFileSync(join(dir, 'package.json'), '{"type":"commonjs"}\n');
-  copyFileSync(join(ROOT, 'dist/cni/shoal-ipam'), join(dir, 'shoal-ipam'));
-  copyFileSync(join(ROOT, 'dist/cni/lib/shoal-ipam.js'), join(dir, 'lib/shoal-ipam.js'));
+  copyPlugin('shoal-ipam', dir);
 }, 120_000);
 
 afterAll(() => {
@@ -36,7 +38,7 @@ afterAll(() => {
 });
 
 function version(extraEnv: Record<string, string> = {}) {
-  const res = spawnSync(join(dir, 'shoal-ipam'), [], {
+  const res = spawnSync(launcher('shoal-ipam'), [], {
     cwd: tmpdir(),
     encoding: 'utf8',
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_COMMAND: 'VERSION', SHOAL_CODE_CACHE: 'debug', ...extraEnv },
@@ -46,11 +48,11 @@ function version(extraEnv: Record<string, string> = {}) {
 }
 
 const caches = () => readdirSync(join(dir, 'lib')).filter((f) => f.endsWith('.v8cache'));
-const build = () => /const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 'shoal-ipam'), 'utf8'))?.[1];
+const build = () => /const BUILD = "([0-9a-f]+)"/.exec(readFileSync(launcher('shoal-ipam'), 'utf8'))?.[1];
 
 describe('plugin launcher', () => {
   it('starts the Node that built it by path, so a runtime PATH without node still runs the plugin', () => {
-    expect(readFileSync(join(dir, 'shoal-ipam'), 'utf8').split('\n', 1)[0]).toBe(`#!${process.execPath} --min-semi-space-size=2`);
+    expect(readFileSync(launcher('shoal-ipam'), 'utf8').split('\n', 1)[0]).toBe(`#!${process.execPath} --min-semi-space-size=2`);
     const res = version({ PATH: '/nonexistent', SHOAL_CODE_CACHE: 'off' });
     expect(res.code, res.stderr).toBe(0);
     expect(JSON.parse(res.stdout).supportedVersions).toContain('1.1.0');
@@ -113,7 +115,7 @@ describe('plugin launcher code cache', () => {
     const state = join(dir, 'state');
     const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'codecache', type: 'shoal-ipam', logLevel: 'debug', ipam: { type: 'shoal-ipam', subnet: '10.236.77.0/24', stateDir: state } });
     const call = (command: string, id: string) => {
-      const res = spawnSync(join(dir, 'shoal-ipam'), [], {
+      const res = spawnSync(launcher('shoal-ipam'), [], {
         encoding: 'utf8',
         input: conf,
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SHOAL_CODE_CACHE: 'debug', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/run/netns/unused', CNI_IFNAME: 'eth0', CNI_PATH: dir },
@@ -131,13 +133,12 @@ describe('plugin launcher code cache', () => {
   });
 
   it('a bridge ADD (libc bound, so it leaves through _exit) still writes its cache first, and its exit codes hold', () => {
-    copyFileSync(join(ROOT, 'dist/cni/shoal-bridge'), join(dir, 'shoal-bridge'));
-    copyFileSync(join(ROOT, 'dist/cni/lib/shoal-bridge.js'), join(dir, 'lib/shoal-bridge.js'));
+    copyPlugin('shoal-bridge', dir);
     const ns = objects.netns();
     const bridge = objects.linkName();
     const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'codecachebr', type: 'shoal-bridge', bridge, isGateway: true, ipam: { type: 'shoal-ipam', subnet: '10.236.78.0/24', stateDir: join(dir, 'brstate') } });
     const call = (command: string, id: string) =>
-      spawnSync(join(dir, 'shoal-bridge'), [], {
+      spawnSync(launcher('shoal-bridge'), [], {
         encoding: 'utf8',
         input: conf,
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SHOAL_CODE_CACHE: 'debug', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_PATH: dir },
@@ -146,7 +147,7 @@ describe('plugin launcher code cache', () => {
     expect(first.status, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ ips: [expect.objectContaining({ address: '10.236.78.2/24' })] });
     expect(first.stderr).toContain('shoal code cache: wrote');
-    expect(caches()).toContain(`shoal-bridge.js.ADD.${/const BUILD = "([0-9a-f]+)"/.exec(readFileSync(join(dir, 'shoal-bridge'), 'utf8'))?.[1]}.v8cache`);
+    expect(caches()).toContain(`shoal-bridge.js.ADD.${/const BUILD = "([0-9a-f]+)"/.exec(readFileSync(launcher('shoal-bridge'), 'utf8'))?.[1]}.v8cache`);
     // A second ADD of another container into the same netns and ifname fails after the addon is
     // loaded: exit status 1 and the spec's JSON error, through the same fast exit.
     const clash = call('ADD', 'br2');
@@ -159,7 +160,7 @@ describe('plugin launcher code cache', () => {
 
   it('a plugin that fails leaves no cache (the cache is made from a successful run)', () => {
     for (const f of caches()) rmSync(join(dir, 'lib', f));
-    const res = spawnSync(join(dir, 'shoal-ipam'), [], {
+    const res = spawnSync(launcher('shoal-ipam'), [], {
       encoding: 'utf8',
       input: '{not json',
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_NETNS: '/run/netns/none', CNI_IFNAME: 'eth0', CNI_PATH: dir },

@@ -1,7 +1,8 @@
 /**
  * `shoal cni install --dir DIR` and `shoal version`: the installed plugins run from another
  * directory as a runtime would run them (VERSION, and a real shoal-ipam ADD/DEL through the
- * installed launcher), and bad input is a one-line error with a usage exit code.
+ * installed forwarder, which finds no daemon here and runs the installed Node plugin), and bad
+ * input is a one-line error with a usage exit code.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,17 +22,20 @@ function shoal(...args: string[]) {
 }
 
 describe('shoal cni install and shoal version', () => {
-  it('installs a launcher per plugin that runs from any directory', () => {
+  it('installs the forwarder and the Node plugin of each type, which run from any directory', () => {
     const dir = path.join(root, 'bin');
     const r = shoal('cni', 'install', '--dir', dir);
     expect(r.status, r.stderr).toBe(0);
-    expect(fs.readdirSync(dir).sort()).toEqual(TYPES);
+    expect(fs.readdirSync(dir).sort()).toEqual([...TYPES, 'shoal-node'].sort());
+    expect(fs.readdirSync(path.join(dir, 'shoal-node')).sort()).toEqual(TYPES);
     for (const type of TYPES) {
       const file = path.join(dir, type);
       expect(fs.statSync(file).mode & 0o111, type).not.toBe(0);
-      // Started the way dist/cni's launcher is: the same Node by path, the same option.
+      // The forwarder is the built one; the Node plugin it falls back to starts the way
+      // dist/cni/shoal-node's launcher does: the same Node by path, the same option.
+      expect(fs.readFileSync(file).equals(fs.readFileSync(path.join(REPO, 'dist/cni', type))), type).toBe(true);
       const firstLine = (f: string) => fs.readFileSync(f, 'utf8').split('\n', 1)[0];
-      expect(firstLine(file)).toBe(firstLine(path.join(REPO, 'dist/cni', type)));
+      expect(firstLine(path.join(dir, 'shoal-node', type))).toBe(firstLine(path.join(REPO, 'dist/cni/shoal-node', type)));
       const v = spawnSync(file, [], { env: { ...process.env, CNI_COMMAND: 'VERSION' }, input: '', encoding: 'utf8', cwd: '/' });
       expect(v.status, v.stderr).toBe(0);
       expect(JSON.parse(v.stdout).supportedVersions).toEqual(['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);
@@ -49,7 +53,8 @@ describe('shoal cni install and shoal version', () => {
   it('installing again replaces the launchers in place', () => {
     const dir = path.join(root, 'bin');
     expect(shoal('cni', 'install', '--dir', dir).status).toBe(0);
-    expect(fs.readdirSync(dir).sort()).toEqual(TYPES);
+    expect(fs.readdirSync(dir).sort()).toEqual([...TYPES, 'shoal-node'].sort());
+    expect(fs.readdirSync(path.join(dir, 'shoal-node')).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 
   it('rejects an unknown subcommand with a one-line error and exit code 2', () => {

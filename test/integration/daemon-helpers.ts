@@ -62,7 +62,7 @@ export async function startDaemon(opts: { state: string; run: string; args?: str
   const argv = [path.join(DIST, 'bin/shoal'), 'daemon', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--log-level', process.env['SHOAL_TEST_DAEMON_LOG'] ?? 'debug', ...(opts.args ?? [])];
   const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, ...argv]] : [process.execPath, argv];
   const child = spawn(cmd, args as string[], {
-    env: { ...childEnv(), SHOAL_STATE_DIR: opts.state, SHOAL_RUN_DIR: opts.run, ...opts.env },
+    env: { ...childEnv(), ...opts.env, SHOAL_STATE_DIR: opts.state, SHOAL_RUN_DIR: opts.run },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (child.pid === undefined) throw new Error('daemon did not start');

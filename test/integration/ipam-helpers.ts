@@ -1,8 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyPlugin, pluginBaseEnv } from '../helpers/plugin-copy.js';
 
 /** Helpers for the 2xx-ipam integration tests: the real `dist/cni/shoal-ipam`, run as a process. */
 
@@ -37,10 +38,7 @@ export function ensureBuilt(): void {
   }
   copyDir ??= mkdtempSync(path.join(os.tmpdir(), 'shoal-ipam-bin-'));
   ipamBin = path.join(copyDir, 'shoal-ipam');
-  copyFileSync(builtBin, ipamBin);
-  // The launcher runs the bundle from lib/ beside it (scripts/build.mjs).
-  mkdirSync(path.join(copyDir, 'lib'), { recursive: true });
-  copyFileSync(path.join(root, 'dist/cni/lib/shoal-ipam.js'), path.join(copyDir, 'lib', 'shoal-ipam.js'));
+  copyPlugin('shoal-ipam', copyDir);
 }
 
 /** Removes the private copy (afterAll). */
@@ -69,7 +67,7 @@ export interface PluginCall {
 
 export function startPlugin(call: PluginCall): { child: ChildProcess; done: Promise<PluginRun> } {
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'],
+    ...pluginBaseEnv(),
     NODE_PATH: path.join(root, 'node_modules'),
     CNI_COMMAND: call.command,
     CNI_PATH: path.dirname(ipamBin),

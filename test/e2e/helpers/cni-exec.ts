@@ -6,10 +6,11 @@
  * these run. NODE_PATH lets the copies find shoal-sys (external to the bundles).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyPlugin, pluginBaseEnv } from '../../helpers/plugin-copy.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const REFERENCE_CNI_DIR = '/usr/lib/cni';
@@ -38,12 +39,8 @@ export function privateBundles(types: string[], parent = os.tmpdir()): { dir: st
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(path.join(parent, 'shoal-l2-bin-'));
   writeFileSync(path.join(dir, 'package.json'), '{"type":"commonjs"}\n');
-  // Each plugin is a launcher and its bundle in lib/ (scripts/build.mjs).
-  mkdirSync(path.join(dir, 'lib'));
-  for (const t of types) {
-    copyFileSync(path.join(root, 'dist/cni', t), path.join(dir, t));
-    copyFileSync(path.join(root, 'dist/cni/lib', `${t}.js`), path.join(dir, 'lib', `${t}.js`));
-  }
+  // Each plugin is a forwarder, a Node launcher and its bundle (scripts/build.mjs).
+  for (const t of types) copyPlugin(t, dir);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -68,7 +65,7 @@ export interface CniRun {
 /** Runs one CNI executable with a runtime's environment and stdin. */
 export function execCni(executable: string, call: CniCall, args: string[] = []): Promise<CniRun> {
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'],
+    ...pluginBaseEnv(),
     NODE_PATH: path.join(root, 'node_modules'),
     CNI_COMMAND: call.command,
     CNI_PATH: call.path.join(':'),
