@@ -31,6 +31,7 @@ import { removeOverlayDevice } from '../overlay/device.js';
 import { overlayBridgeName, vxlanDeviceName } from '../overlay/names.js';
 import { overlayTarget, syncPeers } from '../overlay/peers.js';
 import type { Store } from '../store/store.js';
+import { StoreConflictError, StoreUnavailableError } from '../store/errors.js';
 import { claimBlock, nodeBlocks, reapBlocks } from './blocks.js';
 import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, localClusterEndpoints, parseClusterEndpoint, type ClusterEndpoint } from './endpoints.js';
 import { createClusterNetwork, listClusterNetworks, localRecordOf, removeClusterNetwork, type ClusterNetwork, type OverlayCreateInput } from './networks.js';
@@ -205,11 +206,31 @@ export class ClusterOverlay {
     const subnet = net.subnets.map((s) => IpPrefix.parse(s.subnet)).find((s) => s.family === family);
     if (!subnet) throw new BlockClaimError(400, `network "${network}" has no IPv${family} subnet`);
     const t0 = performance.now();
-    const block = (await claimBlock(this.etcd, network, subnet, this.node)).toString();
+    const block = await this.claimWithRetry(network, subnet);
     await this.o.local.put(blockKey(network, block), JSON.stringify({ mirroredAt: new Date().toISOString() }));
     const ms = Math.round(performance.now() - t0);
     this.o.logger.info({ event: 'cluster_block_claimed', network, block, ms }, `claimed address block ${block} of "${network}" for this node in ${ms} ms`);
     return block;
+  }
+
+  /**
+   * One claim, tried up to three times when etcd did not answer in time. A commit that timed
+   * out may still have been applied: a block of this node's that was not there before the first
+   * try is that claim, and is taken instead of claiming another.
+   */
+  private async claimWithRetry(network: string, subnet: IpPrefix): Promise<string> {
+    const mine = async (): Promise<string[]> => (await nodeBlocks(this.etcd, network, this.node)).map((b) => b.toString());
+    const before = new Set(await mine());
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await claimBlock(this.etcd, network, subnet, this.node)).toString();
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError || err instanceof StoreConflictError) || attempt >= 3) throw err;
+        this.o.logger.warn({ event: 'cluster_block_claim_retry', network, attempt, err: err.message }, `claiming a block of "${network}" failed (${err.message}); trying again`);
+        const applied = (await mine().catch(() => [])).find((b) => !before.has(b) && IpPrefix.parse(b).family === subnet.family);
+        if (applied) return applied;
+      }
+    }
   }
 
   /** Frees the blocks of nodes that stayed gone longer than the grace (any node may do it; it is one transaction). */

@@ -127,7 +127,9 @@ describe('shoal network', () => {
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', `10.252.${third}.128/25`, NET2), new RegExp(`overlaps network "${NET}"`), 1);
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', '127.0.0.0/24', NET2), /overlaps host route/, 1);
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', 'banana', NET2), /invalid --subnet "banana"/, 1);
-    oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--driver', 'overlay', NET2), /invalid --driver "overlay"/, 1);
+    oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--driver', 'weave', NET2), /invalid --driver "weave"/, 1);
+    // overlay is a cluster driver: without a daemon joined to a cluster, one line saying so.
+    oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--driver', 'overlay', NET2), /failed to reach the daemon at ".*shoald\.sock": no daemon is running there/, 1);
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '-o', 'colour=blue', NET2), /unknown --opt "colour"/, 1);
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '-o', 'novalue', NET2), /expected KEY=VALUE/, 2);
     oneLineError(shoal('network', 'create', '--cni-conf-dir', conf, '--subnet', SUBNET2, NET), /already exists/, 1);

@@ -189,6 +189,18 @@ describe('overlay networks across the cluster', () => {
     ctrs.push(c0, c2);
   }, 60_000);
 
+  it('shoal run on a third node attaches a sandbox to the overlay: it pings the container on node 3 and resolves its name', async () => {
+    // Node 2: node 1 must not hold a block yet (the next test needs one).
+    const n2 = cluster.nodes[2]!;
+    const [c0, c3] = ctrs as [Ctr, Ctr];
+    const gw = gatewayOf(n2, net);
+    const r = shoal(n2, ['run', '--network', net, '--name', 'runner', '--', 'sh', '-c', `ping -c1 -W2 ${c3.ip} >/dev/null && dig +short +time=2 +tries=1 @${gw} db2 && dig +short +time=2 +tries=1 @${gw} web0`]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual([c3.ip, c0.ip]);
+    // The sandbox is gone with its command: its endpoint leaves etcd.
+    await until('runner gone from etcd', () => (etcdJson('endpoints/').some((e) => e['name'] === 'runner') ? undefined : true), 5000);
+  }, 60_000);
+
   it('a name nobody has is forwarded to an upstream without a route: SERVFAIL, and the daemon lives on', async () => {
     const [n0] = cluster.nodes as [ClusterNode];
     const c0 = ctrs[0]!;
@@ -227,8 +239,12 @@ describe('overlay networks across the cluster', () => {
     expect(new Set([...ips, ...ctrs.map((c) => c.ip)]).size).toBe(ips.length + ctrs.length);
     const blocks = etcdJson(`blocks/${net}/`);
     jobs.forEach((j, i) => expect(blocks.find((b) => ipInCidr(ips[i]!, b['cidr'] as string))?.['node'], ips[i]).toBe(j.node.name));
+    const macs = runs.map((r) => (r.json!['interfaces'] as Array<{ mac: string; sandbox?: string }>).find((i) => i.sandbox)!.mac);
+    await until('every node has every other node\'s new containers', () => (cluster.nodes.every((n) => macs.filter((m) => fdbHas(n, m)).length >= macs.length - per) ? true : undefined), 15_000, 250);
     const dels = await Promise.all(jobs.map((j) => cni(j.node, 'DEL', confs.get(j.node)!, j.id, j.ns.path)));
     for (const r of dels) expect(r.code, r.stdout + r.stderr).toBe(0);
+    // No stale entry anywhere after DEL: the forwarding entries of every deleted container are gone on every node.
+    await until('no forwarding entry of a deleted container left', () => (cluster.nodes.every((n) => macs.every((m) => !fdbHas(n, m))) ? true : undefined), 15_000, 250);
     attached.splice(0, attached.length, ...attached.filter((a) => !jobs.some((j) => j.id === a.id)));
   }, 90_000);
 
@@ -258,7 +274,8 @@ describe('overlay networks across the cluster', () => {
     await cluster.stopMember(2);
     try {
       const c = await addContainer(n1, net, 'quorum1');
-      await until('quorum1 resolves on node 0', () => (lookup(ctrs[0]!, gatewayOf(n0, net), 'quorum1').includes(c.ip) ? true : undefined), 5000);
+      // Clients of the stopped member reconnect to another one first (etcd3's watch backoff).
+      await until('quorum1 resolves on node 0', () => (lookup(ctrs[0]!, gatewayOf(n0, net), 'quorum1').includes(c.ip) ? true : undefined), 10_000);
       expect(pingOnce(ctrs[0]!, c.ip)).toBe(true);
     } finally {
       await cluster.startMember(2);
