@@ -104,7 +104,15 @@ export class OverlayIpsec {
 
   private async pass(): Promise<void> {
     const encrypted = this.networks.filter((n) => n.encrypted);
-    this.applyGuard(encrypted.map((n) => n.vni));
+    // Without the guard, the XFRM policies must hold the line alone: they go in even for peers
+    // whose SAs failed (a required template without an SA drops), plain networks or not.
+    let guarded = true;
+    try {
+      this.applyGuard(encrypted.map((n) => n.vni));
+    } catch (err) {
+      guarded = false;
+      if (encrypted.length > 0) this.o.logger.warn({ event: 'overlay_ipsec_guard_failed', err: (err as Error).message }, `${(err as Error).message}; relying on XFRM policies alone`);
+    }
     const lineage = this.lineage();
     const local = this.o.advertiseAddr;
     let generations: Awaited<ReturnType<typeof readKeys>> = [];
@@ -126,7 +134,7 @@ export class OverlayIpsec {
     const problems: string[] = [];
     const current = withXfrm(undefined, (x) => {
       const plan = diffIpsec(readCurrent(x), desired, local);
-      problems.push(...applyOps(x, plan));
+      problems.push(...applyOps(x, plan, guarded));
       return readCurrent(x);
     });
     this.sas = current.sas.length;
@@ -180,8 +188,11 @@ function readCurrent(x: Xfrm): IpsecCurrent {
   return { sas, policies };
 }
 
-/** Applies `plan`, every op attempted; a peer whose SA failed gets no policy. Returns the failures. */
-function applyOps(x: Xfrm, plan: IpsecOp[]): string[] {
+/**
+ * Applies `plan`, every op attempted; while the guard is up, a peer whose SA failed gets no
+ * policy (its encrypted VNIs are dropped by the guard, plain ones flow). Returns the failures.
+ */
+function applyOps(x: Xfrm, plan: IpsecOp[], guarded: boolean): string[] {
   const failures: string[] = [];
   const broken = new Set<string>();
   for (const o of plan) {
@@ -192,7 +203,7 @@ function applyOps(x: Xfrm, plan: IpsecOp[]): string[] {
           break;
         case 'set-policy': {
           const peer = o.policy.dir === 'out' ? o.policy.dst : o.policy.src;
-          if (broken.has(peer)) continue;
+          if (guarded && broken.has(peer)) continue;
           setPolicy(x, { dir: o.policy.dir, sel: sel(o.policy), priority: SHOAL_IPSEC_PRIORITY, action: 'allow', reqid: SHOAL_IPSEC_REQID });
           break;
         }
