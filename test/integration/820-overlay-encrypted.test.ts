@@ -30,7 +30,6 @@ let bin: { dir: string; remove(): void };
 const objects = new KernelObjects(PREFIX);
 const daemons = new Map<ClusterNode, DaemonProc>();
 const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
-let esp = false;
 let net: string;
 let vni: number;
 
@@ -113,8 +112,10 @@ function probeEsp(): boolean {
   }
 }
 
+/** Decided when the file is collected: `it.runIf` needs it before any hook runs. */
+const esp = probeEsp();
+
 beforeAll(async () => {
-  esp = probeEsp();
   bin = privateBundles(['shoal-vxlan']);
   cluster = await TestCluster.create({ nodes: 3, etcdMembers: 3, prefix: PREFIX });
   const started = await Promise.all(cluster.nodes.map((n) => startNodeDaemon(n)));
@@ -191,7 +192,9 @@ describe('encrypted overlay networks', () => {
     const p0 = await addContainer(n0, plain);
     const p1 = await addContainer(n1, plain);
     await until('p0 pings p1', () => (pingOnce(p0, p1.ip) ? true : undefined), 15_000);
-    expect(underlayCount('vxlan')).toBeGreaterThan(0);
+    // With ESP the pair's IPsec carries this network too (one setup per node pair), so only
+    // without it does plain VXLAN show on the underlay: the control that the capture sees VXLAN.
+    if (!esp) expect(underlayCount('vxlan')).toBeGreaterThan(0);
     expect(underlayCount('plain')).toBe(0);
   }, 60_000);
 
@@ -201,7 +204,9 @@ describe('encrypted overlay networks', () => {
     const before = guardDrops(n0);
     for (let i = 0; i < 3; i++) pingOnce(c0, c1.ip);
     expect(underlayCount('plain')).toBe(0);
-    expect(guardDrops(n0)).toBeGreaterThan(before);
+    // With ESP the daemon puts the policies back on its next pass, possibly before a ping.
+    if (!esp) expect(guardDrops(n0)).toBeGreaterThan(before);
+    if (esp) await until('the policies are back', () => (ip(['-n', n0.netns, 'xfrm', 'policy']).stdout.includes('proto esp') ? true : undefined), 15_000, 200);
   }, 30_000);
 
   it('keys rotate (rotation=10): a new generation, at most two kept, the rotation counted', async () => {
@@ -213,6 +218,17 @@ describe('encrypted overlay networks', () => {
       const gens = etcdValues(`keys/${net}/`).map((v) => (JSON.parse(v) as { gen: number }).gen);
       await until('every node acknowledged the newest generation', () => (etcdValues(`keyacks/${net}/`).filter((v) => Number(v) === Math.max(...gens)).length === 3 ? true : undefined), 15_000, 500);
     }
+  }, 60_000);
+
+  // Runs only on a kernel with ESP and AES-GCM (never ran on the development VM, which has neither).
+  it.runIf(esp)('a rotation under a continuous ping loses no packet', async () => {
+    const gens = () => etcdValues(`keys/${net}/`).map((v) => (JSON.parse(v) as { gen: number }).gen);
+    const next = Math.max(...gens()) + 1;
+    const ping = spawnSync('ip', ['netns', 'exec', c0.ns.name, 'ping', '-i', '0.1', '-w', '25', '-c', '200', c1.ip], { encoding: 'utf8', timeout: 40_000 });
+    expect(gens()).toContain(next);
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(ping.stdout);
+    expect(m, ping.stdout).not.toBeNull();
+    expect(Number(m![2])).toBe(Number(m![1]));
   }, 60_000);
 
   it('no key in logs, metrics or network inspect', () => {
