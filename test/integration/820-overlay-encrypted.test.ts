@@ -256,4 +256,22 @@ describe('encrypted overlay networks', () => {
     }
     expect(etcdValues(`keyacks/${net}/`).length).toBeLessThanOrEqual(2);
   }, 60_000);
+
+  it('network rm: its keys leave etcd, its guard and every XFRM object leave the nodes', async () => {
+    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode];
+    for (const a of attached.filter((x) => x.conf['name'] === net)) {
+      const run = await cni(a.node, 'DEL', a.conf, a.id, a.netns);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+    }
+    const rm = shoal(n0, ['network', 'rm', net]);
+    expect(rm.status, rm.stderr).toBe(0);
+    expect(etcdValues(`keys/${net}/`)).toEqual([]);
+    for (const n of [n0, n1]) {
+      await until(`nothing of ${net} on ${n.name}`, () => {
+        const guard = ip(['netns', 'exec', n.netns, 'nft', 'list', 'table', 'inet', 'shoal-ipsec']).status === 0;
+        const xfrm = (ip(['-n', n.netns, 'xfrm', 'state']).stdout + ip(['-n', n.netns, 'xfrm', 'policy']).stdout).trim();
+        return !guard && xfrm === '' ? true : undefined;
+      }, 15_000, 200);
+    }
+  }, 60_000);
 });
