@@ -175,7 +175,9 @@ describe('encrypted overlay networks', () => {
       expect(metricValue(metrics(n0), 'shoal_overlay_ipsec_sas', { network: net })).toBeGreaterThan(0);
     } else {
       // The daemons tried, failed for lack of ESP, and said so.
-      await until('the daemon reports the missing SAs', () => (daemons.get(n0)!.logs.some((l) => l['event'] === 'overlay_ipsec_incomplete') ? true : undefined), 15_000);
+      const report = await until('the daemon reports the missing SAs', () => daemons.get(n0)!.logs.find((l) => l['event'] === 'overlay_ipsec_incomplete'), 15_000);
+      // The kernel's reason, with the SA named by addresses and SPI.
+      expect(String(report['msg'])).toMatch(/ESP SA .* spi 0x[0-9a-f]+.*(AEAD|not found|ENOSYS|EINVAL)/);
       for (let i = 0; i < 3; i++) expect(pingOnce(c0, c1.ip)).toBe(false);
       expect(guardDrops(n0)).toBeGreaterThan(0);
       // No policy without its SAs: plain networks between the same nodes are not caught by one.
@@ -241,6 +243,8 @@ describe('encrypted overlay networks', () => {
       shoal(n0, ['network', 'inspect', net]).stdout,
     ];
     for (const t of texts) for (const k of [...keys, ...hexes]) expect(t.includes(k)).toBe(false);
+    // And no pass of the IPsec programming failed as a whole (etcd, nft or netlink trouble).
+    for (const d of daemons.values()) expect(d.logs.filter((l) => l['event'] === 'overlay_ipsec_failed' || l['event'] === 'overlay_ipsec_guard_failed')).toEqual([]);
   });
 
   it('a node that leaves leaves no SA or policy naming it on the others', async () => {
