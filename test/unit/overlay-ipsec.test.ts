@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ensureKeys, readKeys } from '../../src/cluster/keys.js';
+import { createClusterNetwork, localRecordOf } from '../../src/cluster/networks.js';
 import { policyMessage, saMessage } from '../../src/kernel/xfrm.js';
 import { deriveSa, describeIpsecOp, desiredIpsec, diffIpsec, guardRuleset, outboundGeneration, type KeyGeneration } from '../../src/overlay/ipsec.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
@@ -121,5 +122,35 @@ describe('keys in the store', () => {
     expect(keys.map((k) => k.gen)).toEqual([2, 3]);
     expect(keys[0]!.key.equals(keys[1]!.key)).toBe(false);
     expect(keys[0]!.key.length).toBe(32);
+  });
+});
+
+describe('-o encrypted / -o rotation', () => {
+  let dir: string;
+  let store: SqliteStore;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-encnet-'));
+    store = new SqliteStore(path.join(dir, 'shoal.db'));
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('records encrypted with the rotation (default 12 h) and shows them as options, never a key', async () => {
+    const a = await createClusterNetwork(store, { name: 'a', options: { encrypted: 'true' } }, 'n0', []);
+    expect(a).toMatchObject({ encrypted: true, rotationSeconds: 43200 });
+    const b = await createClusterNetwork(store, { name: 'b', options: { encrypted: '', rotation: '60' } }, 'n0', []);
+    expect(b.rotationSeconds).toBe(60);
+    const rec = localRecordOf(b, { stateDir: '/s', confFile: '/c', underlayAddress: '10.0.0.1', daemonSocket: '/d' });
+    expect(rec.options).toEqual({ vni: String(b.vni), encrypted: 'true', rotation: '60' });
+    const plain = await createClusterNetwork(store, { name: 'c' }, 'n0', []);
+    expect(plain.encrypted).toBeUndefined();
+  });
+
+  it('refuses a bad value, a rotation under 10 s, and a rotation without encryption', async () => {
+    await expect(createClusterNetwork(store, { name: 'a', options: { encrypted: 'yes' } }, 'n0', [])).rejects.toThrow(/encrypted="yes": must be true or false/);
+    await expect(createClusterNetwork(store, { name: 'a', options: { encrypted: 'true', rotation: '5' } }, 'n0', [])).rejects.toThrow(/rotation="5"/);
+    await expect(createClusterNetwork(store, { name: 'a', options: { rotation: '60' } }, 'n0', [])).rejects.toThrow(/only an encrypted network/);
   });
 });
