@@ -35,6 +35,10 @@ export interface ClusterNetwork {
   attachable: boolean;
   /** `--mtu`; else each node's underlay MTU minus the VXLAN overhead. */
   mtu?: number;
+  /** `-o encrypted=true`: VXLAN between nodes in IPsec ESP (./ipsec.ts); keys under `keys/<name>/`. */
+  encrypted?: boolean;
+  /** `-o rotation=SECONDS` of an encrypted network: how long one key generation lives. */
+  rotationSeconds?: number;
   dns: string[];
   dnsSearch: string[];
   hosts: Array<{ name: string; ip: string }>;
@@ -80,12 +84,20 @@ export function clusterEndpointsPrefix(network: string): string {
   return `endpoints/${encodeURIComponent(network)}/`;
 }
 
-const OVERLAY_OPTS = ['vni', 'mtu'];
+const OVERLAY_OPTS = ['vni', 'mtu', 'encrypted', 'rotation'];
+/** Docker's default key rotation: 12 hours. */
+export const DEFAULT_ROTATION_SECONDS = 12 * 3600;
 
 function intOption(key: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < min || n > max) throw new ClusterNetworkInputError(`invalid --opt ${key}="${text}": must be a number ${min}-${max}`);
   return n;
+}
+
+function boolOption(key: string, text: string): boolean {
+  if (text === 'true' || text === '') return true; // Docker accepts a bare `-o encrypted`
+  if (text === 'false') return false;
+  throw new ClusterNetworkInputError(`invalid --opt ${key}="${text}": must be true or false`);
 }
 
 function* overlayCandidates(family: 4 | 6): Generator<string> {
@@ -114,6 +126,10 @@ function plan(input: OverlayCreateInput, node: string): { net: Omit<ClusterNetwo
   }
   const vni = options['vni'] === undefined ? undefined : intOption('vni', options['vni'], VNI_MIN, VNI_MAX);
   const mtu = options['mtu'] === undefined ? undefined : intOption('mtu', options['mtu'], 68, 65535);
+  const encrypted = options['encrypted'] === undefined ? false : boolOption('encrypted', options['encrypted']);
+  if (options['rotation'] !== undefined && !encrypted) throw new ClusterNetworkInputError('invalid --opt rotation: only an encrypted network (-o encrypted=true) has keys to rotate');
+  // Rotations shorter than 10 s leave peers too little time to switch generations.
+  const rotation = options['rotation'] === undefined ? undefined : intOption('rotation', options['rotation'], 10, 365 * 24 * 3600);
   for (const d of list(input.dns)) if (IpAddr.tryParse(d) === undefined) throw new ClusterNetworkInputError(`invalid --dns "${d}": not an IP address`);
   for (const d of list(input.dnsSearch)) {
     const problem = dnsNameProblem(d);
@@ -149,6 +165,10 @@ function plan(input: OverlayCreateInput, node: string): { net: Omit<ClusterNetwo
     createdBy: node,
   };
   if (mtu !== undefined) net.mtu = mtu;
+  if (encrypted) {
+    net.encrypted = true;
+    net.rotationSeconds = rotation ?? DEFAULT_ROTATION_SECONDS;
+  }
   return { net, vni, pick };
 }
 
@@ -220,7 +240,11 @@ export function localRecordOf(net: ClusterNetwork, facts: NodeFacts): NetworkRec
     ipv6: net.ipv6,
     internal: net.internal,
     attachable: net.attachable,
-    options: net.mtu !== undefined ? { mtu: String(net.mtu), vni: String(net.vni) } : { vni: String(net.vni) },
+    options: {
+      ...(net.mtu !== undefined ? { mtu: String(net.mtu) } : {}),
+      vni: String(net.vni),
+      ...(net.encrypted ? { encrypted: 'true', rotation: String(net.rotationSeconds ?? DEFAULT_ROTATION_SECONDS) } : {}),
+    },
     dns: net.dns,
     dnsSearch: net.dnsSearch,
     hosts: net.hosts,

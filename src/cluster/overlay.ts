@@ -36,6 +36,7 @@ import { claimBlock, nodeBlocks, reapBlocks } from './blocks.js';
 import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, localClusterEndpoints, parseClusterEndpoint, type ClusterEndpoint } from './endpoints.js';
 import { createClusterNetwork, listClusterNetworks, localRecordOf, removeClusterNetwork, type ClusterNetwork, type OverlayCreateInput } from './networks.js';
 import type { ClusterSession } from './session.js';
+import { encryptedMtu, OverlayIpsec } from './ipsec.js';
 
 export interface ClusterOverlayOptions {
   session: ClusterSession;
@@ -64,8 +65,10 @@ export class ClusterOverlay {
   private readonly claims = new Map<string, Promise<string>>();
   private readonly peerCounts = new Map<string, number>();
   private closed = false;
+  private readonly ipsec: OverlayIpsec;
 
   constructor(private readonly o: ClusterOverlayOptions) {
+    this.ipsec = new OverlayIpsec({ session: o.session, etcd: o.session.store as unknown as Store, advertiseAddr: o.advertiseAddr, registry: o.registry, logger: o.logger });
     this.publisher = new EndpointPublisher(o.session.lease, (err) => o.logger.debug({ event: 'cluster_endpoint_publish_failed', err: err.message }, 'publishing an endpoint failed; retrying on the next sync'));
     const gauge: Gauge<'network'> = new Gauge({
       name: 'shoal_overlay_peers',
@@ -102,6 +105,7 @@ export class ClusterOverlay {
 
   close(): void {
     this.closed = true;
+    this.ipsec.close();
     if (this.reapTimer) clearInterval(this.reapTimer);
   }
 
@@ -133,6 +137,8 @@ export class ClusterOverlay {
     this.networks = new Map(networks.map((n) => [n.name, n]));
     this.remote = endpoints.filter((e) => e.node !== this.node && this.networks.has(e.network));
     await this.materialize();
+    // Before containers get peers: an encrypted VNI's guard is up before its first packet.
+    await this.ipsec.update(networks);
     await this.mirrorBlocks();
     this.o.onChange();
   }
@@ -142,6 +148,7 @@ export class ClusterOverlay {
     for (const net of this.networks.values()) {
       const confFile = path.join(path.resolve(this.o.confDir), conflistFileName(net.name));
       const want = localRecordOf(net, { stateDir: this.o.stateDir, confFile, underlayAddress: this.o.advertiseAddr, daemonSocket: this.o.daemonSocket });
+      if (net.encrypted && want.overlay && want.overlay.mtu === undefined) want.overlay.mtu = encryptedMtu(this.o.advertiseAddr);
       const have = await getNetwork(this.o.local, net.name);
       if (have && have.driver !== 'overlay') {
         this.o.logger.warn({ event: 'cluster_network_conflict', network: net.name }, `overlay network "${net.name}" is not available on this node: a local ${have.driver} network has that name`);
@@ -292,6 +299,7 @@ export class ClusterOverlay {
     const attachedHere = await this.o.local.count(addrPrefix(name));
     if (attachedHere > 0) throw new BlockClaimError(409, `network "${name}" has ${attachedHere} container address(es) on this node; remove the containers first`);
     await removeClusterNetwork(this.etcd, name);
+    await this.ipsec.forget(name);
     await this.refresh();
   }
 
