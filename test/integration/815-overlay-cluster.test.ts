@@ -8,7 +8,7 @@
  * test. Containers talk only to each other's overlay addresses inside these namespaces.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
@@ -16,11 +16,11 @@ import { KernelObjects } from '../helpers/kernel-objects.js';
 import { watchContainer } from '../helpers/continuity.js';
 import { uniqueName } from '../helpers/names.js';
 import { execCni, privateBundles, type CniRun } from '../e2e/helpers/cni-exec.js';
-import { DIST, metricValue, REPO, startDaemon, type DaemonProc } from './daemon-helpers.js';
+import { metricValue, type DaemonProc } from './daemon-helpers.js';
+import { conflistOn, pluginConf, shoalOn, startNodeDaemon as startOverlayNode } from './overlay-helpers.js';
 
 const TTL_S = 2;
 const GRACE_S = 3;
-const SHOAL = path.join(DIST, 'bin/shoal');
 const PREFIX = 'ovc';
 
 let cluster: TestCluster;
@@ -32,33 +32,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
 
 function startNodeDaemon(node: ClusterNode): Promise<DaemonProc> {
-  return startDaemon({
-    netns: node.netns,
-    state: node.stateDir,
-    run: node.runDir,
-    env: { SHOAL_CNI_CONF_DIR: node.cniConfDir },
-    // An upstream the node namespaces have no route to: forwarded queries fail with ENETUNREACH.
-    args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', String(TTL_S), '--block-grace', String(GRACE_S), '--no-firewall', '--resolv-conf', resolvConf],
-  });
+  // An upstream the node namespaces have no route to: forwarded queries fail with ENETUNREACH.
+  return startOverlayNode(cluster, node, ['--node-ttl', String(TTL_S), '--block-grace', String(GRACE_S), '--resolv-conf', resolvConf]);
 }
 
-/** `shoal <args>` inside `node`'s namespace with its SHOAL_* environment. */
-function shoal(node: ClusterNode, args: string[]) {
-  const vars = Object.entries({ NODE_PATH: path.join(REPO, 'node_modules'), ...node.env }).map(([k, v]) => `${k}=${v}`);
-  return cluster.exec(node, 'env', [...vars, process.execPath, SHOAL, ...args]);
-}
+const shoal = (node: ClusterNode, args: string[]) => shoalOn(cluster, node, args);
 
-/** The network's conflist on `node`, once its daemon wrote it. */
-function conflistOn(node: ClusterNode, network: string): Record<string, unknown> | undefined {
-  const file = path.join(node.cniConfDir, `${network}.conflist`);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined;
-}
 
-/** The single plugin of the conflist as a network config (what libcni hands the plugin). */
-function pluginConf(list: Record<string, unknown>): Record<string, unknown> {
-  const [plugin] = list['plugins'] as Array<Record<string, unknown>>;
-  return { cniVersion: list['cniVersion'], name: list['name'], ...plugin };
-}
+
 
 interface Ctr {
   id: string;

@@ -7,14 +7,15 @@
  * the kernel and etcd hold is checked with iproute2 and etcdctl.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { execCni, privateBundles } from '../e2e/helpers/cni-exec.js';
-import { DIST, REPO, startDaemon, type DaemonProc } from './daemon-helpers.js';
+import type { DaemonProc } from './daemon-helpers.js';
+import { conflistOn, pluginConf, shoalOn, startNodeDaemon } from './overlay-helpers.js';
 
 const NODES = Number(process.env['SHOAL_816_NODES'] ?? 10);
 const PER_NODE = Number(process.env['SHOAL_816_PER_NODE'] ?? 20);
@@ -74,15 +75,7 @@ beforeAll(async () => {
   writeFileSync(resolvConf, 'nameserver 192.0.2.53\n');
   cluster = await TestCluster.create({ nodes: NODES, etcdMembers: 3, prefix: 'ovs' });
   for (const node of cluster.nodes) {
-    daemons.push(
-      await startDaemon({
-        netns: node.netns,
-        state: node.stateDir,
-        run: node.runDir,
-        env: { SHOAL_CNI_CONF_DIR: node.cniConfDir },
-        args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', '5', '--no-firewall', '--log-level', 'info', '--resolv-conf', resolvConf],
-      }),
-    );
+    daemons.push(await startNodeDaemon(cluster, node, ['--node-ttl', '5', '--log-level', 'info', '--resolv-conf', resolvConf]));
   }
 }, 120_000);
 
@@ -98,17 +91,9 @@ afterAll(async () => {
 describe(`${NODES} nodes × ${PER_NODE} containers on one overlay`, () => {
   it('every container reaches a container on every other node by IP, and names resolve on every node', async () => {
     const net = uniqueName('ovs');
-    const env = Object.entries({ NODE_PATH: path.join(REPO, 'node_modules'), ...cluster.nodes[0]!.env }).map(([k, v]) => `${k}=${v}`);
-    const created = cluster.exec(cluster.nodes[0]!, 'env', [...env, process.execPath, path.join(DIST, 'bin/shoal'), 'network', 'create', '--driver', 'overlay', net]);
+    const created = shoalOn(cluster, cluster.nodes[0]!, ['network', 'create', '--driver', 'overlay', net]);
     expect(created.status, created.stderr).toBe(0);
-    const confs = await Promise.all(
-      cluster.nodes.map(async (node) => {
-        const file = path.join(node.cniConfDir, `${net}.conflist`);
-        const list = await until(`conflist on ${node.name}`, () => (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined), 10_000);
-        const [plugin] = list['plugins'] as Array<Record<string, unknown>>;
-        return { cniVersion: list['cniVersion'], name: list['name'], ...plugin };
-      }),
-    );
+    const confs = await Promise.all(cluster.nodes.map(async (node) => pluginConf(await until(`conflist on ${node.name}`, () => conflistOn(node, net), 10_000))));
 
     const t0 = Date.now();
     // Round robin over the nodes, as a scheduler spreading replicas would: every node claims its

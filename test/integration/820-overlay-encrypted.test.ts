@@ -11,17 +11,16 @@
  * networks between the same nodes still work, and the daemon says why without key material.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { execCni, privateBundles, type CniRun } from '../e2e/helpers/cni-exec.js';
-import { DIST, metricValue, REPO, startDaemon, type DaemonProc } from './daemon-helpers.js';
+import { metricValue, type DaemonProc } from './daemon-helpers.js';
+import { conflistOn, pluginConf, shoalOn, startNodeDaemon as startOverlayNode } from './overlay-helpers.js';
 
 const TTL_S = 2;
-const SHOAL = path.join(DIST, 'bin/shoal');
 const PREFIX = 'ovx';
 const UL_TABLE = 'shoal-test-ul';
 
@@ -34,29 +33,13 @@ let net: string;
 let vni: number;
 
 function startNodeDaemon(node: ClusterNode): Promise<DaemonProc> {
-  return startDaemon({
-    netns: node.netns,
-    state: node.stateDir,
-    run: node.runDir,
-    env: { SHOAL_CNI_CONF_DIR: node.cniConfDir },
-    args: ['--store', cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--node-ttl', String(TTL_S), '--block-grace', '3', '--no-firewall'],
-  });
+  return startOverlayNode(cluster, node, ['--node-ttl', String(TTL_S), '--block-grace', '3']);
 }
 
-function shoal(node: ClusterNode, args: string[]) {
-  const vars = Object.entries({ NODE_PATH: path.join(REPO, 'node_modules'), ...node.env }).map(([k, v]) => `${k}=${v}`);
-  return cluster.exec(node, 'env', [...vars, process.execPath, SHOAL, ...args]);
-}
+const shoal = (node: ClusterNode, args: string[]) => shoalOn(cluster, node, args);
 
-function conflistOn(node: ClusterNode, network: string): Record<string, unknown> | undefined {
-  const file = path.join(node.cniConfDir, `${network}.conflist`);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined;
-}
 
-function pluginConf(list: Record<string, unknown>): Record<string, unknown> {
-  const [plugin] = list['plugins'] as Array<Record<string, unknown>>;
-  return { cniVersion: list['cniVersion'], name: list['name'], ...plugin };
-}
+
 
 interface Ctr {
   ns: { name: string; path: string };
