@@ -16,8 +16,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
-import { Figures, STACK_FRAME, bundle, knob, linksWith, nftMentions, privatePlugins, root, runTag, seeded } from './lib/common.mjs';
+import { Figures, STACK_FRAME, bundle, storeRows, knob, linksWith, nftMentions, privatePlugins, root, runTag, seeded } from './lib/common.mjs';
 import { CLASSES, EXPECTED, mutate } from './lib/mutate.mjs';
 
 const COUNT = knob('CONFIGS_COUNT', 100_000);
@@ -216,31 +215,6 @@ async function executables() {
   }
 }
 
-/** Rows of the store that name this run's network (allocations, DNS records, portmap records). */
-function storeLeftovers() {
-  const file = path.join(stateDir, 'shoal.db');
-  let db;
-  try {
-    db = new DatabaseSync(file, { readOnly: true });
-  } catch {
-    return [];
-  }
-  try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
-    const hits = [];
-    for (const t of tables) {
-      for (const row of db.prepare(`SELECT * FROM "${t}"`).all()) {
-        const text = JSON.stringify(row);
-        // Allocation cursors and network metadata are kept by design; records are not.
-        if (text.includes(`tc${runTag}x`)) hits.push(`${t}: ${text.slice(0, 200)}`);
-      }
-    }
-    return hits;
-  } finally {
-    db.close();
-  }
-}
-
 async function main() {
   mkdirSync(stateDir, { recursive: true });
   console.log(`configs: seed ${random.seed}, ${COUNT} per plugin in-process, ${EXEC} through executables, plugins ${PLUGINS.join(',')}`);
@@ -250,7 +224,7 @@ async function main() {
   } finally {
     const links = [...linksWith(`tcb${runTag}`), ...linksWith(`tcv${runTag}`), ...linksWith(`tcm${runTag}`)];
     const rules = [...nftMentions(net), ...nftMentions(`tc${runTag}x`)];
-    const records = storeLeftovers();
+    const records = storeRows(stateDir, `tc${runTag}x`);
     figures.row('leftover links', 1, links.length, links.join(' '));
     figures.row('leftover nft rules/elements', 1, rules.length, rules.slice(0, 3).join(' ; '));
     figures.row('leftover store records (allocations, DNS, ports)', 1, records.length, records.slice(0, 3).join(' ; '));

@@ -6,6 +6,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -154,3 +155,36 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A stack trace's frame line ("    at foo (file:1:2)"): never allowed in a CNI answer. */
 export const STACK_FRAME = /\n\s+at\s+\S+.*(:\d+:\d+|native)/;
+
+/**
+ * Rows of the store in `stateDir` that mention `needle` (allocations, DNS records, portmap
+ * records carry the container id), read with node:sqlite directly rather than Shoal's store.
+ */
+export function storeRows(stateDir, needle) {
+  let db;
+  try {
+    db = new DatabaseSync(path.join(stateDir, 'shoal.db'), { readOnly: true });
+  } catch {
+    return [];
+  }
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
+    const hits = [];
+    for (const t of tables) {
+      for (const row of db.prepare(`SELECT * FROM "${t}"`).all()) {
+        const text = JSON.stringify(row, (_, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
+        if (text.includes(needle)) hits.push(`${t}: ${text.slice(0, 200)}`);
+      }
+    }
+    return hits;
+  } finally {
+    db.close();
+  }
+}
+
+/** `ip [-n ns] <args>`, throwing with its stderr on failure. */
+export function ip(args, netns) {
+  const r = spawnSync('ip', [...(netns ? ['-n', netns] : []), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
