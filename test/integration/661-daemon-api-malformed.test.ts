@@ -1,3 +1,5 @@
+// The control API server itself (no daemon) on a temp socket: integration, since its peer check
+// (SO_PEERCRED, root only) needs the test to run as root.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import net from 'node:net';
