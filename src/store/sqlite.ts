@@ -197,6 +197,9 @@ export class SqliteStore implements Store {
         return result;
       } catch (err) {
         if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        // SQLite's own failures (a read-only state dir, a full disk) said neither which file
+        // nor what was being done ("attempt to write a readonly database"; torture store).
+        if ((err as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && !isBusy(err)) throw new StoreError('write to', this.file, err);
         throw err;
       } finally {
         this.txnRevision = undefined;
