@@ -12,6 +12,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, truncate
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { DatabaseSync } from 'node:sqlite';
 import { Figures, STACK_FRAME, knob, privatePlugins, root, runTag, seeded, sleep } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
 import { startDaemon } from './lib/daemon.mjs';
@@ -27,13 +28,20 @@ const ipamConfig = (stateDir) => ({ cniVersion: '1.1.0', name: `tq${runTag}`, ty
 const env = (command, id, stateDir) => ({ PATH: process.env.PATH, SHOAL_RUN_DIR: path.join(tmp, 'run'), SHOAL_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0', CNI_PATH: bin });
 
 /** A fresh state dir holding a healthy store with a few allocations; returns the printed addresses. */
-async function healthy(dir) {
+async function healthy(dir, { checkpoint = true } = {}) {
   mkdirSync(dir, { recursive: true });
   const printed = [];
   for (let i = 0; i < 3; i++) {
     const r = await execPlugin(path.join(bin, 'shoal-ipam'), env('ADD', `ok${i}`, dir), ipamConfig(dir));
     if (r.code !== 0) throw new Error(`healthy ADD failed: ${r.stdout}`);
     printed.push(r.json.ips[0].address);
+  }
+  // The plugins leave through _exit, so their commits sit in the WAL; damage to the main file
+  // means something only once they are checkpointed into it.
+  if (checkpoint) {
+    const db = new DatabaseSync(path.join(dir, 'shoal.db'));
+    db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    db.close();
   }
   return printed;
 }
@@ -54,13 +62,13 @@ function judge(what, r, names, printed) {
   return undefined;
 }
 
-async function damage(name, apply, rounds = ROUNDS) {
+async function damage(name, apply, rounds = ROUNDS, options = {}) {
   let broke = 0;
   const codes = new Map();
   for (let i = 0; i < rounds; i++) {
     const slug = name.replace(/[^a-z0-9]+/g, '-');
     const dir = path.join(tmp, `${slug}-${i}`);
-    const printed = await healthy(dir);
+    const printed = await healthy(dir, options);
     const file = path.join(dir, 'shoal.db');
     const names = apply(dir, file);
     for (const id of ['a', 'b']) {
@@ -102,9 +110,9 @@ async function main() {
     // Known to fail (duplicate addresses): STORE_SKIP=wal leaves it out.
     if (!(process.env.STORE_SKIP ?? '').split(',').includes('wal')) {
       await damage('a truncated WAL', (dir, file) => {
-        truncateSync(`${file}-wal`, random.int(statSync(`${file}-wal`).size));
+        truncateSync(`${file}-wal`, random.int(Math.max(1, statSync(`${file}-wal`).size)));
         return [file];
-      });
+      }, ROUNDS, { checkpoint: false });
     }
     await damage('a database that is a directory', (dir, file) => {
       rmSync(file, { force: true });
