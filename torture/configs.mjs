@@ -10,7 +10,7 @@
 // In-process through the plugins' own modules (cni/plugins/*, cni/skel.ts, bundled here), plus
 // a sample through the real executables (dist/cni/<type>: forwarder, then the Node plugin).
 // Knobs: CONFIGS_COUNT (per plugin, default 100000), CONFIGS_EXEC (executable runs in all,
-// default 500), CONFIGS_SECONDS (time budget of the in-process part, default 900),
+// default 500), CONFIGS_SECONDS (time budget of the in-process part, shared out per plugin, default 900),
 // CONFIGS_PLUGINS (comma list), TORTURE_SEED.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -125,8 +125,9 @@ async function inProcess() {
     });
     return { code, stdout, stderr };
   };
-  const deadline = Date.now() + SECONDS * 1000;
   for (const type of PLUGINS) {
+    // The budget is shared out evenly: every plugin gets its turn.
+    const deadline = Date.now() + (SECONDS * 1000) / PLUGINS.length;
     const byClass = Object.fromEntries(CLASSES.map((c) => [c, { n: 0, broke: 0 }]));
     let ran = 0;
     let adds = 0;
