@@ -42,12 +42,14 @@ process.env.SHOAL_RUN_DIR = path.join(tmp, 'run');
 // Relative paths a mutation may produce land here, not in the project.
 process.chdir(tmp);
 
-function baseConfig(type) {
+/** `i` spreads published ports over 4 values: the executables run 4 cases at once, and two
+ * containers publishing one port is a refusal, not a finding. */
+function baseConfig(type, i = 0) {
   const ipam = { type: 'shoal-ipam', subnet: '10.185.250.0/24', stateDir };
   const common = { cniVersion: '1.1.0', name: net, type, stateDir };
   switch (type) {
     case 'shoal-bridge':
-      return { ...common, bridge: bridgeName, isGateway: true, ipMasq: true, capabilities: { portMappings: true, aliases: true }, runtimeConfig: { portMappings: [{ hostPort: 18590, containerPort: 80, protocol: 'tcp' }], aliases: { [net]: ['web'] } }, ipam, portmap: {}, discovery: { domainName: 'torture.shoal' } };
+      return { ...common, bridge: bridgeName, isGateway: true, ipMasq: true, capabilities: { portMappings: true, aliases: true }, runtimeConfig: { portMappings: [{ hostPort: 18594 + (i % 4), containerPort: 80, protocol: 'tcp' }], aliases: { [net]: ['web'] } }, ipam, portmap: {}, discovery: { domainName: 'torture.shoal' } };
     case 'shoal-macvlan':
     case 'shoal-ipvlan':
       // A parent that does not exist: nothing may ever be made on a real link.
@@ -57,7 +59,7 @@ function baseConfig(type) {
     case 'shoal-ipam':
       return { ...common, ipam };
     case 'shoal-portmap':
-      return { ...common, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18591, containerPort: 80, protocol: 'tcp' }] }, prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: '10.185.252.5/24', interface: 0 }] } };
+      return { ...common, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18590 + (i % 4), containerPort: 80, protocol: 'tcp' }] }, prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: '10.185.252.5/24', interface: 0 }] } };
     case 'shoal-dns':
       return { ...common, domainName: 'torture.shoal', prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: '10.185.252.6/24', interface: 0 }] } };
   }
@@ -191,7 +193,7 @@ async function executables() {
       const verb = VERBS[i % VERBS.length];
       // Environment values cannot hold NUL bytes in a real process: draw again.
       for (;;) {
-        const c = mutate(random, { env: baseEnv(verb, 1_000_000 + i), config: baseConfig(type) }, NETNS_PATHS);
+        const c = mutate(random, { env: baseEnv(verb, 1_000_000 + i), config: baseConfig(type, i) }, NETNS_PATHS);
         if (!Object.values(c.env).some((v) => v.includes('\0'))) return { verb, ...c };
       }
     });
