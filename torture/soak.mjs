@@ -102,7 +102,18 @@ async function main() {
     if (blind.length) throw new Error(`the readers do not see a live container: ${blind.join(', ')} ${JSON.stringify(live)}`);
     const every = Math.max(1, Math.floor(CYCLES / (SAMPLES - 1)));
     const deadline = Date.now() + SECONDS * 1000;
-    samples.push(await sample(d, 0));
+    // The daemon's endpoint view follows the store a moment later: samples at rest wait for it
+    // (up to 3 s) so a lagging DEL is not counted as a leak or a loss.
+    const settled = async (cycle) => {
+      let s0;
+      for (let t = 0; t < 60; t++) {
+        s0 = await sample(d, cycle);
+        if (s0.endpoints === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return s0;
+    };
+    samples.push(await settled(0));
     for (let i = 1; i <= CYCLES && Date.now() < deadline; i++) {
       const problem = await warm(`${P}c${i}`);
       if (problem) {
@@ -110,9 +121,9 @@ async function main() {
         figures.fail(`cycle ${i}: ${problem}`);
       }
       done = i;
-      if (i % every === 0 || i === CYCLES) samples.push(await sample(d, i));
+      if (i % every === 0 || i === CYCLES) samples.push(await settled(i));
     }
-    if (samples.at(-1).cycle !== done) samples.push(await sample(d, done));
+    if (samples.at(-1).cycle !== done) samples.push(await settled(done));
     const served = (d.log().match(/"event":"cni_request"/g) ?? []).length;
     figures.row('attach/detach cycles (ADD + DEL through the daemon)', done, failed, `daemon log lines for CNI requests: ${served}`);
     const xs = samples.map((s) => s.cycle);
