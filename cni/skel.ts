@@ -181,7 +181,29 @@ function decodeConfig(text: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new CniError(CniCode.DecodingFailure, 'cannot decode the network config on stdin: it is not a JSON object');
   }
+  // JSON.parse takes any depth, but the schema checks and result conversion recurse: 100,000
+  // nested arrays overflowed the stack there and came out as code 999 (torture configs).
+  if (nestingDepth(value, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH) {
+    throw new CniError(CniCode.DecodingFailure, `cannot decode the network config on stdin: it is nested deeper than ${MAX_CONFIG_DEPTH} levels`);
+  }
   return value as Record<string, unknown>;
+}
+
+/** Far above any real config (a prevResult inside a chained config is about 6 deep). */
+export const MAX_CONFIG_DEPTH = 64;
+
+/** The nesting depth of a parsed JSON value, counted without recursion; stops past `limit`. */
+export function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 async function readStdin(io: CniIO, optional: boolean): Promise<string> {

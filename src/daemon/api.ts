@@ -83,9 +83,15 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
     '/v1/reload': { POST: () => h.reload() },
   };
   const server = http.createServer((req, res) => {
-    const send = (code: number, body: unknown, headers: Record<string, string> = {}) =>
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
+      // The client may be gone (reset mid-body): nothing to answer, and nothing went wrong here.
+      if (res.destroyed || res.headersSent) return;
       res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(`${JSON.stringify(body)}\n`);
-    const url = new URL(req.url ?? '/', 'http://shoald');
+    };
+    // A request target such as "//" is no URL: new URL threw here, uncaught, and the daemon
+    // exited (torture api). Refused like any other malformed request.
+    const url = URL.parse(req.url ?? '/', 'http://shoald');
+    if (!url) return send(400, { error: 'malformed request target' });
     const methods = routes[url.pathname];
     if (!methods) return send(404, { error: `no such endpoint "${url.pathname}"` });
     const route = methods[req.method ?? 'GET'];
@@ -96,6 +102,7 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
         (body) => send(200, body),
         (err: unknown) => {
           if (err instanceof ApiError) return send(err.status, { error: err.message });
+          if (req.destroyed && (err as { code?: unknown }).code === 'ECONNRESET') return;
           logger?.error({ event: 'api_error', path: url.pathname, err }, `failed to serve "${url.pathname}"`);
           send(500, { error: (err as Error).message ?? String(err) });
         },

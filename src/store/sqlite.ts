@@ -141,8 +141,8 @@ export class SqliteStore implements Store {
   /** The revision this transaction's writes carry: the stored one plus one, bumped once. */
   private writeRevision(): number {
     if (this.txnRevision === undefined) {
-      const row = this.stmt("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value").get() as { value: number };
-      this.txnRevision = row.value;
+      const row = this.stmt("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value").get() as { value: number } | undefined;
+      this.txnRevision = row?.value ?? this.missingRevision();
     }
     return this.txnRevision;
   }
@@ -197,6 +197,9 @@ export class SqliteStore implements Store {
         return result;
       } catch (err) {
         if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        // SQLite's own failures (a read-only state dir, a full disk) said neither which file
+        // nor what was being done ("attempt to write a readonly database"; torture store).
+        if ((err as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && !isBusy(err)) throw new StoreError('write to', this.file, err);
         throw err;
       } finally {
         this.txnRevision = undefined;
@@ -244,7 +247,17 @@ export class SqliteStore implements Store {
   }
 
   private revisionSync(): number {
-    return (this.stmt("SELECT value FROM meta WHERE name = 'revision'").get() as { value: number }).value;
+    const row = this.stmt("SELECT value FROM meta WHERE name = 'revision'").get() as { value: number } | undefined;
+    return row?.value ?? this.missingRevision();
+  }
+
+  /**
+   * The revision row is written when the schema is made and never deleted: without it the file
+   * was damaged (a truncated database keeps its tables but loses rows; torture store). Said so,
+   * naming the file, rather than a TypeError about reading 'value' of undefined.
+   */
+  private missingRevision(): never {
+    throw new StoreError('read', this.file, 'its revision counter (table meta) is missing: the database is damaged');
   }
 
   watch(onChange: (revision: number) => void, options: { intervalMs?: number } = {}): () => void {

@@ -252,6 +252,21 @@ describe('skel: stdin and config', () => {
   it('a JSON non-object is code 6', async () => {
     expect((await runCni(recordingPlugin(), ENV_FOR.DEL!, '[1,2]')).json?.code).toBe(6);
   });
+  it('a config nested 100,000 deep is code 6, not a stack overflow (code 999) in the schema checks', async () => {
+    // Found by `npm run torture -- configs`: shoal-ipam's schema recursed into `ranges`.
+    const { plugin } = await import('../../cni/plugins/shoal-ipam.js');
+    const n = 100_000;
+    const stdin = `{"cniVersion":"1.1.0","name":"x","type":"shoal-ipam","ipam":{"type":"shoal-ipam","subnet":"10.185.250.0/24","stateDir":"/nonexistent/shoal","ranges":${'['.repeat(n)}1${']'.repeat(n)}}}`;
+    const r = await runCni(plugin, ENV_FOR.ADD!, stdin);
+    expect(r.json).toMatchObject({ code: 6, msg: expect.stringContaining('nested deeper than 64 levels') });
+  });
+  it('a config nested 64 deep still reaches the plugin', async () => {
+    const calls: CniRequest[] = [];
+    const deep = JSON.parse(`${'['.repeat(62)}1${']'.repeat(62)}`) as unknown;
+    const r = await runCni(recordingPlugin(calls), ENV_FOR.DEL!, netconf('1.0.0', { deep }));
+    expect(r.exitCode).toBe(0);
+    expect(calls).toHaveLength(1);
+  });
   it('an unknown version is code 1 naming it and the supported list', async () => {
     const r = await runCni(recordingPlugin(), ENV_FOR.ADD!, netconf('0.2.0'));
     expect(r.json?.code).toBe(1);

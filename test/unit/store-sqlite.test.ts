@@ -174,3 +174,16 @@ describe('SqliteStore', () => {
     expect(one.file).toBe(path.join(nested, 'shoal.db'));
   });
 });
+
+describe('SqliteStore on a damaged file', () => {
+  it('a missing revision row (a truncated database keeps tables, loses rows) is an error naming the file', async () => {
+    // Found by `npm run torture -- store`: a TypeError "reading 'value'" (CNI code 999, no file).
+    await store.put('a', '1');
+    const file = path.join(dir, 'shoal.db');
+    const raw = new DatabaseSync(file);
+    raw.exec("DELETE FROM meta WHERE name = 'revision'");
+    raw.close();
+    await expect(store.put('b', '2')).rejects.toThrow(`failed to read "${file}"`);
+    await expect(store.revision()).rejects.toThrow(/revision counter \(table meta\) is missing/);
+  });
+});

@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+// `npm run torture -- crash`: kill -9 of a plugin at random points of ADD and DEL.
+// shoal-bridge (with embedded portmap and DNS registration) and shoal-macvlan (parent: a veth
+// inside the container's namespace, linkInContainer), the built executables (dist/cni/<type>,
+// no daemon: the Node plugin in the same PID). Each round ADDs a container, killed after a
+// random delay spread over an ADD's life; a finished ADD's address must not be held by any
+// other live container; a killed ADD is DELeted to completion (as a runtime does). Live
+// containers are DELeted with a random kill too, then DEL again to completion. At the end: DEL
+// of all, GC with no valid attachments, and then no link, nft rule, allocation, DNS record or
+// published port is left.
+// Knobs: CRASH_COUNT (rounds, default 1000), CRASH_SECONDS (budget, default 1800), TORTURE_SEED.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Figures, ip, knob, linksWith, netnsWith, nftMentions, privatePlugins, root, runTag, seeded, storeRows } from './lib/common.mjs';
+import { execPlugin } from './lib/cni-exec.mjs';
+
+const COUNT = knob('CRASH_COUNT', 1000);
+const SECONDS = knob('CRASH_SECONDS', 1800);
+const SLOTS = 4;
+const random = seeded();
+const figures = new Figures('crash');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'shoal-torture-crash-'));
+const stateDir = path.join(tmp, 'state');
+const bin = path.join(root, 'node_modules/.cache', `shoal-torture-crash-bin-${process.pid}`);
+const P = `tk${runTag}`;
+const ids = `${P}c`;
+
+const plugins = {
+  bridge: {
+    type: 'shoal-bridge',
+    config: (slot) => ({
+      cniVersion: '1.1.0', name: `${P}b`, type: 'shoal-bridge', bridge: `${P}br`, isGateway: true, ipMasq: true, stateDir,
+      capabilities: { portMappings: true, aliases: true },
+      runtimeConfig: { portMappings: [{ hostPort: 18500 + slot, containerPort: 80, protocol: 'tcp', hostIP: '127.85.0.1' }], aliases: { [`${P}b`]: [`a${slot}`] } },
+      ipam: { type: 'shoal-ipam', subnet: '10.185.10.0/24', stateDir },
+      portmap: {},
+      discovery: { domainName: 'crash.shoal' },
+    }),
+  },
+  macvlan: {
+    type: 'shoal-macvlan',
+    config: () => ({
+      cniVersion: '1.1.0', name: `${P}m`, type: 'shoal-macvlan', master: 'tkpar0', linkInContainer: true, mode: 'bridge', stateDir,
+      ipam: { type: 'shoal-ipam', subnet: '10.185.11.0/24', stateDir },
+    }),
+  },
+};
+
+const env = (command, id, slot) => ({
+  PATH: process.env.PATH,
+  SHOAL_RUN_DIR: path.join(tmp, 'run'),
+  SHOAL_STATE_DIR: stateDir,
+  CNI_COMMAND: command,
+  CNI_PATH: bin,
+  ...(id ? { CNI_CONTAINERID: id, CNI_NETNS: `/run/netns/${P}s${slot}`, CNI_IFNAME: 'eth0', CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAME=${id}` } : {}),
+});
+
+function setup() {
+  mkdirSync(stateDir, { recursive: true });
+  privatePlugins(['shoal-bridge', 'shoal-macvlan', 'shoal-ipam'], bin);
+  for (let s = 0; s < SLOTS; s++) {
+    ip(['netns', 'add', `${P}s${s}`]);
+    // The macvlan parent: a veth pair inside the container's own namespace, never a host link.
+    ip(['link', 'add', 'tkpar0', 'type', 'veth', 'peer', 'name', 'tkpar1'], `${P}s${s}`);
+    ip(['link', 'set', 'tkpar0', 'up'], `${P}s${s}`);
+    ip(['link', 'set', 'tkpar1', 'up'], `${P}s${s}`);
+  }
+}
+
+function cleanup() {
+  for (const s of netnsWith(P)) spawnSync('ip', ['netns', 'del', s]);
+  for (const l of linksWith(P)) spawnSync('ip', ['link', 'del', l]);
+  rmSync(bin, { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+const addressOf = (run) => run.json?.ips?.[0]?.address?.split('/')[0];
+
+async function main() {
+  console.log(`crash: seed ${random.seed}, ${COUNT} rounds, prefix ${P}`);
+  setup();
+  const stats = {};
+  const bump = (k, by = 1) => (stats[k] = (stats[k] ?? 0) + by);
+  try {
+    // How long an ADD and a DEL take now, so the kill delays cover their whole life.
+    const life = {};
+    for (const [name, p] of Object.entries(plugins)) {
+      const add = await execPlugin(path.join(bin, p.type), env('ADD', `${ids}probe${name}`, 0), p.config(0));
+      if (add.code !== 0) throw new Error(`probe ADD ${name} failed: ${add.stdout}${add.stderr.slice(0, 500)}`);
+      // The leftover readers below must see a live container, or their "0 left" means nothing.
+      const seen = { rules: nftMentions(ids).length + nftMentions(`${P}${name[0]}/`).length, rows: storeRows(stateDir, `${ids}probe${name}`).length };
+      if (seen.rows === 0 || (name === 'bridge' && seen.rules === 0)) throw new Error(`the leftover readers do not see the live probe ${name} container: ${JSON.stringify(seen)}`);
+      const del = await execPlugin(path.join(bin, p.type), env('DEL', `${ids}probe${name}`, 0), p.config(0));
+      if (del.code !== 0) throw new Error(`probe DEL ${name} failed: ${del.stdout}`);
+      life[name] = { add: add.ms, del: del.ms };
+    }
+    console.log(`calibrated: ${Object.entries(life).map(([n, l]) => `${n} ADD ${l.add.toFixed(0)} ms, DEL ${l.del.toFixed(0)} ms`).join('; ')}`);
+
+    /** slot -> { plugin, id, ip } of the live container there. */
+    const live = new Map();
+    const deadline = Date.now() + SECONDS * 1000;
+    const finishDel = async (name, id, slot, why) => {
+      const p = plugins[name];
+      const del = await execPlugin(path.join(bin, p.type), env('DEL', id, slot), p.config(slot));
+      if (del.code !== 0) {
+        bump('broke');
+        figures.fail(`${name} DEL to completion after ${why} failed: ${del.stdout.slice(0, 300)} ${del.stderr.slice(-300)}`);
+      }
+    };
+    let round = 0;
+    for (; round < COUNT && Date.now() < deadline; round++) {
+      const slot = random.int(SLOTS);
+      if (live.has(slot)) {
+        // DEL the slot's container, killed at a random point, then to completion.
+        const { name, id } = live.get(slot);
+        const p = plugins[name];
+        const del = await execPlugin(path.join(bin, p.type), env('DEL', id, slot), p.config(slot), random.next() * life[name].del * 1.3);
+        bump(`${name} DEL`);
+        if (del.killed) bump(`${name} DEL killed`);
+        else if (del.code !== 0) {
+          bump('broke');
+          figures.fail(`${name} DEL failed without a kill: ${del.stdout.slice(0, 300)}`);
+        }
+        await finishDel(name, id, slot, del.killed ? 'a killed DEL' : 'a DEL');
+        live.delete(slot);
+        continue;
+      }
+      const name = random.next() < 0.5 ? 'bridge' : 'macvlan';
+      const p = plugins[name];
+      const id = `${ids}${round}`;
+      const add = await execPlugin(path.join(bin, p.type), env('ADD', id, slot), p.config(slot), random.next() * life[name].add * 1.3);
+      bump(`${name} ADD`);
+      if (add.killed) {
+        bump(`${name} ADD killed`);
+        await finishDel(name, id, slot, 'a killed ADD');
+        continue;
+      }
+      if (add.code !== 0) {
+        bump('broke');
+        figures.fail(`${name} ADD failed without a kill: ${add.stdout.slice(0, 300)} ${add.stderr.slice(-300)}`);
+        await finishDel(name, id, slot, 'a failed ADD');
+        continue;
+      }
+      const address = addressOf(add);
+      const twice = [...live.values()].find((c) => c.ip === address && c.name === name);
+      if (twice) {
+        bump('duplicates');
+        figures.fail(`${address} handed to ${id} while ${twice.id} holds it`);
+      }
+      live.set(slot, { name, id, ip: address });
+    }
+    for (const [slot, { name, id }] of live) await finishDel(name, id, slot, 'the end of the run');
+
+    // GC with no valid attachments: whatever a killed process left without a DEL goes now.
+    for (const [name, p] of Object.entries(plugins)) {
+      const gc = await execPlugin(path.join(bin, p.type), env('GC'), { ...p.config(0), 'cni.dev/valid-attachments': [] });
+      if (gc.code !== 0) {
+        bump('broke');
+        figures.fail(`${name} GC failed: ${gc.stdout.slice(0, 300)}`);
+      }
+    }
+    for (const name of Object.keys(plugins)) {
+      figures.row(`${name} ADD, kill -9 at a random point`, stats[`${name} ADD`] ?? 0, 0, `${stats[`${name} ADD killed`] ?? 0} killed`);
+      figures.row(`${name} DEL, kill -9 at a random point`, stats[`${name} DEL`] ?? 0, 0, `${stats[`${name} DEL killed`] ?? 0} killed`);
+    }
+    figures.row('verbs failing without a kill, DELs not completing', round, stats.broke ?? 0);
+    figures.row('address handed out twice', round, stats.duplicates ?? 0);
+
+    // What must be gone: bridge ports, container links (but the parent veths), rules, records.
+    const ports = JSON.parse(spawnSync('ip', ['-j', 'link', 'show', 'master', `${P}br`], { encoding: 'utf8' }).stdout || '[]').map((l) => l.ifname);
+    const ctrLinks = [];
+    for (let s = 0; s < SLOTS; s++) for (const l of JSON.parse(ip(['-j', 'link', 'show'], `${P}s${s}`) || '[]')) if (!['lo', 'tkpar0', 'tkpar1'].includes(l.ifname)) ctrLinks.push(`${P}s${s}:${l.ifname}`);
+    const rules = [...nftMentions(`${P}b/`), ...nftMentions(`${P}m/`), ...nftMentions(ids)];
+    const records = storeRows(stateDir, ids);
+    figures.row('leftover bridge ports (host veths)', 1, ports.length, ports.join(' '));
+    figures.row('leftover container links', 1, ctrLinks.length, ctrLinks.join(' '));
+    figures.row('leftover nft rules/elements (masquerade, ports)', 1, rules.length, rules.slice(0, 2).join(' ; '));
+    figures.row('leftover store rows (allocations, DNS records, port records)', 1, records.length, records.slice(0, 2).join(' ; '));
+  } finally {
+    // The network's shared objects (bridge, its masquerade chain skeleton) by design outlive
+    // DEL; this run owns them, so they go with it.
+    cleanup();
+    figures.print();
+  }
+  process.exit(figures.broke ? 1 : 0);
+}
+
+await main();
