@@ -176,9 +176,12 @@ describe('650 daemon DNS with containers', () => {
 
   it('forwards to the network upstream (dnsmasq) and the second query is a cache hit', async () => {
     const before = metricValue(await metricsText(daemon!.metricsPort), 'shoal_dns_cache_hits_total');
-    const first = await digIn(ns['a']!.name, red.subnet.gateway, ['www.example.test', 'A']);
+    // One client address and port: the DNS workers each keep their own cache, and SO_REUSEPORT
+    // sends one client's queries to one worker (a client on a new port may meet a cold worker).
+    const client = ['-b', `${ip['a']}#18653`];
+    const first = await digIn(ns['a']!.name, red.subnet.gateway, [...client, 'www.example.test', 'A']);
     expect(first.answers).toEqual(['192.0.2.7']);
-    const second = await digIn(ns['a']!.name, red.subnet.gateway, ['www.example.test', 'A']);
+    const second = await digIn(ns['a']!.name, red.subnet.gateway, [...client, 'www.example.test', 'A']);
     expect(second.answers).toEqual(['192.0.2.7']);
     const text = await metricsText(daemon!.metricsPort);
     expect(metricValue(text, 'shoal_dns_cache_hits_total')).toBe(before + 1);
