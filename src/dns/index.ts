@@ -22,32 +22,12 @@ import { RecordSnapshot } from './snapshot.js';
 import type { DnsRecordsInput } from './types.js';
 import { socketTransport, type UpstreamTransport } from './upstream.js';
 import { DnsWorkerPool } from './worker-pool.js';
+import type { WorkerDnsOptions } from './worker-protocol.js';
 
-export interface ShoalDnsOptions {
+export interface ShoalDnsOptions extends WorkerDnsOptions {
   /** prom-client registry to declare the DNS metrics on (omit: no metrics). */
   registry?: Registry;
   logger?: Logger;
-  /** TTL of local answers, seconds (default 5); a network's `ttl` overrides it. */
-  localTtl?: number;
-  /** Host resolver config, the upstreams of networks without their own (default /etc/resolv.conf). */
-  resolvConfPath?: string;
-  /** How often a query may trigger a resolv.conf change check, ms (default 2000). */
-  resolvConfCheckMs?: number;
-  /** Per-upstream attempt timeout, ms (default 2000). */
-  forwardTimeoutMs?: number;
-  /** Concurrent upstream queries at most; past it, REFUSED (default 1024). */
-  maxConcurrentForwards?: number;
-  /** Forward cache: entries (default 10000), TTL caps in seconds (3600 / 1800). */
-  cacheSize?: number;
-  cacheMaxTtl?: number;
-  cacheMaxNegativeTtl?: number;
-  /** Largest UDP answer sent whatever the client advertises (default 4096). */
-  maxUdpSize?: number;
-  tcpIdleMs?: number;
-  maxTcpConnections?: number;
-  maxTcpPipeline?: number;
-  /** UDP sockets: Node's dgram, or batched recvmmsg/sendmmsg through the addon (default dgram). */
-  udp?: 'dgram' | 'batch';
   /**
    * Answer in this many worker threads (worker-pool.ts), each with its own SO_REUSEPORT UDP and
    * TCP socket per listener; 0 (default): on this thread. Needs `workerScript`.

@@ -4,20 +4,28 @@
  */
 import type { CountsDelta } from './metrics-sink.js';
 
-/** What a worker's ShoalDns is built with: the serializable part of ShoalDnsOptions. */
+/** What a worker's ShoalDns is built with: the serializable part of ShoalDnsOptions (which extends it). */
 export interface WorkerDnsOptions {
+  /** TTL of local answers, seconds (default 5); a network's `ttl` overrides it. */
   localTtl?: number;
+  /** Host resolver config, the upstreams of networks without their own (default /etc/resolv.conf). */
   resolvConfPath?: string;
+  /** How often a query may trigger a resolv.conf change check, ms (default 2000). */
   resolvConfCheckMs?: number;
+  /** Per-upstream attempt timeout, ms (default 2000). */
   forwardTimeoutMs?: number;
+  /** Concurrent upstream queries at most; past it, REFUSED (default 1024). */
   maxConcurrentForwards?: number;
+  /** Forward cache: entries (default 10000), TTL caps in seconds (3600 / 1800). */
   cacheSize?: number;
   cacheMaxTtl?: number;
   cacheMaxNegativeTtl?: number;
+  /** Largest UDP answer sent whatever the client advertises (default 4096). */
   maxUdpSize?: number;
   tcpIdleMs?: number;
   maxTcpConnections?: number;
   maxTcpPipeline?: number;
+  /** UDP sockets: Node's dgram, or batched recvmmsg/sendmmsg through the addon (default dgram). */
   udp?: 'dgram' | 'batch';
 }
 
