@@ -7,7 +7,7 @@
 import type { ServiceInput, ServiceRecord } from '../service/model.js';
 import type { ServiceView } from '../service/manager.js';
 import { CliError, guard, many, openStore, parse, table, UsageError } from './common.js';
-import { daemonGet } from './node.js';
+import { daemonGet, daemonRequest } from './node.js';
 
 const HELP = `Usage: shoal service COMMAND
 
@@ -90,10 +90,30 @@ async function createOrUpdate(args: string[], update: boolean): Promise<number> 
   if (positionals.length !== 1) throw new UsageError(`expected one service name, got ${positionals.length}`);
   const input = inputOf(positionals[0]!, values);
   const store = await openStore();
-  const { createService, updateService } = await import('../service/store.js');
+  const { createService, getService, updateService } = await import('../service/store.js');
+  if (await inCluster(store, input, update, update ? await getService(store, input.name) : undefined)) {
+    // A service of an overlay network lives in etcd: the daemon, joined to the cluster, writes it.
+    const res = await daemonRequest('POST', '/v1/services', { input, update });
+    const error = (res.body as { error?: string } | undefined)?.error;
+    if (res.status === 400) throw new CliError(error ?? 'the daemon refused the service', 2);
+    if (res.status !== 200) throw new CliError(error ?? `HTTP ${res.status}`);
+    process.stdout.write(`${(res.body as ServiceRecord).name}\n`);
+    return 0;
+  }
   const record = await asInputError(() => (update ? updateService(store, input) : createService(store, input)));
   process.stdout.write(`${record.name}\n`);
   return 0;
+}
+
+/**
+ * Whether the service belongs to the cluster: created on an overlay network, or (update) not a
+ * local one. Local networks keep their services in the local store, daemon or not.
+ */
+async function inCluster(store: Awaited<ReturnType<typeof openStore>>, input: ServiceInput, update: boolean, localRecord: ServiceRecord | undefined): Promise<boolean> {
+  if (localRecord !== undefined) return false;
+  if (input.network === undefined) return update; // create: the local model names the missing --network
+  const { getNetwork } = await import('../network/model.js');
+  return (await getNetwork(store, input.network))?.driver === 'overlay';
 }
 
 /** Live views from the daemon, or the stored records (health unknown) without one. */
@@ -164,13 +184,26 @@ async function rm(args: string[]): Promise<number> {
   const { removeService } = await import('../service/store.js');
   let missing = 0;
   for (const name of positionals) {
-    if (await removeService(store, name)) process.stdout.write(`${name}\n`);
+    if ((await removeService(store, name)) || (await removeFromCluster(name))) process.stdout.write(`${name}\n`);
     else {
       process.stderr.write(`shoal service rm: no such service "${name}"\n`);
       missing += 1;
     }
   }
   return missing ? 1 : 0;
+}
+
+/** A service not in the local store may be the cluster's: the daemon removes it (false: it has none). */
+async function removeFromCluster(name: string): Promise<boolean> {
+  let res: { status: number; body: unknown };
+  try {
+    res = await daemonRequest('DELETE', `/v1/services?name=${encodeURIComponent(name)}`);
+  } catch {
+    return false; // no daemon: nothing but the local store to look in
+  }
+  if (res.status === 404 || res.status === 409) return false;
+  if (res.status !== 200) throw new CliError((res.body as { error?: string } | undefined)?.error ?? `HTTP ${res.status}`);
+  return true;
 }
 
 export async function run(args: string[]): Promise<number> {

@@ -38,6 +38,13 @@ export class BlocksExhaustedError extends ShoalError {
 
 const PREFIX = 'blocks/';
 
+/**
+ * The owner of the blocks service VIPs come from (cluster/services.ts). Not a node: node names
+ * are host names and cannot start with '@', and the reaper never frees its blocks (a VIP lives
+ * as long as its service, whichever nodes come and go).
+ */
+export const SERVICE_BLOCKS_OWNER = '@services';
+
 function networkPrefix(network: string): string {
   return `${PREFIX}${encodeURIComponent(network)}/`;
 }
@@ -83,24 +90,27 @@ export function claimStart(node: string, count: bigint, ownIndexes: readonly big
  * nodes, other processes) get distinct blocks.
  */
 export async function claimBlock(store: Store, network: string, subnet: IpPrefix, node: string, options: { length?: number; now?: Date } = {}): Promise<IpPrefix> {
+  return store.transaction((txn) => claimBlockIn(txn, network, subnet, node, options));
+}
+
+/** claimBlock inside a transaction the caller holds (a service VIP claims its block with the record). */
+export async function claimBlockIn(txn: Txn, network: string, subnet: IpPrefix, node: string, options: { length?: number; now?: Date } = {}): Promise<IpPrefix> {
   const length = blockLength(subnet, options.length);
   const count = 1n << BigInt(length - subnet.length);
   const stride = 1n << BigInt(subnet.bits - length);
   const base = subnet.network();
   const indexOf = (cidr: string): bigint => (IpPrefix.parse(cidr).network().value - base.value) / stride;
-  return store.transaction(async (txn) => {
-    const blocks = await listBlocks(txn, network);
-    const taken = new Set(blocks.map((b) => b.cidr));
-    const start = claimStart(node, count, blocks.filter((b) => b.node === node).map((b) => indexOf(b.cidr)));
-    for (let i = 0n; i < count; i++) {
-      const block = IpPrefix.of(base.offset(((start + i) % count) * stride), length);
-      if (taken.has(block.toString())) continue;
-      const record: BlockRecord = { network, cidr: block.toString(), node, claimedAt: (options.now ?? new Date()).toISOString() };
-      await txn.put(blockKey(network, block), JSON.stringify(record));
-      return block;
-    }
-    throw new BlocksExhaustedError(network, subnet, length);
-  });
+  const blocks = await listBlocks(txn, network);
+  const taken = new Set(blocks.map((b) => b.cidr));
+  const start = claimStart(node, count, blocks.filter((b) => b.node === node).map((b) => indexOf(b.cidr)));
+  for (let i = 0n; i < count; i++) {
+    const block = IpPrefix.of(base.offset(((start + i) % count) * stride), length);
+    if (taken.has(block.toString())) continue;
+    const record: BlockRecord = { network, cidr: block.toString(), node, claimedAt: (options.now ?? new Date()).toISOString() };
+    await txn.put(blockKey(network, block), JSON.stringify(record));
+    return block;
+  }
+  throw new BlocksExhaustedError(network, subnet, length);
 }
 
 /** Gives `block` back when `node` holds it; resolves to whether it did. */
@@ -131,6 +141,7 @@ export async function reapBlocks(store: Store, liveNodes: ReadonlySet<string>, g
     for (const kv of await txn.list(PREFIX)) {
       const record = decode(kv.value);
       const name = `${record.network}:${record.cidr}`;
+      if (record.node === SERVICE_BLOCKS_OWNER) continue;
       if (liveNodes.has(record.node)) {
         if (record.orphanedSince === undefined) continue;
         delete record.orphanedSince;

@@ -75,7 +75,7 @@ export function parseClusterEndpoint(kv: Pick<KeyValue, 'value'>): ClusterEndpoi
 
 /** A remote container as the DNS registry holds one. */
 export function asRegistryEndpoint(e: ClusterEndpoint): RegistryEndpoint {
-  const r: RegistryEndpoint = { network: e.network, containerId: e.containerId, ifname: e.ifname, name: e.name, mac: e.mac };
+  const r: RegistryEndpoint = { network: e.network, containerId: e.containerId, ifname: e.ifname, name: e.name, mac: e.mac, node: e.node };
   if (e.aliases) r.aliases = e.aliases;
   if (e.ipv4) r.ipv4 = e.ipv4;
   if (e.ipv6) r.ipv6 = e.ipv6;

@@ -37,6 +37,9 @@ import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, local
 import { createClusterNetwork, listClusterNetworks, localRecordOf, removeClusterNetwork, type ClusterNetwork, type OverlayCreateInput } from './networks.js';
 import type { ClusterSession } from './session.js';
 import { encryptedMtu, OverlayIpsec } from './ipsec.js';
+import { ClusterMesh, isContainerEndpoint } from './mesh.js';
+import { createClusterService, listClusterServices, removeClusterService, updateClusterService } from './services.js';
+import type { ServiceInput, ServiceRecord } from '../service/model.js';
 
 export interface ClusterOverlayOptions {
   session: ClusterSession;
@@ -66,8 +69,11 @@ export class ClusterOverlay {
   private readonly peerCounts = new Map<string, number>();
   private closed = false;
   private readonly ipsec: OverlayIpsec;
+  /** Services of overlay networks and this node's load-balancer endpoints (the routing mesh). */
+  readonly mesh: ClusterMesh;
 
   constructor(private readonly o: ClusterOverlayOptions) {
+    this.mesh = new ClusterMesh({ local: o.local, node: o.session.node, advertiseAddr: o.advertiseAddr, logger: o.logger, claimBlock: (network, family) => this.claimBlock(network, family) });
     this.ipsec = new OverlayIpsec({ session: o.session, etcd: o.session.store as unknown as Store, advertiseAddr: o.advertiseAddr, registry: o.registry, logger: o.logger });
     this.publisher = new EndpointPublisher(o.session.lease, (err) => o.logger.debug({ event: 'cluster_endpoint_publish_failed', err: err.message }, 'publishing an endpoint failed; retrying on the next sync'));
     const gauge: Gauge<'network'> = new Gauge({
@@ -136,6 +142,7 @@ export class ClusterOverlay {
     this.publisher.seed(parsed.filter((p) => p.e?.node === this.node).map((p) => p.kv));
     this.networks = new Map(networks.map((n) => [n.name, n]));
     this.remote = endpoints.filter((e) => e.node !== this.node && this.networks.has(e.network));
+    await this.mesh.refresh(this.etcd);
     await this.materialize();
     // Before containers get peers: an encrypted VNI's guard is up before its first packet.
     await this.ipsec.update(networks);
@@ -173,6 +180,7 @@ export class ClusterOverlay {
     });
     if (local.overlay) {
       const vni = local.overlay.vni;
+      this.mesh.forget(local.name, vni);
       withRtnl(undefined, (nl) => removeOverlayDevice(nl, local.name, vni));
     }
     this.peerCounts.delete(local.name);
@@ -258,9 +266,24 @@ export class ClusterOverlay {
    */
   async apply(local: RegistryContents): Promise<RegistryContents> {
     const overlays = new Set(this.networks.keys());
-    void this.publisher.publish(localClusterEndpoints(local.endpoints, overlays, this.node, this.o.advertiseAddr));
+    const lbEndpoints = await this.mesh.ensure(overlays);
+    void this.publisher.publish(localClusterEndpoints([...local.endpoints, ...lbEndpoints], overlays, this.node, this.o.advertiseAddr));
     this.programPeers();
-    return { ...local, endpoints: [...local.endpoints, ...this.remote.map(asRegistryEndpoint)] };
+    // Other nodes' load-balancer endpoints are peers only: no name, no replica.
+    return { ...local, endpoints: [...local.endpoints, ...this.remote.filter(isContainerEndpoint).map(asRegistryEndpoint)] };
+  }
+
+  /** `shoal service create|update` of a service on an overlay network: the record goes to etcd. */
+  async putService(input: ServiceInput, update: boolean): Promise<ServiceRecord> {
+    const record = update ? await updateClusterService(this.etcd, input) : await createClusterService(this.etcd, input);
+    await this.refresh();
+    return record;
+  }
+
+  async removeService(name: string): Promise<boolean> {
+    const removed = await removeClusterService(this.etcd, name);
+    await this.refresh();
+    return removed;
   }
 
   private programPeers(): void {
@@ -298,6 +321,8 @@ export class ClusterOverlay {
   async removeNetwork(name: string): Promise<void> {
     const attachedHere = await this.o.local.count(addrPrefix(name));
     if (attachedHere > 0) throw new BlockClaimError(409, `network "${name}" has ${attachedHere} container address(es) on this node; remove the containers first`);
+    const services = (await listClusterServices(this.etcd)).filter((s) => s.network === name).map((s) => s.name);
+    if (services.length > 0) throw new BlockClaimError(409, `network "${name}" has services (${services.join(', ')}); remove them first`);
     await removeClusterNetwork(this.etcd, name);
     await this.ipsec.forget(name);
     await this.refresh();

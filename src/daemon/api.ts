@@ -10,6 +10,8 @@
  *   POST /v1/reload     same as SIGHUP; answers with the status after the reload
  *   POST /v1/networks   create an overlay network in the cluster (body: OverlayCreateInput)
  *   DELETE /v1/networks?name=N  remove an overlay network from the cluster
+ *   POST /v1/services  create or update a service of an overlay network in the cluster (body: {input, update})
+ *   DELETE /v1/services?name=N  remove a service of an overlay network from the cluster
  *   POST /v1/blocks     a new address block of an overlay for this node (body: {network, family}; shoal-ipam)
  */
 import { chmodSync, unlinkSync } from 'node:fs';
@@ -38,6 +40,8 @@ export interface ApiHandlers {
   createNetwork(body: unknown): Promise<unknown>;
   removeNetwork(name: string): Promise<unknown>;
   claimBlock(body: unknown): Promise<unknown>;
+  putService?(body: unknown): Promise<unknown>;
+  removeService?(name: string): Promise<unknown>;
 }
 
 type Route = (url: URL, body: unknown) => Promise<unknown> | unknown;
@@ -68,6 +72,11 @@ function readBody(req: http.IncomingMessage): Promise<unknown> {
   });
 }
 
+/** A handler a daemon may lack (tests build partial ones): 404 without it. */
+function notFoundWithout<A>(fn: ((a: A) => Promise<unknown>) | undefined): (a: A) => Promise<unknown> {
+  return fn ?? (() => Promise.reject(new ApiError(404, 'not served by this daemon')));
+}
+
 export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logger): Promise<http.Server> {
   const routes: Record<string, Record<string, Route>> = {
     '/v1/status': { GET: () => h.status() },
@@ -79,7 +88,11 @@ export function startApiServer(socketPath: string, h: ApiHandlers, logger?: Logg
     '/v1/blocks': { POST: (_url, body) => h.claimBlock(body) },
     '/v1/endpoints': { GET: (url) => h.endpoints(url.searchParams.get('network') ?? undefined) },
     '/v1/nodes': { GET: () => h.nodes() },
-    '/v1/services': { GET: (url) => h.services?.(url.searchParams.get('name') ?? undefined) ?? [] },
+    '/v1/services': {
+      GET: (url) => h.services?.(url.searchParams.get('name') ?? undefined) ?? [],
+      POST: (_url, body) => notFoundWithout(h.putService)(body),
+      DELETE: (url) => notFoundWithout(h.removeService)(url.searchParams.get('name') ?? ''),
+    },
     '/v1/reload': { POST: () => h.reload() },
   };
   const server = http.createServer((req, res) => {

@@ -25,6 +25,7 @@ import type { Store } from '../store/store.js';
 import type { ClusterSession, NodeInfo } from '../cluster/session.js';
 import type { ClusterOverlay } from '../cluster/overlay.js';
 import { clusterApiError } from './cluster-api.js';
+import type { ServiceInput } from '../service/model.js';
 import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
 import { startCniFastPath, type CniServer } from './cni-server.js';
@@ -117,7 +118,14 @@ export class Daemon {
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger);
       this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       // Services (issue 16): a replica's health change syncs again, like a store change.
-      this.services = new ServiceManager({ store, logger: this.logger, registry: this.registry, onChange: () => void this.requestSync('health') });
+      this.services = new ServiceManager({
+        store,
+        logger: this.logger,
+        registry: this.registry,
+        onChange: () => void this.requestSync('health'),
+        // Services of overlay networks come from etcd, through the overlay (made just below).
+        ...(this.opts.cluster ? { cluster: { services: () => this.overlay?.mesh.services() ?? [], snat: (network: string) => this.overlay?.mesh.snat(network) } } : {}),
+      });
       if (this.opts.cluster) {
         const c = this.opts.cluster;
         if (c.advertiseAddr === undefined) throw new ShoalError('EINVAL', 'failed to join the cluster: no advertise address (pass --advertise-addr IP)');
@@ -167,6 +175,17 @@ export class Daemon {
           },
           createNetwork: (body) => this.withOverlay((o) => o.createNetwork(body as Parameters<ClusterOverlay['createNetwork']>[0])),
           removeNetwork: (name) => this.withOverlay(async (o) => (await o.removeNetwork(name), { removed: name })),
+          putService: (body) =>
+            this.withOverlay(async (o) => {
+              const b = (body ?? {}) as { input?: unknown; update?: unknown };
+              if (typeof b.input !== 'object' || b.input === null || typeof (b.input as { name?: unknown }).name !== 'string') throw new ApiError(400, 'body must be {"input": {"name": NAME, ...}, "update": BOOLEAN}');
+              return o.putService(b.input as ServiceInput, b.update === true);
+            }),
+          removeService: (name) =>
+            this.withOverlay(async (o) => {
+              if (!(await o.removeService(name))) throw new ApiError(404, `no such service "${name}" in the cluster`);
+              return { removed: name };
+            }),
           claimBlock: (body) =>
             this.withOverlay(async (o) => {
               const b = (body ?? {}) as { network?: unknown; family?: unknown };

@@ -29,6 +29,8 @@ export interface RegistryEndpoint extends DnsEndpoint {
   ifname: string;
   /** The container interface's MAC (from the ADD result), for overlay peers on other nodes. */
   mac?: string;
+  /** Set on endpoints of other nodes mirrored from the cluster; absent: this node's. */
+  node?: string;
 }
 
 export interface AttachmentRef {

@@ -49,3 +49,11 @@ export function vxlanDeviceName(network: string, vni: number): string {
 export function overlayBridgeName(network: string, vni: number): string {
   return derivedName('vb', network, vni);
 }
+
+/**
+ * The veth pair of a node's load-balancer endpoint on an overlay network (src/cluster/lb-endpoint.ts):
+ * "lb-…" holds the node's own address on the network, "lp-…" is its port on the bridge.
+ */
+export function lbEndpointNames(network: string, vni: number): { host: string; port: string } {
+  return { host: derivedName('lb', network, vni), port: derivedName('lp', network, vni) };
+}

@@ -9,7 +9,7 @@ import { deleteConntrack, IPPROTO, type ConntrackFilter } from '../kernel/conntr
 import { applyTransaction, NftTransaction } from '../kernel/nftables.js';
 import type { NetworkRecord } from '../network/model.js';
 import type { ServiceRecord } from './model.js';
-import { desiredLb, diffLb, lbTable, serviceChain, type Family, type LbDesired, type LbServicePort } from './nft-rules.js';
+import { desiredLb, diffLb, lbTable, serviceChain, type Family, type LbDesired, type LbServicePort, type LbSnat } from './nft-rules.js';
 import type { Replica } from './replicas.js';
 import { enableRouteLocalnet, ensureVipAddresses, removeVipAddresses } from './vip.js';
 
@@ -17,6 +17,8 @@ export interface ServiceState {
   record: ServiceRecord;
   network: NetworkRecord | undefined;
   healthy: readonly Replica[];
+  /** On an overlay: this node's own address there (IPv4), the source for replicas on other nodes. */
+  snat?: LbSnat;
 }
 
 const familyOf = (a: string): Family => (a.includes(':') ? 6 : 4);
@@ -27,14 +29,24 @@ export function kernelPorts(family: Family, services: readonly ServiceState[]): 
   const out: LbServicePort[] = [];
   for (const s of services) {
     if (s.record.lbMode !== 'kernel') continue;
-    const backends = s.healthy.map((r) => addressOf(r, family)).filter((a): a is string => a !== undefined);
+    // A replica on another node is reachable only with this node's own overlay address as the
+    // source (lb-endpoint.ts); there is one for IPv4 only.
+    const reachable = s.healthy.filter((r) => r.local || (family === 4 && s.snat !== undefined));
+    const addresses = (rs: readonly Replica[]) => rs.map((r) => addressOf(r, family)).filter((a): a is string => a !== undefined);
+    const all = addresses(reachable);
+    const local = addresses(reachable.filter((r) => r.local));
+    const remote = addresses(reachable.filter((r) => !r.local));
     const vip = s.record.endpointMode === 'vip' ? s.record.vips.find((v) => familyOf(v) === family) : undefined;
     for (const p of s.record.ports) {
+      // mode=host publishes only where a replica runs, to the local replicas (its VIP port,
+      // which shares the chain, too); ingress (the routing mesh) answers on every node, to any
+      // replica.
+      const host = p.mode === 'host';
+      const backends = host ? local : all;
       const port: LbServicePort = { service: s.record.name, protocol: p.protocol, target: p.target, policy: s.record.lbPolicy, backends };
+      if (!host && remote.length > 0) port.remote = remote;
       if (vip !== undefined) port.vip = vip;
-      // mode=host publishes only where a replica runs, to local replicas: every replica this
-      // node knows is local until replicas of other nodes are mirrored in.
-      if (p.mode === 'ingress' || backends.length > 0) port.published = p.published;
+      if (!host || backends.length > 0) port.published = p.published;
       if (port.vip !== undefined || port.published !== undefined) out.push(port);
     }
   }
@@ -78,7 +90,8 @@ export class KernelDataPath {
     this.placeVips(services);
     for (const family of [4, 6] as const) {
       const ports = kernelPorts(family, services);
-      const next = desiredLb(family, ports, masqSources(family, services));
+      const snat = family === 4 ? services.flatMap((s) => (s.record.lbMode === 'kernel' && s.snat ? [s.snat] : [])) : [];
+      const next = desiredLb(family, ports, masqSources(family, services), snat);
       const prev = this.applied.get(family);
       let tx = diffLb(this.dirty.has(family) ? undefined : prev?.desired, next);
       if (this.dirty.has(family)) {

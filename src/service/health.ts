@@ -43,13 +43,15 @@ export interface HealthTarget {
   address: string;
   port: number;
   check: HealthCheck;
+  /** Local address to probe from (an overlay replica on another node answers only this node's own address). */
+  source?: string;
 }
 
 export type Probe = (t: HealthTarget) => Promise<boolean>;
 
 export function tcpProbe(t: HealthTarget): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = net.connect({ host: t.address, port: t.port });
+    const sock = net.connect({ host: t.address, port: t.port, ...(t.source ? { localAddress: t.source } : {}) });
     const done = (ok: boolean) => {
       clearTimeout(timer);
       sock.destroy();
@@ -63,7 +65,7 @@ export function tcpProbe(t: HealthTarget): Promise<boolean> {
 
 export function httpProbe(t: HealthTarget): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.get({ host: t.address, port: t.port, path: t.check.path ?? '/', timeout: t.check.timeoutMs, agent: false, headers: { 'user-agent': 'shoal-health' } }, (res) => {
+    const req = http.get({ host: t.address, port: t.port, ...(t.source ? { localAddress: t.source } : {}), path: t.check.path ?? '/', timeout: t.check.timeoutMs, agent: false, headers: { 'user-agent': 'shoal-health' } }, (res) => {
       res.resume();
       const code = res.statusCode ?? 0;
       resolve(code >= 200 && code < 400);
@@ -88,7 +90,7 @@ export interface HealthEvents {
   onResult?(target: HealthTarget, ok: boolean): void;
 }
 
-const sameCheck = (a: HealthTarget, b: HealthTarget) => a.address === b.address && a.port === b.port && JSON.stringify(a.check) === JSON.stringify(b.check);
+const sameCheck = (a: HealthTarget, b: HealthTarget) => a.address === b.address && a.port === b.port && a.source === b.source && JSON.stringify(a.check) === JSON.stringify(b.check);
 
 export class HealthChecker {
   private readonly running = new Map<string, Running>();

@@ -12,6 +12,7 @@ import type { DnsRecordsInput } from '../dns/types.js';
 import { getNetwork, type NetworkRecord } from '../network/model.js';
 import type { Store } from '../store/store.js';
 import { KernelDataPath, type ServiceState } from './datapath.js';
+import type { LbSnat } from './nft-rules.js';
 import { withServiceRecords } from './dns.js';
 import { buildSrvTable } from './dns-srv.js';
 import { HealthChecker, type HealthStatus, type HealthTarget, type Probe } from './health.js';
@@ -36,8 +37,15 @@ export interface ServiceManagerOptions {
   /** Called when a replica's health changes: the daemon syncs again. */
   onChange: () => void;
   node?: string;
+  /** In a cluster: the services of overlay networks (from etcd) and this node's SNAT address on each. */
+  cluster?: ClusterServices;
   /** Test seam. */
   probe?: Probe;
+}
+
+export interface ClusterServices {
+  services(): readonly ServiceRecord[];
+  snat(network: string): LbSnat | undefined;
 }
 
 const healthKey = (service: string, r: Replica) => `${service}/${r.id}`;
@@ -71,7 +79,7 @@ export class ServiceManager {
   }
 
   async sync(contents: RegistryContents): Promise<DnsRecordsInput> {
-    const records = await listServices(this.opts.store);
+    const records = await this.records();
     const networks = new Map<string, NetworkRecord | undefined>();
     for (const r of records) if (!networks.has(r.network)) networks.set(r.network, await getNetwork(this.opts.store, r.network));
     const targets: HealthTarget[] = [];
@@ -80,19 +88,24 @@ export class ServiceManager {
       const mine = replicasOf(r, contents.endpoints, this.opts.node);
       replicas.set(r.name, mine);
       const port = r.ports[0]?.target ?? 0;
+      const source = this.opts.cluster?.snat(r.network)?.address;
       for (const rep of mine) {
         const address = rep.ipv4 ?? rep.ipv6!;
         const backend = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-        targets.push({ key: healthKey(r.name, rep), service: r.name, backend, address, port, check: r.health });
+        const target: HealthTarget = { key: healthKey(r.name, rep), service: r.name, backend, address, port, check: r.health };
+        // A replica on another node answers this node's own overlay address, not the gateway.
+        if (!rep.local && source !== undefined && !address.includes(':')) target.source = source;
+        targets.push(target);
       }
     }
     this.health.setTargets(targets);
     this.views = records.map((r) => ({ ...r, replicas: (replicas.get(r.name) ?? []).map((rep) => ({ ...rep, health: this.health.status(healthKey(r.name, rep)) })) }));
-    const states: ServiceState[] = this.views.map((v) => ({
-      record: v,
-      network: networks.get(v.network),
-      healthy: v.replicas.filter((rep) => rep.health === 'up'),
-    }));
+    const states: ServiceState[] = this.views.map((v) => {
+      const state: ServiceState = { record: v, network: networks.get(v.network), healthy: v.replicas.filter((rep) => rep.health === 'up') };
+      const snat = this.opts.cluster?.snat(v.network);
+      if (snat) state.snat = snat;
+      return state;
+    });
     try {
       this.kernel.apply(states);
     } catch (err) {
@@ -105,6 +118,17 @@ export class ServiceManager {
       states.map((s) => ({ record: s.record, healthy: s.healthy })),
     );
     return { ...withServices, srv: buildSrvTable(records, contents.networks) };
+  }
+
+  /** This node's services, then the cluster's (a local service shadows a cluster one of its name). */
+  private async records(): Promise<ServiceRecord[]> {
+    const local = await listServices(this.opts.store);
+    const names = new Set(local.map((r) => r.name));
+    const cluster = this.opts.cluster?.services() ?? [];
+    for (const r of cluster) {
+      if (names.has(r.name)) this.opts.logger.warn({ event: 'service_name_conflict', service: r.name }, `cluster service "${r.name}" is not run on this node: a local service has that name`);
+    }
+    return [...local, ...cluster.filter((r) => !names.has(r.name))];
   }
 
   private publishMetrics(targets: readonly HealthTarget[]): void {

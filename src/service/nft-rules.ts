@@ -7,9 +7,12 @@
  *   services     ip daddr . l4proto . dport vmap @lb-vips
  *                fib daddr type local l4proto . dport vmap @lb-published
  *   svc-<name>-<proto>-<port>     numgen inc|random / jhash saddr  mod N vmap { i : goto ep-... }
- *   ep-<name>-<proto>-<port>-<n>  ip saddr @lb-masq-src mark for masquerade; dnat to replica
+ *   ep-<name>-<proto>-<port>-<n>  ip saddr @lb-masq-src mark for masquerade (a replica on
+ *                                 another node: always); dnat to replica
  *   postrouting  nat/postrouting srcnat    jump masquerading
- *   masquerading marked packets: clear the mark, masquerade
+ *   masquerading marked packets: clear the mark, jump lb-snat, masquerade
+ *   lb-snat      per overlay network: oifname <bridge> snat to this node's own address on it
+ *                (src/cluster/lb-endpoint.ts; the gateway is the same on every node)
  *   input        filter/input filter - 1    VIP or published port of a service with no healthy
  *                                           replica: reject (refused at once, never a host socket)
  *
@@ -39,6 +42,7 @@ export const LB_TABLE6: NftTableRef = { family: 'ip6', name: 'shoal-lb' };
 export const lbTable = (f: Family) => (f === 4 ? LB_TABLE4 : LB_TABLE6);
 
 export const INFRA_OWNER = 'shoal-lb';
+export const SNAT_CHAIN = 'lb-snat';
 export const VIPS_MAP = 'lb-vips';
 export const PUBLISHED_MAP = 'lb-published';
 export const MASQ_SET = 'lb-masq-src';
@@ -60,6 +64,17 @@ export interface LbServicePort {
   policy: LbPolicy;
   /** Healthy replica addresses of this family, in a stable order. */
   backends: string[];
+  /**
+   * Those of `backends` on other nodes: their replies go back over the overlay to the source,
+   * so every connection to them is SNATed to this node's own address on the network.
+   */
+  remote?: string[];
+}
+
+/** Packets to overlay replicas leave through `bridge` with source `address` (this node's). */
+export interface LbSnat {
+  bridge: string;
+  address: string;
 }
 
 export interface LbDesired {
@@ -91,9 +106,13 @@ function pick(f: Family, policy: LbPolicy, n: number): string {
 }
 
 /** The desired ruleset of one family (pure). */
-export function desiredLb(family: Family, ports: readonly LbServicePort[], masqSources: readonly string[]): LbDesired {
+export function desiredLb(family: Family, ports: readonly LbServicePort[], masqSources: readonly string[], snat: readonly LbSnat[] = []): LbDesired {
   const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources), noEndpoints: new Set(), noEndpointsPublished: new Set() };
-  if (ports.length > 0) d.masqSources.add(family === 4 ? '127.0.0.0/8' : '::1');
+  if (ports.length > 0) {
+    d.masqSources.add(family === 4 ? '127.0.0.0/8' : '::1');
+    const rules = [...new Map(snat.map((s) => [s.bridge, s])).values()].sort((a, b) => (a.bridge < b.bridge ? -1 : 1));
+    d.chains.set(SNAT_CHAIN, rules.map((s) => ({ expr: `oifname ${JSON.stringify(s.bridge)} snat ${ipKw(family)} to ${s.address}`, owner: INFRA_OWNER })));
+  }
   for (const p of ports) {
     const owner = serviceOwner(p.service);
     const svc = serviceChain(p);
@@ -104,9 +123,10 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
       rules.push({ expr: `${pick(family, p.policy, backends.length)} vmap { ${arms} }`, owner });
     }
     d.chains.set(svc, rules);
+    const remote = new Set(p.remote ?? []);
     for (const b of backends) {
       d.chains.set(endpointChain(p, b), [
-        { expr: `${ipKw(family)} saddr @${MASQ_SET} meta mark set meta mark or ${MASQ_MARK}`, owner },
+        { expr: `${remote.has(b) ? '' : `${ipKw(family)} saddr @${MASQ_SET} `}meta mark set meta mark or ${MASQ_MARK}`, owner },
         { expr: `meta l4proto ${p.protocol} dnat to ${hostPort(family, b, p.target)}`, owner },
       ]);
     }
@@ -136,12 +156,13 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     .addSet(t, NO_ENDPOINTS_PUBLISHED_SET, { type: 'inet_proto . inet_service' })
     .addChain(t, 'services')
     .addChain(t, 'masquerading')
+    .addChain(t, SNAT_CHAIN)
     .addChain(t, 'prerouting', { type: 'nat', hook: 'prerouting', priority: 'dstnat' })
     // nft 1.0.6 knows "dstnat" only for prerouting; -100 is its value.
     .addChain(t, 'output', { type: 'nat', hook: 'output', priority: -100 })
     .addChain(t, 'postrouting', { type: 'nat', hook: 'postrouting', priority: 'srcnat' })
     .addChain(t, 'input', { type: 'filter', hook: 'input', priority: 'filter - 1' });
-  for (const c of ['services', 'masquerading', 'prerouting', 'output', 'postrouting', 'input']) tx.flushChain(t, c);
+  for (const c of ['services', 'masquerading', SNAT_CHAIN, 'prerouting', 'output', 'postrouting', 'input']) tx.flushChain(t, c);
   // ::1 is left alone: a DNATed reply to ::1 from a bridge is dropped (no route_localnet in v6).
   const local = family === 4 ? 'fib daddr type local' : 'fib daddr type local ip6 daddr != ::1';
   return tx
@@ -152,6 +173,8 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     .addRule(t, 'postrouting', 'jump masquerading', INFRA_OWNER)
     .addRule(t, 'masquerading', `meta mark & ${MASQ_MARK} == 0 return`, INFRA_OWNER)
     .addRule(t, 'masquerading', `meta mark set meta mark xor ${MASQ_MARK}`, INFRA_OWNER)
+    // An overlay's own SNAT (a terminal verdict) before the generic masquerade.
+    .addRule(t, 'masquerading', `jump ${SNAT_CHAIN}`, INFRA_OWNER)
     .addRule(t, 'masquerading', 'masquerade', INFRA_OWNER)
     // Not DNATed because no replica is up: refuse here, so such a connection is refused at once
     // (not left to a timeout, nor handed to a host process on the same port), as kube-proxy does.

@@ -1,8 +1,8 @@
 /**
  * A service's replicas: the endpoints on its network that carry the service name as an alias
  * (`--network-alias NAME`), read from the DNS registry the CNI plugins write. The registry is
- * the one source, so a replica on another node joins the same way once its endpoint is
- * mirrored there (`node` says where it runs; every local endpoint is on this node).
+ * the one source: a replica on another node joins the same way, its endpoint mirrored from etcd
+ * (ClusterOverlay) with `node` naming where it runs; an endpoint without `node` is local.
  */
 import { parseAddress } from '../dns/ip.js';
 import type { RegistryEndpoint } from '../dns/registry.js';
@@ -15,6 +15,8 @@ export interface Replica {
   /** The container's DNS name. */
   name: string;
   node: string;
+  /** On this node (reached through the local bridge) rather than over the overlay. */
+  local: boolean;
   ipv4?: string;
   ipv6?: string;
 }
@@ -31,7 +33,7 @@ export function replicasOf(spec: Pick<ServiceSpec, 'name' | 'network'>, endpoint
   const out: Replica[] = [];
   for (const e of endpoints) {
     if (!isReplicaOf(e, spec)) continue;
-    const r: Replica = { id: `${e.containerId}/${e.ifname}`, containerId: e.containerId, name: e.name, node };
+    const r: Replica = { id: `${e.containerId}/${e.ifname}`, containerId: e.containerId, name: e.name, node: e.node ?? node, local: e.node === undefined };
     const v4 = first(e.ipv4, 4);
     const v6 = first(e.ipv6, 6);
     if (v4) r.ipv4 = v4;

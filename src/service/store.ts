@@ -46,7 +46,7 @@ export async function getService(store: Pick<Txn, 'get'>, name: string): Promise
 }
 
 /** Published ports are host-wide: two services (of any network) cannot share one. */
-async function checkPortsFree(txn: Txn, record: ServiceRecord): Promise<void> {
+export async function checkPortsFree(txn: Txn, record: ServiceRecord): Promise<void> {
   for (const other of await listServices(txn)) {
     if (other.name === record.name) continue;
     for (const p of record.ports) {
@@ -57,6 +57,10 @@ async function checkPortsFree(txn: Txn, record: ServiceRecord): Promise<void> {
   }
 }
 
+/** Takes the VIPs of a new vip-mode service on `network`, in the caller's transaction. */
+export type VipAllocator = (txn: Txn, name: string, network: string) => Promise<string[]>;
+
+/** A local network's VIPs: IPAM allocations held by the service's attachment. */
 async function allocateVips(txn: Txn, name: string, network: string): Promise<string[]> {
   const kv = await txn.get(networkKey(network));
   const net = kv ? (JSON.parse(kv.value) as NetworkRecord) : undefined;
@@ -67,11 +71,11 @@ async function allocateVips(txn: Txn, name: string, network: string): Promise<st
   return allocations.map((a) => a.address.toString());
 }
 
-export async function createService(store: Store, input: ServiceInput, now = new Date()): Promise<ServiceRecord> {
+export async function createService(store: Store, input: ServiceInput, now = new Date(), vipsFor: VipAllocator = allocateVips): Promise<ServiceRecord> {
   const spec = buildSpec(input);
   return store.transaction(async (txn) => {
     if (await txn.get(serviceKey(spec.name))) throw new ServiceError(`failed to create service "${spec.name}": it exists`);
-    const vips = spec.endpointMode === 'vip' ? await allocateVips(txn, spec.name, spec.network) : [];
+    const vips = spec.endpointMode === 'vip' ? await vipsFor(txn, spec.name, spec.network) : [];
     const at = now.toISOString();
     const record: ServiceRecord = { ...spec, vips, created: at, updated: at };
     await checkPortsFree(txn, record);

@@ -33,7 +33,8 @@ const [id, tcpPort, udpPort] = process.argv.slice(2);
 let tcp, udp, up = false, retry;
 function start(cb) {
   up = true;
-  tcp = net.createServer((c) => { c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(d)); });
+  // Echoes, except that the line "peer?" is answered with the client address the replica sees.
+  tcp = net.createServer((c) => { c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(String(d) === 'peer?\\n' ? c.remoteAddress + '\\n' : d)); });
   udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(id, r.port, r.address));
   // A port closed a moment ago may still be in use: try again shortly (unless stopped meanwhile).

@@ -75,7 +75,7 @@ const record = (over: Partial<ServiceRecord> = {}): ServiceRecord => ({
 
 describe('kernel data path: ports and stale UDP flows', () => {
   it('only kernel-mode services, healthy replicas of the family', () => {
-    const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', ipv4: '10.183.0.2' }];
+    const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', local: true, ipv4: '10.183.0.2' }];
     const ports = kernelPorts(4, [{ record: record(), network: undefined, healthy }]);
     expect(ports.map((p) => [p.protocol, p.target, p.published, p.vip, p.backends])).toEqual([
       ['tcp', 80, 18380, '10.183.0.200', ['10.183.0.2']],
@@ -105,7 +105,7 @@ describe('service DNS records', () => {
       { network: 'net', containerId: 'c', ifname: 'eth0', name: 'c', aliases: ['x'], ipv4: ['10.183.0.4/24'] },
     ],
   };
-  const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', ipv4: '10.183.0.2' }];
+  const healthy = [{ id: 'a/eth0', containerId: 'a', name: 'a', node: 'local', local: true, ipv4: '10.183.0.2' }];
 
   it('vip: the name answers the VIP; tasks.NAME the healthy replicas; replicas lose the alias', () => {
     const out = withServiceRecords(contents, [{ record: record(), healthy }]);

@@ -1,0 +1,85 @@
+/**
+ * A node's load-balancer endpoint on an overlay network: an address of the network that belongs
+ * to this node alone, the source of its balanced connections to replicas on other nodes (and of
+ * its health checks to them).
+ *
+ * Why it is needed: every node's overlay bridge holds the same gateway address and MAC (an
+ * anycast gateway), so a connection DNATed by node A to a replica on node B and masqueraded to
+ * the gateway would be answered by B's own bridge, never reaching A's conntrack. Docker's swarm
+ * mesh gives each node an address on the ingress network for the same reason.
+ *
+ * Shape: a veth pair, "lp-…" a port of the overlay bridge and "lb-…" in the host with the
+ * address as a /32 and the MAC derived from it (bridge/mac.ts). The address is allocated from
+ * this node's own blocks (so it is unique in the cluster) and published to etcd like a
+ * container's endpoint, so the other nodes program it as a VXLAN peer: a replica's reply to it
+ * is answered by the other node's bridge (neigh_suppress) and carried back here, where it
+ * arrives on "lb-…" as an ordinary local address. The bridge's own MAC is never involved, so
+ * the anycast gateway stays as it is.
+ *
+ * The overlay device, bridge and gateway address are ensured too: a node runs the mesh for a
+ * service whether or not any of the network's containers runs on it.
+ */
+import { IpAddr, IpPrefix } from '../addr.js';
+import { enableForwarding, ensureGatewayAddress } from '../bridge/bridge-device.js';
+import { containerMac } from '../bridge/mac.js';
+import { addAddress, listAddresses } from '../kernel/address.js';
+import { createLink, deleteLinkIfExists, findLink, setLinkMaster, setLinkUp } from '../kernel/link.js';
+import type { Rtnl } from '../kernel/rtnl.js';
+import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
+import type { NetworkRecord } from '../network/model.js';
+import { ensureOverlayDevice } from '../overlay/device.js';
+import { lbEndpointNames } from '../overlay/names.js';
+import { resolveUnderlay } from '../overlay/underlay.js';
+
+/** The IPAM attachment that holds a node's endpoint address (':' keeps it apart from container ids). */
+export const lbAttachment = (node: string) => ({ containerId: `node:${node}`, ifname: 'lb' });
+
+export interface LbEndpoint {
+  network: string;
+  address: string;
+  mac: string;
+  /** The overlay bridge: the SNAT rule matches packets leaving through it. */
+  bridge: string;
+}
+
+/** The gateway of an overlay subnet: as given, else its first address (as shoal-ipam's default). */
+function gatewayOf(s: NetworkRecord['subnets'][number]): IpPrefix {
+  const subnet = IpPrefix.parse(s.subnet);
+  return IpPrefix.of(s.gateway ? IpAddr.parse(s.gateway) : subnet.network().next(), subnet.length);
+}
+
+/** Makes (or repairs) the overlay plumbing and the endpoint of `net` on this node. Idempotent. */
+export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: string, address: IpAddr): LbEndpoint {
+  const overlay = net.overlay!;
+  const underlay = resolveUnderlay(nl, { address: advertiseAddr });
+  const device = ensureOverlayDevice(nl, { network: net.name, vni: overlay.vni, bridge: net.bridge!, underlay, mtu: overlay.mtu });
+  const bridge = device.bridge;
+  for (const s of net.subnets) ensureGatewayAddress(nl, bridge, gatewayOf(s), false);
+  enableForwarding({ v4: true, v6: net.subnets.some((s) => s.subnet.includes(':')) });
+
+  const names = lbEndpointNames(net.name, overlay.vni);
+  const mac = containerMac([address])!;
+  let host = findLink(nl, names.host);
+  if (host && host.mac !== mac) {
+    // Another address than the one this node holds now (its blocks were reaped while away).
+    deleteLinkIfExists(nl, names.host);
+    host = undefined;
+  }
+  if (!host) host = createLink(nl, { kind: 'veth', name: names.host, mac, mtu: device.mtu, peer: { name: names.port, mtu: device.mtu } });
+  const port = findLink(nl, names.port)!;
+  if (port.masterIndex !== bridge.index) setLinkMaster(nl, port, bridge);
+  if (!port.up) setLinkUp(nl, port);
+  if (!host.up) setLinkUp(nl, host);
+  const cidr = IpPrefix.of(address, address.family === 4 ? 32 : 128);
+  if (!listAddresses(nl, { link: host }).some((a) => a.prefix.equals(cidr))) addAddress(nl, host, cidr, { nodad: address.family === 6 });
+  // Replies from replicas arrive here while the route back to them is the bridge: strict
+  // reverse-path filtering would drop them. The kernel uses max(all, this), so 2 is loose.
+  const rp = interfaceSysctlKey('ipv4', names.host, 'rp_filter');
+  if (readSysctl(rp).trim() !== '2') writeSysctl(rp, 2);
+  return { network: net.name, address: address.toString(), mac, bridge: net.bridge! };
+}
+
+/** Removes the endpoint's veth pair (the network left this node). */
+export function removeLbEndpoint(nl: Rtnl, network: string, vni: number): void {
+  deleteLinkIfExists(nl, lbEndpointNames(network, vni).host);
+}

@@ -1,0 +1,105 @@
+/**
+ * The routing mesh's cluster side (issue 16 across nodes): the services of overlay networks, read
+ * from etcd with the rest of the cluster state, and this node's load-balancer endpoint on every
+ * overlay network that has one (lb-endpoint.ts). The service engine (src/service/manager.ts)
+ * runs these services like local ones; it asks here for the records and for the address it
+ * SNATs to when a replica runs on another node.
+ */
+import type { Logger } from 'pino';
+import type { IpAddr } from '../addr.js';
+import type { RegistryEndpoint } from '../dns/registry.js';
+import { allocate, heldBy } from '../ipam/allocator.js';
+import { parseIpamConfig } from '../ipam/config.js';
+import { NodeBlocksFullError } from '../ipam/errors.js';
+import { withRtnl } from '../kernel/rtnl.js';
+import { loadConflist } from '../network/manage.js';
+import { getNetwork, type NetworkRecord } from '../network/model.js';
+import type { ServiceRecord } from '../service/model.js';
+import type { LbSnat } from '../service/nft-rules.js';
+import type { Store } from '../store/store.js';
+import { ensureLbEndpoint, lbAttachment, removeLbEndpoint, type LbEndpoint } from './lb-endpoint.js';
+import { listClusterServices } from './services.js';
+
+export interface ClusterMeshOptions {
+  /** The node's local store (SQLite): the endpoint's address is allocated there, from this node's blocks. */
+  local: Store;
+  node: string;
+  advertiseAddr: string;
+  logger: Logger;
+  /** A new block of `network` for this node (ClusterOverlay.claimBlock). */
+  claimBlock(network: string, family: 4 | 6): Promise<string>;
+}
+
+/** Services that balance connections need the endpoint on their network; dnsrr without ports does not. */
+const needsEndpoint = (s: ServiceRecord) => s.vips.length > 0 || s.ports.length > 0;
+
+export class ClusterMesh {
+  private records: ServiceRecord[] = [];
+  private readonly endpoints = new Map<string, LbEndpoint>();
+
+  constructor(private readonly o: ClusterMeshOptions) {}
+
+  /** Re-reads `services/` (the overlay's refresh calls it with the rest). */
+  async refresh(etcd: Store): Promise<void> {
+    this.records = await listClusterServices(etcd);
+  }
+
+  services(): readonly ServiceRecord[] {
+    return this.records;
+  }
+
+  snat(network: string): LbSnat | undefined {
+    const e = this.endpoints.get(network);
+    return e && { bridge: e.bridge, address: e.address };
+  }
+
+  /**
+   * Ensures this node's endpoint on every overlay network in `overlays` that a service needs it
+   * on, and returns them as registry endpoints to publish (so other nodes program them as peers).
+   */
+  async ensure(overlays: ReadonlySet<string>): Promise<RegistryEndpoint[]> {
+    const wanted = new Set(this.records.filter((s) => overlays.has(s.network) && needsEndpoint(s)).map((s) => s.network));
+    for (const network of wanted) {
+      try {
+        const net = await getNetwork(this.o.local, network);
+        if (!net?.overlay) continue;
+        const address = await this.address(net);
+        this.endpoints.set(network, withRtnl(undefined, (nl) => ensureLbEndpoint(nl, net, this.o.advertiseAddr, address)));
+      } catch (err) {
+        this.o.logger.warn({ event: 'lb_endpoint_failed', network, err: (err as Error).message }, `failed to set up this node's load-balancer endpoint on "${network}": ${(err as Error).message}`);
+      }
+    }
+    const { containerId, ifname } = lbAttachment(this.o.node);
+    return [...this.endpoints.values()]
+      .filter((e) => wanted.has(e.network))
+      .map((e) => ({ network: e.network, containerId, ifname, name: `node-${this.o.node}`, ipv4: [e.address], mac: e.mac }));
+  }
+
+  /** The network left this node: the veth goes, the address is released with the network's local state. */
+  forget(network: string, vni: number): void {
+    this.endpoints.delete(network);
+    withRtnl(undefined, (nl) => removeLbEndpoint(nl, network, vni));
+  }
+
+  /** This node's address on `net`: held from an earlier run, else allocated from its blocks (a new block when they are full). */
+  private async address(net: NetworkRecord): Promise<IpAddr> {
+    const attachment = lbAttachment(this.o.node);
+    const held = (await heldBy(this.o.local, net.name, attachment))?.find((a) => a.family === 4);
+    if (held) return held;
+    const config = parseIpamConfig((loadConflist(net).plugins[0] as { ipam?: unknown }).ipam);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const allocations = await this.o.local.transaction((txn) => allocate(txn, net.name, config, attachment, []));
+        const v4 = allocations.find((a) => a.address.family === 4);
+        if (!v4) throw new Error(`network "${net.name}" has no IPv4 subnet for the load-balancer endpoint`);
+        return v4.address;
+      } catch (err) {
+        if (!(err instanceof NodeBlocksFullError) || attempt > 3) throw err;
+        await this.o.claimBlock(net.name, config.rangeSets[err.rangeSetIndex]![0]!.family);
+      }
+    }
+  }
+}
+
+/** Endpoints that are not containers (a node's load-balancer endpoint): peers, never DNS names. */
+export const isContainerEndpoint = (e: { containerId: string }) => !e.containerId.includes(':');
