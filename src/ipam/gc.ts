@@ -11,6 +11,14 @@ export interface GcReport {
 const idOf = (a: Attachment): string => `${a.containerId}\u0000${a.ifname}`;
 
 /**
+ * Holders that are Shoal's own, not a runtime's container: a service VIP (`service:<name>`), a
+ * node's load-balancer endpoint (`node:<name>`). A runtime's container id cannot contain ':'
+ * (CNI spec: alphanumerics, '_', '.', '-'), so a runtime's GC never lists them and must not
+ * release them.
+ */
+export const isShoalHolder = (a: Pick<Attachment, 'containerId'>): boolean => a.containerId.includes(':');
+
+/**
  * Releases every allocation in `network` whose (container id, ifname) is not in `valid`.
  * Each stale attachment is released in its own transaction, so one failure (or a concurrent ADD
  * holding the lock too long) does not stop the rest; failures are collected and thrown together
@@ -22,13 +30,13 @@ export async function collectGarbage(store: Store, network: string, valid: reado
   const stale = new Map<string, Attachment>();
   for (const kv of await store.list(attachmentPrefix(network))) {
     const attachment = parseAttachmentKey(network, kv.key);
-    if (!keep.has(idOf(attachment))) stale.set(idOf(attachment), attachment);
+    if (!keep.has(idOf(attachment)) && !isShoalHolder(attachment)) stale.set(idOf(attachment), attachment);
   }
   const orphans: Array<{ key: string; address: Address; owner: Attachment }> = [];
   const prefix = addrPrefix(network);
   for (const kv of await store.list(prefix)) {
     const owner = JSON.parse(kv.value) as AddressRecord;
-    if (!keep.has(idOf(owner)) && !stale.has(idOf(owner)))
+    if (!keep.has(idOf(owner)) && !stale.has(idOf(owner)) && !isShoalHolder(owner))
       orphans.push({ key: kv.key, address: addressFromKey(kv.key.slice(prefix.length)), owner: { containerId: owner.containerId, ifname: owner.ifname } });
   }
 

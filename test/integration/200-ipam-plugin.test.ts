@@ -89,6 +89,15 @@ describe('shoal-ipam plugin', () => {
       { containerID: 'a', ifname: 'eth1' },
       { containerID: 'c', ifname: 'eth0' },
     ];
+    // A service's VIP is held by Shoal itself (no runtime knows it): a runtime's GC keeps it.
+    const { allocate } = await import('../../src/ipam/allocator.js');
+    const { parseIpamConfig } = await import('../../src/ipam/config.js');
+    const before = new SqliteStore(path.join(stateDir('gc'), 'shoal.db'));
+    try {
+      await before.transaction((txn) => allocate(txn, 'ipamtest', parseIpamConfig(config['ipam']), { containerId: 'service:web', ifname: 'vip' }, []));
+    } finally {
+      before.close();
+    }
     const gc = await runPlugin({ command: 'GC', config: { ...config, 'cni.dev/valid-attachments': valid } });
     expect(gc.code, gc.stdout).toBe(0);
     const store = new SqliteStore(path.join(stateDir('gc'), 'shoal.db'));
@@ -97,8 +106,8 @@ describe('shoal-ipam plugin', () => {
         const o = JSON.parse(kv.value) as { containerId: string; ifname: string };
         return `${o.containerId}/${o.ifname}`;
       });
-      expect(owners.sort()).toEqual(['a/eth1', 'c/eth0']);
-      expect((await store.list('ipam/ipamtest/attachment/')).map((kv) => kv.key.split('/').slice(-2).join('/')).sort()).toEqual(['a/eth1', 'c/eth0']);
+      expect(owners.sort()).toEqual(['a/eth1', 'c/eth0', 'service:web/vip']);
+      expect((await store.list('ipam/ipamtest/attachment/')).map((kv) => decodeURIComponent(kv.key.split('/').slice(-2).join('/'))).sort()).toEqual(['a/eth1', 'c/eth0', 'service:web/vip']);
     } finally {
       store.close();
     }

@@ -96,6 +96,36 @@ describe('kernel data path: ports and stale UDP flows', () => {
   });
 });
 
+describe('kernel data path across nodes', () => {
+  const remote = { id: 'r/eth0', containerId: 'r', name: 'r', node: 'n1', local: false, ipv4: '10.100.0.70' };
+  const local = { id: 'l/eth0', containerId: 'l', name: 'l', node: 'n0', local: true, ipv4: '10.100.0.5' };
+  const snat = { bridge: 'vb-001000-abcde', address: '10.100.0.66' };
+
+  it('a replica on another node is always SNATed to this node\'s own address; a local one only for hairpin clients', () => {
+    const d = desiredLb(4, [web([local.ipv4, remote.ipv4], { remote: [remote.ipv4] })], ['10.100.0.0/16'], [snat]);
+    expect(d.chains.get(endpointChain(web([]), remote.ipv4))![0]!.expr).toBe('meta mark set meta mark or 0x00080000');
+    expect(d.chains.get(endpointChain(web([]), local.ipv4))![0]!.expr).toBe('ip saddr @lb-masq-src meta mark set meta mark or 0x00080000');
+    expect(d.chains.get('lb-snat')!.map((r) => r.expr)).toEqual(['oifname "vb-001000-abcde" snat ip to 10.100.0.66']);
+    const first = diffLb(undefined, d).render();
+    // The overlay's SNAT runs before the generic masquerade (both in the marked branch).
+    expect(first.indexOf('jump lb-snat')).toBeLessThan(first.indexOf('add rule ip shoal-lb masquerading masquerade'));
+  });
+
+  it('remote replicas are balanced only where this node has its own address; mode=host takes local replicas only', () => {
+    const rec = record({ ports: [{ published: 18380, target: 80, protocol: 'tcp', mode: 'ingress' }, { published: 18381, target: 81, protocol: 'tcp', mode: 'host' }] });
+    const without = kernelPorts(4, [{ record: rec, network: undefined, healthy: [local, remote] }]);
+    expect(without.map((p) => p.backends)).toEqual([[local.ipv4], [local.ipv4]]);
+    const withSnat = kernelPorts(4, [{ record: rec, network: undefined, healthy: [local, remote], snat }]);
+    expect(withSnat.map((p) => [p.published, p.backends, p.remote])).toEqual([
+      [18380, [local.ipv4, remote.ipv4], [remote.ipv4]],
+      [18381, [local.ipv4], undefined],
+    ]);
+    // No local replica: a mode=host port is not published on this node at all.
+    const onlyRemote = kernelPorts(4, [{ record: rec, network: undefined, healthy: [remote], snat }]);
+    expect(onlyRemote.map((p) => p.published)).toEqual([18380, undefined]);
+  });
+});
+
 describe('service DNS records', () => {
   const contents: RegistryContents = {
     networks: [{ name: 'net', subnets: ['10.183.0.0/24'] }],
