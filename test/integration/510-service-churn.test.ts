@@ -1,6 +1,6 @@
 /**
  * No stale backend, ever (issue 16; Docker's stale-VIP bugs moby#25985, #26060, #33790): a
- * few hundred random operations on six candidate replicas (CNI ADD with the alias, DEL, the
+ * thousand random operations on six candidate replicas (CNI ADD with the alias, DEL, the
  * replica's server stopping or resuming, so its health flips), then the kernel's `ip shoal-lb`
  * rules, DNS (`tasks.churn`) and traffic through the VIP must name exactly the attached,
  * accepting replicas that answer a direct connection, checked at checkpoints along the way and at
@@ -21,8 +21,8 @@ const dirs = tempDirs('510');
 const NET = `sv51n${testRunId()}`;
 const subnet = serviceSubnet();
 const rnd = seededRandom();
-const OPS = 240;
-const CHECK_EVERY = 60;
+const OPS = 1000;
+const CHECK_EVERY = 200;
 let env: NodeJS.ProcessEnv;
 let daemon: DaemonProc | undefined;
 let client: { name: string; path: string };
