@@ -12,6 +12,8 @@ import net from 'node:net';
 export interface Backend {
   host: string;
   port: number;
+  /** Local address to connect from (a replica on another node answers only its node's own overlay address). */
+  source?: string;
 }
 
 export interface TcpProxyOptions {
@@ -66,7 +68,7 @@ export class TcpProxy {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    const upstream = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, ...(backend.source ? { localAddress: backend.source } : {}) });
     this.track(client);
     this.track(upstream);
     const timeout = this.opts.connectTimeoutMs ?? 5000;

@@ -73,12 +73,15 @@ export class UdpProxy {
     const socket = dgram.createSocket(isIPv6(backend.host) ? 'udp6' : 'udp4');
     // A connected socket receives only the backend's replies. Until connect() completes, the
     // client's datagrams wait in `pending`.
-    socket.connect(backend.port, backend.host, () => {
-      const flow = this.flows.get(key);
-      if (!flow?.pending) return;
-      for (const msg of flow.pending) socket.send(msg);
-      flow.pending = undefined;
-    });
+    const connect = () =>
+      socket.connect(backend.port, backend.host, () => {
+        const flow = this.flows.get(key);
+        if (!flow?.pending) return;
+        for (const msg of flow.pending) socket.send(msg);
+        flow.pending = undefined;
+      });
+    if (backend.source) socket.bind({ address: backend.source, port: 0 }, connect);
+    else connect();
     socket.on('message', (reply) => {
       const flow = this.flows.get(key);
       if (flow) this.touch(key, flow);

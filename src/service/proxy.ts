@@ -28,6 +28,8 @@ export class BalancedTcpProxy {
   private readonly open = new Set<net.Socket>();
   private backends: string[] = [];
   private policy: Policy;
+  /** On an overlay: this node's own address there, the source of connections to replicas. */
+  private source: string | undefined;
 
   constructor(
     private readonly service: string,
@@ -53,8 +55,9 @@ export class BalancedTcpProxy {
   }
 
   /** New connections go to these (addresses); open ones stay where they are. */
-  update(backends: readonly string[], record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>): void {
+  update(backends: readonly string[], record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>, source?: string): void {
     this.backends = [...backends];
+    this.source = source;
     if (record.lbPolicy !== this.record.lbPolicy) this.policy = createPolicy(record.lbPolicy);
     this.record = record;
   }
@@ -76,7 +79,7 @@ export class BalancedTcpProxy {
     }
     tried.add(backend);
     const backendLabel = label(backend, this.targetPort);
-    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true });
+    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, ...(this.source ? { localAddress: this.source } : {}) });
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timeout')));
     const onConnectError = () => {
       this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });
@@ -120,25 +123,27 @@ export class BalancedTcpProxy {
 }
 
 interface Listener {
-  update(backends: readonly string[], record: ServiceRecord): void;
+  update(backends: readonly string[], record: ServiceRecord, source?: string): void;
   close(): Promise<void>;
 }
 
 function udpListener(at: { host: string; port: number }, target: number, record: ServiceRecord): { listener: Listener; listen: () => Promise<void> } {
   let backends: string[] = [];
+  let source: string | undefined;
   let policy = createPolicy(record.lbPolicy === 'leastconn' ? 'rr' : record.lbPolicy);
   const proxy = new UdpProxy({
     listen: at,
     pickBackend: () => {
       const b = policy.pick(backends);
-      return b === undefined ? undefined : { host: b, port: target };
+      return b === undefined ? undefined : { host: b, port: target, ...(source ? { source } : {}) };
     },
   });
   return {
     listen: () => proxy.listen(),
     listener: {
-      update: (b, r) => {
+      update: (b, r, s) => {
         backends = [...b];
+        source = s;
         policy = createPolicy(r.lbPolicy === 'leastconn' ? 'rr' : r.lbPolicy);
       },
       close: () => proxy.close(),
@@ -169,7 +174,9 @@ export class ProxyDataPath {
       await l.close();
     }
     for (const [key, w] of wanted) {
-      const backends = w.state.healthy.map((r) => r.ipv4).filter((a): a is string => a !== undefined);
+      // Replicas on other nodes only through this node's own overlay address (as the kernel path).
+      const source = w.state.snat?.address;
+      const backends = w.state.healthy.filter((r) => r.local || source !== undefined).map((r) => r.ipv4).filter((a): a is string => a !== undefined);
       let l = this.listeners.get(key);
       if (!l) {
         try {
@@ -188,7 +195,7 @@ export class ProxyDataPath {
         }
         this.listeners.set(key, l);
       }
-      l.update(backends, w.state.record);
+      l.update(backends, w.state.record, source);
     }
   }
 

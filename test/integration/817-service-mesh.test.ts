@@ -29,6 +29,9 @@ const PREFIX = 'msh';
 const NET = 'meshnet';
 const MESH_PORT = 18480;
 const HOST_PORT = 18481;
+const PROXY_PORT = 18482;
+const UDP_PORT = 18483;
+const TTL_S = 2;
 const HEALTH = ['--health-interval', '300ms', '--health-fall', '2', '--health-rise', '1'];
 
 let cluster: TestCluster;
@@ -89,6 +92,47 @@ const one = () => new Promise((resolve) => {
 (async () => { for (let i = 0; i < Number(count); i++) console.log(await one()); })();
 `;
 
+/** One datagram each from `count` fresh sockets inside `netns`; the answers (replica ids). */
+const UDP_CLIENT = `
+const dgram = require('node:dgram');
+const [host, port, count] = process.argv.slice(1);
+const one = () => new Promise((resolve) => {
+  const s = dgram.createSocket('udp4');
+  const t = setTimeout(() => { s.close(); resolve('ERR:timeout'); }, 1500);
+  s.on('message', (m) => { clearTimeout(t); s.close(); resolve(String(m)); });
+  s.send('hi', Number(port), host);
+});
+(async () => { for (let i = 0; i < Number(count); i++) console.log(await one()); })();
+`;
+
+function udpHellos(netns: string, host: string, port: number, count: number): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', netns, process.execPath, '-e', UDP_CLIENT, host, String(port), String(count)], { encoding: 'utf8', timeout: 30_000 });
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/**
+ * Holds one TCP connection for `ms`: reads the replica's id, then every 100 ms sends a line and
+ * waits for its echo. Prints {id, sent, echoed, error?} (JSON).
+ */
+const HOLD = `
+const net = require('node:net');
+const [host, port, ms] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port) });
+const r = { id: undefined, sent: 0, echoed: 0 };
+let buf = '';
+s.on('data', (d) => {
+  buf += d;
+  for (let i; (i = buf.indexOf('\\n')) >= 0; ) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    if (r.id === undefined) r.id = line; else if (line === 'tick') r.echoed++;
+  }
+});
+s.on('error', (e) => { r.error = e.code || e.message; });
+const timer = setInterval(() => { if (!s.destroyed) { s.write('tick\\n'); r.sent++; } }, 100);
+setTimeout(() => { clearInterval(timer); setTimeout(() => { console.log(JSON.stringify(r)); s.destroy(); }, 500); }, Number(ms));
+`;
+
 function hellos(netns: string, host: string, port: number, count: number, askPeer = false): string[] {
   const env = { ...process.env, ASK_PEER: askPeer ? '1' : '0' };
   const r = spawnSync('ip', ['netns', 'exec', netns, process.execPath, '-e', CLIENT, host, String(port), String(count)], { encoding: 'utf8', timeout: 30_000, env });
@@ -121,11 +165,11 @@ beforeAll(async () => {
   bin = privateBundles(['shoal-vxlan']);
   cluster = await TestCluster.create({ nodes: 3, etcdMembers: 3, prefix: PREFIX });
   [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
-  daemons.push(...(await Promise.all(cluster.nodes.map((n) => startNodeDaemon(cluster, n)))));
+  daemons.push(...(await Promise.all(cluster.nodes.map((n) => startNodeDaemon(cluster, n, ['--node-ttl', String(TTL_S)])))));
   for (const d of daemons) await d.waitLog((l) => l['event'] === 'daemon_started', 15_000);
   const created = shoal(n0, ['network', 'create', '--driver', 'overlay', NET]);
   expect(created.status, created.stderr).toBe(0);
-  replicas = [await addContainer(n0, ['web']), await addContainer(n1, ['web'])];
+  replicas = [await addContainer(n0, ['web', 'pweb']), await addContainer(n1, ['web', 'pweb'])];
   servers.push(await startServer(bin.dir, replicas[0]!.ns.name, 'r0'), await startServer(bin.dir, replicas[1]!.ns.name, 'r1'));
   client = await addContainer(n2, []);
 }, 90_000);
@@ -145,7 +189,7 @@ describe('routing mesh across nodes', () => {
   let vip: string;
 
   it('a service created on a node without replicas lives in etcd with a VIP no container holds', async () => {
-    const r = shoal(n2, ['service', 'create', 'web', '--network', NET, '-p', `${MESH_PORT}:80`, ...HEALTH]);
+    const r = shoal(n2, ['service', 'create', 'web', '--network', NET, '-p', `${MESH_PORT}:80`, '-p', `${UDP_PORT}:5353/udp`, ...HEALTH]);
     expect(r.status, r.stderr).toBe(0);
     const [record] = etcdJson('services/');
     expect(record?.['name']).toBe('web');
@@ -185,6 +229,22 @@ describe('routing mesh across nodes', () => {
     // From another node to node 2's underlay address: DNAT there, SNAT to node 2's own overlay address.
     const remote = tally(hellos(n0.netns, n2.address, MESH_PORT, 20));
     expect(remote, JSON.stringify(remote)).toEqual({ r0: 10, r1: 10 });
+  });
+
+  it('UDP through the mesh: each new flow from the node without replicas is balanced over both', () => {
+    const ids = tally(udpHellos(n2.netns, '127.0.0.1', UDP_PORT, 10));
+    expect(ids, JSON.stringify(ids)).toEqual({ r0: 5, r1: 5 });
+  });
+
+  it('proxy mode across nodes: the user-space proxy on the node without replicas connects from its own address', async () => {
+    const r = shoal(n1, ['service', 'create', 'pweb', '--network', NET, '--lb-mode', 'proxy', '-p', `${PROXY_PORT}:80`, ...HEALTH]);
+    expect(r.status, r.stderr).toBe(0);
+    await until('pweb answers on node 2', () => (hellos(n2.netns, '127.0.0.1', PROXY_PORT, 1)[0]?.startsWith('r') ? true : undefined), 15_000);
+    await until('both pweb replicas up on node 2', () => servicesOn(n2, 'pweb')?.replicas.every((x) => x.health === 'up') || undefined, 15_000);
+    expect(tally(hellos(n2.netns, '127.0.0.1', PROXY_PORT, 10))).toEqual({ r0: 5, r1: 5 });
+    const lb2 = (etcdJson(`endpoints/${NET}/${n2.name}/`).find((e) => e['containerId'] === `node:${n2.name}`)!['ipv4'] as string[])[0]!;
+    expect(new Set(hellos(n2.netns, '127.0.0.1', PROXY_PORT, 4, true).map((l) => l.split(' ')[1]))).toEqual(new Set([lb2]));
+    expect(shoal(n1, ['service', 'rm', 'pweb']).status).toBe(0);
   });
 
   it('replicas see node 2\'s own overlay address (its load-balancer endpoint), never the shared gateway', () => {
@@ -242,6 +302,38 @@ describe('routing mesh across nodes', () => {
     expect(tally(hellos(n0.netns, '127.0.0.1', HOST_PORT, 6))).toEqual({ h0: 6 });
     // Node 2 runs no replica of hweb: nothing is published there.
     expect(hellos(n2.netns, '127.0.0.1', HOST_PORT, 2).every((x) => x.startsWith('ERR:'))).toBe(true);
+  });
+
+  it('a connection held through the mesh keeps working while the daemon of the node that balanced it restarts', async () => {
+    const holder = cluster.spawn(n0, process.execPath, ['-e', HOLD, n2.address, String(MESH_PORT), '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    holder.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const done = new Promise((resolve) => holder.once('exit', resolve));
+    await new Promise((r) => setTimeout(r, 500));
+    await daemons[2]!.stop();
+    daemons[2] = await startNodeDaemon(cluster, n2, ['--node-ttl', String(TTL_S)]);
+    await done;
+    const held = JSON.parse(out) as { id: string; sent: number; echoed: number; error?: string };
+    expect(held.error).toBeUndefined();
+    expect(['r0', 'r1']).toContain(held.id);
+    expect(held.sent).toBeGreaterThan(30);
+    expect(held.echoed).toBe(held.sent);
+    // And the restarted daemon balances new connections again, over both nodes.
+    await until('mesh back on node 2', () => {
+      const ids = tally(hellos(n2.netns, '127.0.0.1', MESH_PORT, 4));
+      return ids['r0'] === 2 && ids['r1'] === 2 ? ids : undefined;
+    }, 15_000);
+  });
+
+  it('a node\'s death takes its replica out of the other nodes\' mesh within the TTL; its daemon back, the replica returns', async () => {
+    daemons[1]!.child.kill('SIGKILL');
+    await daemons[1]!.exited;
+    const t0 = Date.now();
+    await until('r1 gone from node 2', () => (servicesOn(n2, 'web')?.replicas.length === 1 ? true : undefined), (TTL_S + 5) * 1000);
+    expect(Date.now() - t0).toBeLessThan((TTL_S + 3) * 1000);
+    expect(tally(hellos(n2.netns, '127.0.0.1', MESH_PORT, 6))).toEqual({ r0: 6 });
+    daemons[1] = await startNodeDaemon(cluster, n1, ['--node-ttl', String(TTL_S)]);
+    await until('r1 back on node 2', () => (hellos(n2.netns, '127.0.0.1', MESH_PORT, 4).includes('r1') ? true : undefined), 15_000);
   });
 
   it('rm on any node removes the service everywhere', async () => {
