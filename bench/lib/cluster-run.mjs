@@ -76,9 +76,10 @@ export class ShoalCluster {
     return { cniVersion: list.cniVersion, name: list.name, ...list.plugins[0] };
   }
 
-  /** ADD a container named `name` on node `n`: {ns, ip, at (epoch ms of the plugin's exit), ms}. */
-  async add(n, network, name) {
+  /** ADD a container named `name` (with DNS `aliases`) on node `n`: {ns, ip, at (epoch ms of the plugin's exit), ms}. */
+  async add(n, network, name, aliases = []) {
     const conf = await this.conf(n, network);
+    if (aliases.length) conf.runtimeConfig = { aliases: { [network]: aliases } };
     const ns = `${this.cluster.nodes[0].name}c${this.seq++}`;
     must('ip', ['netns', 'add', ns]);
     this.containers.push(ns);
