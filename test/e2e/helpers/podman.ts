@@ -30,10 +30,18 @@ export class Podman {
   readonly networkDir: string;
   private readonly conf: string;
 
-  constructor(pluginDir: string) {
+  /**
+   * `networkDir`: podman's network config dir (default: one of its own); `prefix`: a command it
+   * runs under (a test cluster node's `ip netns exec <node>`); `env`: added to its environment,
+   * which podman passes on to the plugins (a node's SHOAL_* dirs).
+   */
+  constructor(
+    pluginDir: string,
+    private readonly opts: { networkDir?: string; prefix?: string[]; env?: Record<string, string> } = {},
+  ) {
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-podman-'));
-    this.networkDir = path.join(this.dir, 'networks');
-    mkdirSync(this.networkDir);
+    this.networkDir = opts.networkDir ?? path.join(this.dir, 'networks');
+    if (!opts.networkDir) mkdirSync(this.networkDir);
     this.conf = path.join(this.dir, 'containers.conf');
     writeFileSync(
       this.conf,
@@ -52,10 +60,11 @@ export class Podman {
   }
 
   run(args: string[], timeout = 60_000): { status: number | null; stdout: string; stderr: string } {
+    const [cmd, ...pre] = [...(this.opts.prefix ?? []), 'podman'];
     const res = spawnSync(
-      'podman',
-      ['--root', path.join(this.dir, 'root'), '--runroot', path.join(this.dir, 'runroot'), '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', ...args],
-      { encoding: 'utf8', timeout, env: { ...process.env, CONTAINERS_CONF: this.conf } },
+      cmd!,
+      [...pre, '--root', path.join(this.dir, 'root'), '--runroot', path.join(this.dir, 'runroot'), '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', ...args],
+      { encoding: 'utf8', timeout, env: { ...process.env, ...this.opts.env, CONTAINERS_CONF: this.conf } },
     );
     return { status: res.status, stdout: res.stdout ?? '', stderr: res.stderr ?? '' };
   }
@@ -66,7 +75,7 @@ export class Podman {
     mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
     for (const d of ['etc', 'proc', 'sys', 'dev', 'tmp']) mkdirSync(path.join(rootfs, d), { recursive: true });
     copyFileSync(BUSYBOX, path.join(rootfs, 'bin/busybox'));
-    for (const applet of ['sh', 'ping', 'sleep', 'ip', 'wget', 'cat', 'ls', 'timeout', 'httpd']) symlinkSync('busybox', path.join(rootfs, 'bin', applet));
+    for (const applet of ['sh', 'ping', 'sleep', 'ip', 'wget', 'cat', 'ls', 'timeout', 'httpd', 'nslookup', 'nc', 'printf']) symlinkSync('busybox', path.join(rootfs, 'bin', applet));
     const tar = spawnSync('sh', ['-c', `tar -C ${rootfs} -c . | CONTAINERS_CONF=${this.conf} podman --root ${path.join(this.dir, 'root')} --runroot ${path.join(this.dir, 'runroot')} --events-backend none import - ${IMAGE}`], { encoding: 'utf8' });
     if (tar.status !== 0) throw new Error(`podman import failed: ${tar.stderr}`);
   }
