@@ -272,6 +272,7 @@ async function main() {
     // Asked as newbieN.bench.shoal, which both answer locally once it is gone (NXDOMAIN:
     // Shoal's zone, dnsmasq's --local=/bench.shoal/), so no upstream round trip is measured.
     const seen = { shoal: [], dnsmasq: [], 'shoal-0': [] };
+    const inside = { set: [], applied: [] };
     const base = JSON.parse(readFileSync(records, 'utf8'));
     const hostsText = readFileSync(hosts, 'utf8');
     const probes = { shoal: await startProbe(PORTS.shoal), dnsmasq: await startProbe(PORTS.dnsmasq), 'shoal-0': before ? await startProbe(PORTS.before) : undefined };
@@ -279,7 +280,13 @@ async function main() {
       process.kill(server.pid, 'SIGUSR1');
       if (!(await out.next(/^LOADED/))) throw new Error('the Shoal server did not load its next records');
       await sleep(changeSettleMs);
-      return probe.time(name, want, () => process.kill(server.pid, 'SIGHUP'));
+      const ms = await probe.time(name, want, () => process.kill(server.pid, 'SIGHUP'));
+      const [set, applied] = ((await out.next(/^CHANGED /, 10_000)) ?? 'CHANGED NaN NaN').split(' ').slice(1).map(Number);
+      if (server === shoal) {
+        inside.set.push(set);
+        inside.applied.push(applied);
+      }
+      return ms;
     };
     for (let i = 0; i < changes; i += 1) {
       const name = `newbie${i}`;
@@ -297,6 +304,7 @@ async function main() {
     for (const p of Object.values(probes)) await p?.stop();
     const changeLine = (xs) => `p50 ${percentile(xs, 50)?.toFixed(1)} p99 ${percentile(xs, 99)?.toFixed(1)} max ${Math.max(...xs).toFixed(1)}`;
     console.log(`  record change seen by 16 client sockets (${changes} adds and ${changes} removes, one at a time), ms: shoal ${changeLine(seen.shoal)}; dnsmasq ${changeLine(seen.dnsmasq)}${shoal0 ? `; shoal-0 ${changeLine(seen['shoal-0'])}` : ''}`);
+    console.log(`    inside Shoal: setRecords (the diff) ${changeLine(inside.set)}; until every worker applied it ${changeLine(inside.applied)}`);
     if (k === 0) await scenario(`forwarded names (${FORWARDED} under fwd.test), warm caches`, fwdQueries, targets, true);
     await stop(shoal);
     await stop(shoal0);
