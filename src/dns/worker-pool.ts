@@ -214,7 +214,7 @@ export class DnsWorkerPool {
     } else if (m.type === 'applied') {
       s.applied = m.version;
       if (m.version === this.records?.version) this.opts.metrics?.setRecords(new Map(m.recordCounts));
-      this.opts.logger?.debug({ event: 'dns_worker_records', worker: s.index, version: m.version, ms: Math.round(m.ms) }, 'DNS worker swapped its snapshot');
+      this.opts.logger?.debug({ event: 'dns_worker_records', worker: s.index, version: m.version, ms: Math.round(m.ms) }, 'DNS worker applied the records');
       for (const w of [...this.waiters]) w();
     } else if (m.type === 'log') {
       this.opts.logger?.[m.level](m.fields, m.msg);
