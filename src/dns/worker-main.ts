@@ -91,5 +91,7 @@ port.on('message', (m: ToWorker) => {
   handle(m).catch((err: unknown) => {
     const e = err as { code?: string; message?: string };
     if ('id' in m) post({ type: 'reply', id: m.id, ok: false, code: e.code, errno: errnoOf(err), message: e.message ?? String(err) });
+    // Records have no reply: a set or delta that failed shows in the log (and whenApplied waits).
+    else post({ type: 'log', level: 'error', fields: { event: 'dns_worker_error', worker: data.index, message: m.type, err: { message: e.message ?? String(err) } }, msg: `DNS worker ${data.index} failed to apply "${m.type}": ${e.message ?? String(err)}` });
   });
 });
