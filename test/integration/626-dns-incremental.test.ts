@@ -92,6 +92,16 @@ async function seenByEveryWorker(t0: number, questions: [name: string, type: 'A'
   );
 }
 
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
 beforeAll(async () => {
@@ -167,4 +177,26 @@ describe('626 dns incremental changes at 100,000 records', () => {
     );
     expect(all.filter((ms) => ms >= 100).map((ms) => Math.round(ms))).toEqual([]);
   }, 180_000);
+
+  it('a worker started after the deltas (a replacement) answers the latest record set', async () => {
+    const ip = '10.99.1.1';
+    dns.setRecords(records([{ network: 'red', containerId: 'late', name: 'late', ipv4: [ip] }]));
+    expect(await dns.pool!.whenApplied(10_000)).toBe(true);
+    const before = dns.pool!.threadIds();
+    dns.pool!.crash(1);
+    await until('worker 1 replaced and applied', async () => {
+      const ids = dns.pool!.threadIds();
+      return ids[1] !== undefined && ids[1] !== before[1] && (await dns.pool!.whenApplied(0)) ? true : undefined;
+    }, 180_000);
+    // Fresh client sockets until one meets the replacement; each must see the record.
+    await dns.pool!.collectCounts();
+    await until('an answer from the replacement', async () => {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => s.bind(0, red(10), () => resolve()));
+      clients.push(s);
+      expect(outcome(await ask(s, 'late.red.shoal', 'A'))).toBe(`NOERROR ${ip}`);
+      expect(outcome(await ask(s, reverse(ip), 'PTR'))).toBe('NOERROR late.red.shoal');
+      return ((await dns.pool!.collectCounts())[1]?.answered ?? 0) > 0 ? true : undefined;
+    }, 60_000);
+  }, 300_000);
 });
