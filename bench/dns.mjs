@@ -8,6 +8,8 @@
 //   npm run bench -- dns
 //   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_WORKERS=2 BENCH_SETTLE_MS=1000 node bench/dns.mjs
 //   BENCH_RECORDS=1000,100000   record counts (local names, asked by bare name, all of them cycled)
+//   BENCH_CHANGES=20  records added and removed one at a time, timed until every client socket
+//                    sees each change (BENCH_CHANGE_SETTLE_MS=200 of quiet before each)
 //   BENCH_BEFORE=1   also the server as it was before issue 18 (main thread, Node's dgram), as
 //                    a third target in the same alternation ("shoal-0")
 //
@@ -31,6 +33,8 @@ const rounds = Number(env.BENCH_ROUNDS ?? 5);
 const workers = Number(env.BENCH_WORKERS ?? 2);
 const settleMs = Number(env.BENCH_SETTLE_MS ?? 1000);
 const recordCounts = (env.BENCH_RECORDS ?? '1000,100000').split(',').map(Number);
+const changes = Number(env.BENCH_CHANGES ?? 20);
+const changeSettleMs = Number(env.BENCH_CHANGE_SETTLE_MS ?? 200);
 const FORWARDED = 1000;
 const b = 200 + Math.floor(Math.random() * 50);
 const id = randomBytes(3).toString('hex');
@@ -152,29 +156,69 @@ async function scenario(label, queryFile, targets, warm) {
   if (a.concat(c).some((x) => !Number.isFinite(x.qps) || x.noerror === 0)) console.log(`  a run failed:\n${a.concat(c).find((x) => !Number.isFinite(x.qps) || x.noerror === 0).summary}`);
 }
 
-/** ms from telling `server` to reload (SIGHUP) until 16 client sockets all see `expected` for `name`. */
-async function changeSeen(server, port, name, expected) {
-  const probe = spawn('ip', ['netns', 'exec', netns, process.execPath, path.join(root, 'bench/lib/dns-change-probe.mjs'), gateway, String(port), name, expected], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.add(probe);
-  let out = '';
+/** Lines a child prints, awaited one pattern at a time. */
+function lineReader() {
+  const lines = [];
   const waiters = new Set();
-  probe.stdout.on('data', (d) => {
-    out += d.toString();
-    for (const w of [...waiters]) w();
-  });
-  const line = (re) =>
-    new Promise((resolve) => {
-      const check = () => re.test(out) && (waiters.delete(check), resolve());
-      waiters.add(check);
-      check();
-    });
-  await line(/ready/);
-  process.kill(server.pid, 'SIGHUP');
-  probe.stdin.write('go\n');
-  await Promise.race([line(/seen \S+/), sleep(70_000)]);
-  await stop(probe);
-  return /seen (\S+)/.exec(out)?.[1] ?? 'no answer';
+  return {
+    push(line) {
+      lines.push(line);
+      for (const w of [...waiters]) w();
+    },
+    /** The next line matching `re` (lines before it are dropped); undefined after `ms`. */
+    next(re, ms = 70_000) {
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => (waiters.delete(check), resolve(undefined)), ms);
+        const check = () => {
+          while (lines.length) {
+            const l = lines.shift();
+            if (re.test(l)) {
+              clearTimeout(timer);
+              waiters.delete(check);
+              resolve(l);
+              return;
+            }
+          }
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
 }
+
+/**
+ * A probe in the client namespace (bench/lib/dns-change-probe.mjs) for the server on `port`:
+ * `time(name, expected, change)` runs `change` once the probe's clock runs, and resolves with
+ * the ms until 16 client sockets all see `expected` for `name`.
+ */
+async function startProbe(port) {
+  const probe = spawn('ip', ['netns', 'exec', netns, process.execPath, path.join(root, 'bench/lib/dns-change-probe.mjs'), gateway, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(probe);
+  const out = lineReader();
+  let rest = '';
+  probe.stdout.on('data', (d) => {
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop();
+    for (const l of parts) out.push(l);
+  });
+  if (!(await out.next(/^ready/))) throw new Error('change probe did not start');
+  return {
+    stop: () => stop(probe),
+    async time(name, expected, change) {
+      probe.stdin.write(`go ${name} ${expected}\n`);
+      await out.next(/^started/);
+      change();
+      const seen = await out.next(/^seen /);
+      return Number(seen?.slice(5) ?? NaN);
+    },
+  };
+}
+
+const percentile = (xs, p) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length === xs.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN;
+};
 
 async function main() {
   for (const cmd of ['dnsperf', 'dnsmasq', 'ip']) {
@@ -200,11 +244,14 @@ async function main() {
 
     const mem = [];
     let applied = '';
+    const shoalOut = lineReader();
     const shoal = await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.shoal), String(workers), path.join(work, 'dns-worker.cjs')], /READY/, (l) => {
       if (l.startsWith('MEM ')) mem.push(Number(l.slice(4)));
       if (l.startsWith('APPLIED ')) applied = l.slice(8);
+      shoalOut.push(l);
     });
-    const shoal0 = before ? await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.before), '0', '', 'dgram'], /READY/) : undefined;
+    const shoal0Out = lineReader();
+    const shoal0 = before ? await start(process.execPath, ['--expose-gc', path.join(work, 'server.mjs'), records, gateway, String(PORTS.before), '0', '', 'dgram'], /READY/, (l) => shoal0Out.push(l)) : undefined;
     const emptyMasq = await start('dnsmasq', dnsmasqArgs(gateway, PORTS.dnsmasq, '/dev/null', ['--no-resolv', '--cache-size=10000']), /started|compile time options/);
     await sleep(300);
     const masqEmptyRss = rssOf(emptyMasq.pid);
@@ -219,27 +266,45 @@ async function main() {
       ...(before ? [{ name: 'shoal-0', port: PORTS.before }] : []),
     ];
     await scenario(`local names, ${n.toLocaleString('en')} records, all asked in turn`, queries, targets, false);
-    // A record added, then removed, while idle: ms until every client socket sees it (SIGHUP
-    // makes each server re-read its records: Shoal its JSON, dnsmasq its hosts file). Asked as
-    // newbie.bench.shoal, which both answer locally once it is gone (NXDOMAIN: Shoal's zone,
-    // dnsmasq's --local=/bench.shoal/), so no upstream round trip is measured.
-    const extra = { network: 'bench', containerId: 'c-newbie', name: 'newbie', ipv4: [`10.181.${b}.77`] };
+    // Records added and removed while idle, one at a time: ms until every client socket sees
+    // each change. Shoal is handed the whole new record set (parsed beforehand: reading it is
+    // the daemon's part) and finds what changed; dnsmasq re-reads its hosts file on SIGHUP.
+    // Asked as newbieN.bench.shoal, which both answer locally once it is gone (NXDOMAIN:
+    // Shoal's zone, dnsmasq's --local=/bench.shoal/), so no upstream round trip is measured.
     const seen = { shoal: [], dnsmasq: [], 'shoal-0': [] };
+    const inside = { set: [], applied: [] };
     const base = JSON.parse(readFileSync(records, 'utf8'));
     const hostsText = readFileSync(hosts, 'utf8');
-    for (const [change, want] of [['add', `10.181.${b}.77`], ['remove', `!10.181.${b}.77`]]) {
-      writeFileSync(`${records}.reload`, JSON.stringify(change === 'add' ? { ...base, endpoints: [...base.endpoints, extra] } : base));
-      writeFileSync(hosts, change === 'add' ? `${hostsText}10.181.${b}.77 newbie.bench.shoal\n` : hostsText);
-      await sleep(settleMs);
-      seen.shoal.push(await changeSeen(shoal, PORTS.shoal, 'newbie.bench.shoal', want));
-      await sleep(settleMs);
-      seen.dnsmasq.push(await changeSeen(masq, PORTS.dnsmasq, 'newbie.bench.shoal', want));
-      if (shoal0) {
-        await sleep(settleMs);
-        seen['shoal-0'].push(await changeSeen(shoal0, PORTS.before, 'newbie.bench.shoal', want));
+    const probes = { shoal: await startProbe(PORTS.shoal), dnsmasq: await startProbe(PORTS.dnsmasq), 'shoal-0': before ? await startProbe(PORTS.before) : undefined };
+    const shoalChange = async (server, out, probe, name, want) => {
+      process.kill(server.pid, 'SIGUSR1');
+      if (!(await out.next(/^LOADED/))) throw new Error('the Shoal server did not load its next records');
+      await sleep(changeSettleMs);
+      const ms = await probe.time(name, want, () => process.kill(server.pid, 'SIGHUP'));
+      const [set, applied] = ((await out.next(/^CHANGED /, 10_000)) ?? 'CHANGED NaN NaN').split(' ').slice(1).map(Number);
+      if (server === shoal) {
+        inside.set.push(set);
+        inside.applied.push(applied);
+      }
+      return ms;
+    };
+    for (let i = 0; i < changes; i += 1) {
+      const name = `newbie${i}`;
+      const addr = `10.181.${b}.${100 + (i % 100)}`;
+      const extra = { network: 'bench', containerId: `c-${name}`, name, ipv4: [addr] };
+      for (const [change, want] of [['add', addr], ['remove', `!${addr}`]]) {
+        writeFileSync(`${records}.reload`, JSON.stringify(change === 'add' ? { ...base, endpoints: [...base.endpoints, extra] } : base));
+        writeFileSync(hosts, change === 'add' ? `${hostsText}${addr} ${name}.bench.shoal\n` : hostsText);
+        seen.shoal.push(await shoalChange(shoal, shoalOut, probes.shoal, `${name}.bench.shoal`, want));
+        await sleep(changeSettleMs);
+        seen.dnsmasq.push(await probes.dnsmasq.time(`${name}.bench.shoal`, want, () => process.kill(masq.pid, 'SIGHUP')));
+        if (shoal0) seen['shoal-0'].push(await shoalChange(shoal0, shoal0Out, probes['shoal-0'], `${name}.bench.shoal`, want));
       }
     }
-    console.log(`  record change seen by 16 client sockets (add, remove), ms: shoal ${seen.shoal.join(', ')}; dnsmasq ${seen.dnsmasq.join(', ')}${shoal0 ? `; shoal-0 ${seen['shoal-0'].join(', ')}` : ''}`);
+    for (const p of Object.values(probes)) await p?.stop();
+    const changeLine = (xs) => `p50 ${percentile(xs, 50)?.toFixed(1)} p99 ${percentile(xs, 99)?.toFixed(1)} max ${Math.max(...xs).toFixed(1)}`;
+    console.log(`  record change seen by 16 client sockets (${changes} adds and ${changes} removes, one at a time), ms: shoal ${changeLine(seen.shoal)}; dnsmasq ${changeLine(seen.dnsmasq)}${shoal0 ? `; shoal-0 ${changeLine(seen['shoal-0'])}` : ''}`);
+    console.log(`    inside Shoal: setRecords (the diff) ${changeLine(inside.set)}; until every worker applied it ${changeLine(inside.applied)}`);
     if (k === 0) await scenario(`forwarded names (${FORWARDED} under fwd.test), warm caches`, fwdQueries, targets, true);
     await stop(shoal);
     await stop(shoal0);

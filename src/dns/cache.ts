@@ -91,6 +91,18 @@ export class ResponseCache {
     return true;
   }
 
+  /** Drops the entries whose key `drop` says; returns how many. */
+  deleteWhere(drop: (key: string) => boolean): number {
+    let n = 0;
+    for (const k of [...this.entries.keys()]) {
+      if (drop(k)) {
+        this.entries.delete(k);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
   clear(): void {
     this.entries.clear();
   }

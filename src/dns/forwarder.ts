@@ -48,6 +48,15 @@ export class Forwarder {
     return this.active;
   }
 
+  /**
+   * Forgets cached upstream answers for these names (lower case, no trailing dot): they became
+   * local records or stopped being ones, and an upstream's old NXDOMAIN has no say on them.
+   */
+  forget(names: ReadonlySet<string>): number {
+    if (names.size === 0 || this.opts.cache.size === 0) return 0;
+    return this.opts.cache.deleteWhere((key) => names.has(key.slice(0, key.indexOf('\x01'))));
+  }
+
   /** A cached answer comes back synchronously (no promise on the warm-cache path), the rest as a promise. */
   forward(questionBytes: Buffer, q: Question, dnssecOk: boolean, own: readonly string[] | undefined, network: string): ForwardResult | Promise<ForwardResult> {
     const key = `${q.name}\x01${q.type}\x01${q.class}\x01${dnssecOk ? 1 : 0}\x01${questionBytes.toString('latin1')}`;

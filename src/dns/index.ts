@@ -18,7 +18,8 @@ import { DnsMetrics } from './metrics.js';
 import type { DnsMetricsSink } from './metrics-sink.js';
 import { ResolvConf } from './resolv-conf.js';
 import { DnsServer, type ListenerAddress } from './server.js';
-import { RecordSnapshot } from './snapshot.js';
+import { RecordsDiffer } from './records-diff.js';
+import { RecordSnapshot, type RecordsDelta } from './snapshot.js';
 import type { DnsRecordsInput } from './types.js';
 import { socketTransport, type UpstreamTransport } from './upstream.js';
 import { DnsWorkerPool } from './worker-pool.js';
@@ -57,6 +58,8 @@ export class ShoalDns {
   /** The SRV table that came with the current records (read by the srv handler). */
   private srv: SrvTable | undefined;
   private version = 0;
+  /** The last record set given to setRecords, to diff the next against. */
+  private differ: RecordsDiffer | undefined;
   private readonly opts: ShoalDnsOptions;
 
   constructor(options: ShoalDnsOptions = {}) {
@@ -118,20 +121,42 @@ export class ShoalDns {
   }
 
   /**
-   * Builds a new snapshot from the full record set and swaps it in; the next query sees it.
-   * With workers, each worker builds and swaps its own (pool.whenApplied() says when all did).
+   * Makes `input` the record set (the whole of it; do not mutate it afterwards: the next call
+   * diffs against it). What changed since the last call is applied to the snapshot in place
+   * (records-diff.ts, snapshot.ts `applyDelta`); a first set, or a change a delta cannot carry,
+   * builds a new snapshot. The next query sees the change. With workers, each worker applies it
+   * to its own snapshot (pool.whenApplied() says when all did).
    */
   setRecords(input: DnsRecordsInput): RecordSnapshot {
+    const change = (this.differ ??= new RecordsDiffer()).change(input);
     if (this.pool) {
-      this.pool.setRecords(input);
+      if (change.kind === 'full') this.pool.setRecords(input);
+      else if (change.added.length + change.removed.length > 0) this.pool.applyDelta(change, input);
       return this.current;
     }
+    if (change.kind === 'full') return this.loadRecords(input);
+    return change.added.length + change.removed.length > 0 ? this.applyDelta(change) : this.current;
+  }
+
+  /** Builds a new snapshot from the whole record set and swaps it in (no diff: what a worker is sent). */
+  loadRecords(input: DnsRecordsInput): RecordSnapshot {
     this.version += 1;
     const next = RecordSnapshot.build(input, this.snapshotOptions(), this.version);
     this.srv = input.srv;
     this.current = next;
-    this.metrics?.setRecords(new Map([...next.networks.values()].map((n) => [n.name, n.recordCount])));
+    this.publishRecordCounts();
     return next;
+  }
+
+  /** Applies a delta to the current snapshot, and drops cached upstream answers for the names it touched. */
+  applyDelta(delta: RecordsDelta): RecordSnapshot {
+    this.forwarder.forget(this.current.applyDelta(delta));
+    this.publishRecordCounts();
+    return this.current;
+  }
+
+  private publishRecordCounts(): void {
+    this.metrics?.setRecords(new Map([...this.current.networks.values()].map((n) => [n.name, n.recordCount])));
   }
 
   addListener(address: string, port = 53): Promise<ListenerAddress> {

@@ -2,7 +2,8 @@
  * Shared lookup for the two record handlers (containers, custom hosts): A/AAAA/ANY over an
  * address map, PTR over a reverse map, NODATA when the name exists without the asked family.
  */
-import type { AddressSet, NetworkRecords, Scope } from './snapshot.js';
+import { ptrTarget, type AddressSet, type NetworkRecords, type PtrTarget } from './network-records.js';
+import type { Scope } from './snapshot.js';
 import { encodeName, encodeRecord } from './wire.js';
 import { QTYPE, RCODE, type LocalResult, type Question } from './types.js';
 
@@ -10,12 +11,12 @@ export function answerFromMaps(
   scope: Scope,
   q: Question,
   addresses: (n: NetworkRecords) => ReadonlyMap<string, AddressSet>,
-  reverse: (n: NetworkRecords) => ReadonlyMap<string, string>,
+  reverse: (n: NetworkRecords) => ReadonlyMap<string, PtrTarget>,
 ): LocalResult | undefined {
   if (q.opaque || q.class !== 1 || scope.networks.length === 0) return undefined;
   if (q.type === QTYPE.PTR) {
     for (const net of scope.networks) {
-      const target = reverse(net).get(q.name);
+      const target = ptrTarget(reverse(net).get(q.name));
       if (target !== undefined) {
         return { kind: 'local', rcode: RCODE.NOERROR, records: [encodeRecord(QTYPE.PTR, net.ttl, encodeName(target))], network: net.name };
       }

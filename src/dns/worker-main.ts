@@ -1,8 +1,9 @@
 /**
  * A DNS worker thread: a whole ShoalDns (snapshot, handler chain, forwarder, cache) whose
  * listeners bind with SO_REUSEPORT next to the other workers' (worker-pool.ts). It builds its
- * own snapshot from the record set the main thread shares, counts into plain numbers that the
- * main thread collects on every scrape, and sends its log events to the main thread's logger.
+ * own snapshot from the record set the main thread shares and applies the deltas that follow
+ * to it, counts into plain numbers that the main thread collects on every scrape, and sends
+ * its log events to the main thread's logger.
  * Built as its own bundle (dist/bin/dns-worker.js) by scripts/build.mjs.
  */
 import { deserialize } from 'node:v8';
@@ -40,7 +41,14 @@ async function handle(m: ToWorker): Promise<void> {
     case 'records': {
       const t0 = performance.now();
       const input = deserialize(new Uint8Array(m.records, 0, m.length)) as DnsRecordsInput;
-      const snap = dns.setRecords(input);
+      const snap = dns.loadRecords(input);
+      const recordCounts = [...snap.networks.values()].map((n): [string, number] => [n.name, n.recordCount]);
+      post({ type: 'applied', version: m.version, recordCounts, ms: performance.now() - t0 });
+      return;
+    }
+    case 'delta': {
+      const t0 = performance.now();
+      const snap = dns.applyDelta(m.delta);
       const recordCounts = [...snap.networks.values()].map((n): [string, number] => [n.name, n.recordCount]);
       post({ type: 'applied', version: m.version, recordCounts, ms: performance.now() - t0 });
       return;
@@ -83,5 +91,7 @@ port.on('message', (m: ToWorker) => {
   handle(m).catch((err: unknown) => {
     const e = err as { code?: string; message?: string };
     if ('id' in m) post({ type: 'reply', id: m.id, ok: false, code: e.code, errno: errnoOf(err), message: e.message ?? String(err) });
+    // Records have no reply: a set or delta that failed shows in the log (and whenApplied waits).
+    else post({ type: 'log', level: 'error', fields: { event: 'dns_worker_error', worker: data.index, message: m.type, err: { message: e.message ?? String(err) } }, msg: `DNS worker ${data.index} failed to apply "${m.type}": ${e.message ?? String(err)}` });
   });
 });

@@ -5,7 +5,10 @@
  * removes listeners on all of them, collects their counts on every scrape (so the metrics stay
  * exact sums), relays their log events, and replaces a worker that dies: the others keep
  * answering meanwhile (the kernel hands the dead one's share to the sockets left), and the
- * replacement gets the current records and every listener before it joins.
+ * replacement gets the current records and every listener before it joins. A record change
+ * reaches the workers as a delta (the endpoints that changed) when ShoalDns could compute
+ * one, else as the whole set; messages to a worker arrive in order, so each delta applies on
+ * top of the version before it.
  */
 import { serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
@@ -14,6 +17,7 @@ import { ShoalError } from '../errors.js';
 import type { CountsDelta } from './metrics-sink.js';
 import type { DnsMetrics } from './metrics.js';
 import type { ListenerAddress } from './server.js';
+import type { RecordsDelta } from './snapshot.js';
 import type { DnsRecordsInput } from './types.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerDnsOptions } from './worker-protocol.js';
 
@@ -30,6 +34,19 @@ export interface WorkerPoolOptions {
 
 type Reply = Extract<FromWorker, { type: 'reply' }>;
 
+interface Shared {
+  buffer: SharedArrayBuffer;
+  length: number;
+}
+
+/** The record set v8-serialized once into memory every worker reads. */
+function shareable(input: DnsRecordsInput): Shared {
+  const bytes = serialize(input);
+  const buffer = new SharedArrayBuffer(bytes.length);
+  new Uint8Array(buffer).set(bytes);
+  return { buffer, length: bytes.length };
+}
+
 interface Slot {
   index: number;
   worker: Worker;
@@ -42,7 +59,8 @@ export class DnsWorkerPool {
   private readonly opts: WorkerPoolOptions;
   private readonly slots: (Slot | undefined)[];
   private readonly listening = new Map<string, ListenerAddress>();
-  private records: { version: number; buffer: SharedArrayBuffer; length: number } | undefined;
+  /** The latest record set; serialized for workers when one needs it whole (`shared`). */
+  private records: { version: number; input: DnsRecordsInput; shared: Shared | undefined } | undefined;
   private nextId = 1;
   private closing = false;
   private readonly restarts: number[];
@@ -66,12 +84,20 @@ export class DnsWorkerPool {
 
   /** Shares the full record set with every worker; each builds its snapshot and swaps it in. */
   setRecords(input: DnsRecordsInput): number {
-    const bytes = serialize(input);
-    const buffer = new SharedArrayBuffer(bytes.length);
-    new Uint8Array(buffer).set(bytes);
-    this.records = { version: (this.records?.version ?? 0) + 1, buffer, length: bytes.length };
+    this.records = { version: (this.records?.version ?? 0) + 1, input, shared: shareable(input) };
     for (const s of this.slots) if (s) this.sendRecords(s);
     return this.records.version;
+  }
+
+  /**
+   * Sends every worker the endpoints that changed; `input` is the record set they make (what a
+   * worker started later gets whole). A few objects cross the thread boundary, not the set.
+   */
+  applyDelta(delta: RecordsDelta, input: DnsRecordsInput): number {
+    const version = (this.records?.version ?? 0) + 1;
+    this.records = { version, input, shared: undefined };
+    for (const s of this.slots) s?.worker.postMessage({ type: 'delta', version, delta } satisfies ToWorker);
+    return version;
   }
 
   /** Resolves once every live worker answers with the latest record set (or `timeoutMs` passes: false). */
@@ -175,7 +201,9 @@ export class DnsWorkerPool {
 
   private sendRecords(s: Slot): void {
     const r = this.records;
-    if (r) s.worker.postMessage({ type: 'records', version: r.version, records: r.buffer, length: r.length } satisfies ToWorker);
+    if (!r) return;
+    r.shared ??= shareable(r.input);
+    s.worker.postMessage({ type: 'records', version: r.version, records: r.shared.buffer, length: r.shared.length } satisfies ToWorker);
   }
 
   private onMessage(s: Slot, m: FromWorker): void {
@@ -186,7 +214,7 @@ export class DnsWorkerPool {
     } else if (m.type === 'applied') {
       s.applied = m.version;
       if (m.version === this.records?.version) this.opts.metrics?.setRecords(new Map(m.recordCounts));
-      this.opts.logger?.debug({ event: 'dns_worker_records', worker: s.index, version: m.version, ms: Math.round(m.ms) }, 'DNS worker swapped its snapshot');
+      this.opts.logger?.debug({ event: 'dns_worker_records', worker: s.index, version: m.version, ms: Math.round(m.ms) }, 'DNS worker applied the records');
       for (const w of [...this.waiters]) w();
     } else if (m.type === 'log') {
       this.opts.logger?.[m.level](m.fields, m.msg);

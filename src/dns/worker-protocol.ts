@@ -3,6 +3,7 @@
  * (worker-main.ts). Requests carry an id; the worker answers each with a `reply` of that id.
  */
 import type { CountsDelta } from './metrics-sink.js';
+import type { RecordsDelta } from './snapshot.js';
 
 /** What a worker's ShoalDns is built with: the serializable part of ShoalDnsOptions (which extends it). */
 export interface WorkerDnsOptions {
@@ -37,6 +38,8 @@ export interface WorkerData {
 export type ToWorker =
   /** The full record set, v8-serialized into shared memory once for all workers. */
   | { type: 'records'; version: number; records: SharedArrayBuffer; length: number }
+  /** The endpoints that changed since version - 1 (structured clone: a few objects). */
+  | { type: 'delta'; version: number; delta: RecordsDelta }
   | { type: 'listen'; id: number; address: string; port: number }
   | { type: 'unlisten'; id: number; address: string; port: number }
   | { type: 'counts'; id: number }

@@ -1,0 +1,139 @@
+/**
+ * Record changes applied as deltas (records-diff.ts, snapshot.ts applyDelta): the diff finds
+ * exactly the endpoints that changed, falls back to a full set where a delta cannot say it, and
+ * a snapshot kept current by deltas answers every question the way one built whole from the
+ * same record set does, memoized answers and negative ones included.
+ */
+import { describe, expect, it } from 'vitest';
+import { HandlerChain } from '../../src/dns/chain.js';
+import { containersHandler } from '../../src/dns/handler-containers.js';
+import { hostsHandler } from '../../src/dns/handler-hosts.js';
+import { zoneHandler } from '../../src/dns/handler-zone.js';
+import { parseAddress, reverseName } from '../../src/dns/ip.js';
+import { diffEndpoints, RecordsDiffer } from '../../src/dns/records-diff.js';
+import { RecordSnapshot } from '../../src/dns/snapshot.js';
+import type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput, HandlerResult } from '../../src/dns/types.js';
+import { context } from '../helpers/dns.js';
+import type dnsPacket from 'dns-packet';
+
+const networks: DnsNetworkConfig[] = [
+  { name: 'red', domain: 'red.shoal', subnets: ['10.1.0.0/24', 'fd01::/64'], gateways: ['10.1.0.1'], hosts: { 'db.internal': ['192.0.2.9'] } },
+  { name: 'blue', domain: 'blue.shoal', subnets: ['10.2.0.0/24'] },
+];
+const ep = (network: string, id: string, name: string, ip: string, more: Partial<DnsEndpoint> = {}): DnsEndpoint => ({ network, containerId: id, name, ipv4: [ip], ...more });
+
+describe('records diff', () => {
+  const base = [ep('red', 'a', 'a', '10.1.0.10'), ep('red', 'b', 'b', '10.1.0.11'), ep('blue', 'c', 'c', '10.2.0.12'), ep('red', 'd', 'd', '10.1.0.13')];
+
+  it('finds one endpoint inserted, dropped or changed anywhere, comparing fields, not objects', () => {
+    const copy = base.map((e) => ({ ...e, ifname: 'eth0' }));
+    const x = ep('red', 'x', 'x', '10.1.0.99');
+    expect(diffEndpoints(base, copy)).toEqual({ added: [], removed: [] });
+    expect(diffEndpoints(base, [...copy.slice(0, 2), x, ...copy.slice(2)])).toEqual({ added: [x], removed: [] });
+    expect(diffEndpoints(base, [copy[0]!, copy[2]!, copy[3]!])).toEqual({ added: [], removed: [base[1]] });
+    const renamed = { ...copy[2]!, aliases: ['cee'] };
+    expect(diffEndpoints(base, [copy[0]!, copy[1]!, renamed, copy[3]!])).toEqual({ added: [renamed], removed: [base[2]] });
+  });
+
+  it('diffs a reordered set, and counts identical endpoints as many times as they occur', () => {
+    const twice = [...base, { ...base[0]! }];
+    expect(diffEndpoints(base, [...base].reverse())).toEqual({ added: [], removed: [] });
+    expect(diffEndpoints(base, twice).added).toEqual([base[0]]);
+    expect(diffEndpoints(twice, [...base].reverse()).removed).toHaveLength(1);
+  });
+
+  it('sends a full set first, on a network or SRV change, for a container on several networks, and for a network without config', () => {
+    const d = new RecordsDiffer();
+    expect(d.change({ networks, endpoints: base }).kind).toBe('full');
+    expect(d.change({ networks, endpoints: [...base, ep('red', 'x', 'x', '10.1.0.99')] })).toMatchObject({ kind: 'delta', added: [{ name: 'x' }], removed: [] });
+    expect(d.change({ networks: [...networks].reverse(), endpoints: base }).kind).toBe('full');
+    expect(d.change({ networks: [...networks].reverse(), endpoints: base, srv: new Map([['red', new Map([['_web._tcp', [{ port: 80, target: 'web.red.shoal' }]]])]]) }).kind).toBe('full');
+    d.change({ networks, endpoints: base });
+    expect(d.change({ networks, endpoints: [...base, ep('blue', 'a', 'a', '10.2.0.10')] }).kind).toBe('full');
+    expect(d.change({ networks, endpoints: base }).kind).toBe('full'); // it was on two networks before
+    expect(d.change({ networks, endpoints: [...base, ep('green', 'g', 'g', '10.3.0.1')] }).kind).toBe('full');
+  });
+});
+
+/** A seeded generator, so a failure replays. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const handlers = () => [containersHandler(), hostsHandler(), zoneHandler(), { name: 'fwd', pure: false, handle: () => ({ kind: 'rcode' as const, rcode: 2, network: 'upstream' }) }];
+
+/** Every outcome a client can see, as comparable text (records in answer order). */
+function outcome(chain: HandlerChain, snap: RecordSnapshot, source: string, name: string, type: dnsPacket.RecordType): string {
+  const r = chain.resolve(context(snap, source, name, type)) as HandlerResult;
+  return r.kind === 'local' ? `${r.rcode} ${r.network} ${r.records.map((b) => b.toString('hex')).join(',')}` : `${r.kind} ${r.rcode}`;
+}
+
+describe('a snapshot kept current by deltas', () => {
+  it('answers like one built whole, after every one of 300 random adds and removes', () => {
+    const rnd = random(18);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+    // Few names and addresses, so that names, aliases and addresses collide (a dnsrr service's
+    // name on its replicas' addresses, a name on two networks, two endpoints on one address).
+    const names = ['web', 'db', 'cache', 'api', 'newbie'];
+    const candidates: DnsEndpoint[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      const network = pick(['red', 'blue']);
+      const subnet = network === 'red' ? '10.1.0' : '10.2.0';
+      const more: Partial<DnsEndpoint> = {};
+      if (rnd() < 0.3) more.aliases = [pick(names)];
+      if (network === 'red' && rnd() < 0.3) more.ipv6 = [`fd01::${10 + Math.floor(rnd() * 5)}`];
+      candidates.push(ep(network, `c${i}`, pick(names), `${subnet}.${10 + Math.floor(rnd() * 8)}/24`, more));
+    }
+    // A container on both networks stays put (changing it is a full rebuild, tested above).
+    const fixed = [ep('red', 'both', 'both', '10.1.0.50'), ep('blue', 'both', 'both', '192.168.7.50')];
+    const questions: [string, dnsPacket.RecordType][] = [];
+    for (const n of [...names, 'both', 'nosuch']) for (const s of [n, `${n}.red`, `${n}.blue.shoal`, `${n}.red.shoal`]) questions.push([s, 'A'], [s, 'AAAA']);
+    for (let h = 10; h < 18; h += 1) questions.push([`${h}.0.1.10.in-addr.arpa`, 'PTR'], [`${h}.0.2.10.in-addr.arpa`, 'PTR']);
+    for (let h = 10; h < 15; h += 1) questions.push([reverseName(parseAddress(`fd01::${h}`)!), 'PTR']);
+    const sources = ['10.1.0.200', '10.2.0.200', '192.168.7.50'];
+
+    let endpoints = [...fixed];
+    const differ = new RecordsDiffer();
+    const incremental = RecordSnapshot.build({ networks, endpoints });
+    differ.change({ networks, endpoints });
+    const chain = new HandlerChain(handlers());
+    let deltas = 0;
+    for (let step = 0; step < 300; step += 1) {
+      // Memoize answers (negative ones too) before the change, as a busy server would have.
+      for (const s of sources) for (const [q, t] of questions) outcome(chain, incremental, s, q, t);
+      const present = endpoints.filter((e) => !fixed.includes(e));
+      const victim = rnd() < 0.5 && present.length ? pick(present) : undefined;
+      endpoints = victim ? endpoints.filter((e) => e !== victim) : [...endpoints, pick(candidates)];
+      const input: DnsRecordsInput = { networks, endpoints };
+      const change = differ.change(input);
+      expect(change.kind).toBe('delta');
+      if (change.kind === 'delta') incremental.applyDelta(change);
+      deltas += 1;
+      const whole = RecordSnapshot.build(input);
+      const fresh = new HandlerChain(handlers());
+      for (const s of sources) for (const [q, t] of questions) expect(`${step} ${s} ${q} ${t}: ${outcome(chain, incremental, s, q, t)}`).toBe(`${step} ${s} ${q} ${t}: ${outcome(fresh, whole, s, q, t)}`);
+      expect([...incremental.networks.values()].map((n) => n.recordCount)).toEqual([...whole.networks.values()].map((n) => n.recordCount));
+    }
+    expect(deltas).toBe(300);
+  });
+
+  it('a name added is answered at once where its absence was memoized, and its PTR follows', () => {
+    const input = { networks, endpoints: [ep('red', 'a', 'a', '10.1.0.10')] };
+    const snap = RecordSnapshot.build(input);
+    const chain = new HandlerChain(handlers());
+    expect(outcome(chain, snap, '10.1.0.200', 'newbie.red.shoal', 'A')).toMatch(/^3 red/); // NXDOMAIN, memoized
+    expect(outcome(chain, snap, '10.1.0.200', 'newbie', 'A')).toBe('rcode 2'); // not local: forwarded
+    const newbie = ep('red', 'n', 'newbie', '10.1.0.77');
+    snap.applyDelta({ added: [newbie], removed: [] });
+    expect(outcome(chain, snap, '10.1.0.200', 'newbie.red.shoal', 'A')).toBe(`0 red ${outcome(new HandlerChain(handlers()), RecordSnapshot.build({ networks, endpoints: [...input.endpoints, newbie] }), '10.1.0.200', 'newbie.red.shoal', 'A').slice(6)}`);
+    expect(outcome(chain, snap, '10.1.0.200', 'newbie', 'A')).toMatch(/^0 red /);
+    expect(outcome(chain, snap, '10.1.0.200', '77.0.1.10.in-addr.arpa', 'PTR')).toMatch(/^0 red /);
+    snap.applyDelta({ added: [], removed: [newbie] });
+    expect(outcome(chain, snap, '10.1.0.200', 'newbie.red.shoal', 'A')).toMatch(/^3 red/);
+    expect(outcome(chain, snap, '10.1.0.200', '77.0.1.10.in-addr.arpa', 'PTR')).toBe('rcode 2');
+  });
+});
