@@ -45,6 +45,12 @@ export interface ServiceSpec {
   lbPolicy: LbPolicy;
   lbMode: LbMode;
   proxyProtocol?: 'v1' | 'v2';
+  /**
+   * How long connections to a replica that left rotation may go on (ms); then the proxy closes
+   * them and the kernel path deletes their conntrack entries. Absent: DRAIN_TIMEOUT_DEFAULT_MS
+   * (records written before it existed have none).
+   */
+  drainTimeoutMs?: number;
 }
 
 export interface ServiceRecord extends ServiceSpec {
@@ -56,6 +62,11 @@ export interface ServiceRecord extends ServiceSpec {
 
 /** HAProxy's defaults: `inter 2s`, `rise 2`, `fall 3`; the timeout defaults to the interval. */
 export const HEALTH_DEFAULTS = { intervalMs: 2000, rise: 2, fall: 3 } as const;
+
+/** Draining connections are ended after this long by default (Envoy's drain time is 600 s; a
+ * rolling update wants old replicas free well before that, HAProxy's hard-stop-after style). */
+export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
+export const drainTimeoutOf = (s: Pick<ServiceSpec, 'drainTimeoutMs'>): number => s.drainTimeoutMs ?? DRAIN_TIMEOUT_DEFAULT_MS;
 
 export class ServiceError extends ShoalError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -135,6 +146,7 @@ export interface ServiceInput {
   lbPolicy?: string;
   lbMode?: string;
   proxyProtocol?: string;
+  drainTimeout?: string;
 }
 
 function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
@@ -184,6 +196,8 @@ export function buildSpec(input: ServiceInput, base?: ServiceSpec): ServiceSpec 
   };
   const pp = input.proxyProtocol ?? base?.proxyProtocol;
   if (pp !== undefined) spec.proxyProtocol = oneOf('proxy protocol', pp, ['v1', 'v2'] as const);
+  const drain = input.drainTimeout !== undefined ? parseDuration(input.drainTimeout, 'drain timeout') : base?.drainTimeoutMs;
+  if (drain !== undefined) spec.drainTimeoutMs = drain;
   if (base && spec.endpointMode !== base.endpointMode) throw new ServiceError(`failed to update service "${name}": the endpoint mode cannot change (remove and create it)`);
   // The kernel path balances with numgen/jhash: it cannot count connections or speak PROXY.
   if (spec.lbMode === 'kernel' && spec.lbPolicy === 'leastconn') throw new ServiceError(`failed to configure service "${name}": --lb-policy leastconn needs --lb-mode proxy`);
