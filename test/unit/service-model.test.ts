@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSpec, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
+import { buildSpec, drainTimeoutOf, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
 import { observe, INITIAL_HEALTH, type HealthState } from '../../src/service/health.js';
 import { createPolicy } from '../../src/lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../../src/lb/proxy-protocol.js';
@@ -40,6 +40,16 @@ describe('service model', () => {
     expect(next).toMatchObject({ network: 'n', ports: base.ports, health: { kind: 'http', path: '/healthz', intervalMs: 500 }, lbPolicy: 'random' });
     expect(() => buildSpec({ name: 'web', network: 'm' }, base)).toThrow(/network cannot change/);
     expect(() => buildSpec({ name: 'web', endpointMode: 'dnsrr' }, base)).toThrow(/endpoint mode/);
+  });
+
+  it('drain timeout: 30 s unless given, kept by update, a duration', () => {
+    const base = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
+    expect(base.drainTimeoutMs).toBeUndefined();
+    expect(drainTimeoutOf(base)).toBe(30_000);
+    const short = buildSpec({ name: 'web', drainTimeout: '1s' }, base);
+    expect(drainTimeoutOf(short)).toBe(1000);
+    expect(drainTimeoutOf(buildSpec({ name: 'web', lbPolicy: 'random' }, short))).toBe(1000);
+    expect(() => buildSpec({ name: 'web', drainTimeout: 'never' }, base)).toThrow(/drain timeout/);
   });
 });
 

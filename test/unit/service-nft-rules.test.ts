@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { desiredLb, diffLb, endpointChain, type LbServicePort } from '../../src/service/nft-rules.js';
-import { kernelPorts, staleUdpFilters } from '../../src/service/datapath.js';
+import { kernelPorts, leftBackends, staleUdpFilters } from '../../src/service/datapath.js';
 import { withServiceRecords, shuffled } from '../../src/service/dns.js';
 import { buildSrvTable } from '../../src/service/dns-srv.js';
 import { buildSpec, type ServiceRecord } from '../../src/service/model.js';
@@ -93,6 +93,14 @@ describe('kernel data path: ports and stale UDP flows', () => {
       { family: 4, proto: 17, origDstPort: 18381, replySrc: '10.183.0.3' },
     ]);
     expect(staleUdpFilters(4, [web(['10.183.0.3'])], [])).toEqual([]);
+  });
+
+  it('TCP backends that left a port (their drain timeout starts), the service gone included', () => {
+    const prev = [web(['10.183.0.2', '10.183.0.3'])];
+    expect(leftBackends('tcp', prev, [web(['10.183.0.2'])]).map((l) => l.backend)).toEqual(['10.183.0.3']);
+    expect(leftBackends('tcp', prev, []).map((l) => l.backend)).toEqual(['10.183.0.2', '10.183.0.3']);
+    expect(leftBackends('tcp', prev, prev)).toEqual([]);
+    expect(leftBackends('udp', prev, [])).toEqual([]);
   });
 });
 
