@@ -11,7 +11,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { createPolicy, type Policy } from '../lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../lb/proxy-protocol.js';
-import { splice, type SpliceCounters } from '../lb/splice.js';
+import { readingInto, splice, type SpliceCounters } from '../lb/splice.js';
 import { UdpProxy } from '../lb/udp-proxy.js';
 import type { ServiceState } from './datapath.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -122,7 +122,7 @@ export class BalancedTcpProxy {
     }
     tried.add(backend);
     const backendLabel = label(backend, this.targetPort);
-    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, noDelay: true });
+    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, noDelay: true, onread: readingInto(client, this.bytes) });
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timeout')));
     const onConnectError = () => {
       this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });
@@ -160,7 +160,7 @@ export class BalancedTcpProxy {
       };
       upstream.on('error', end);
       client.on('error', end);
-      splice(client, upstream, this.bytes);
+      splice(client, upstream, this.bytes, true);
       client.resume();
     });
   }
