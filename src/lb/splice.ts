@@ -33,18 +33,32 @@ function forward(from: net.Socket, to: net.Socket, counted: (n: number) => void)
 }
 
 /**
- * The `onread` option for a socket about to be connected whose bytes all go to `to`. Pass the
- * same `counters` to splice() with the connected socket as `b`.
+ * The `onread` option for a socket about to be connected whose bytes all go to `to`; call
+ * `attach` with that socket once made, and pass the same `counters` to splice() with it as `b`.
  */
-export function readingInto(to: net.Socket, counters: SpliceCounters): { buffer: Buffer; callback: (n: number, buf: Buffer) => boolean } {
+export function readingInto(to: net.Socket, counters: SpliceCounters): { buffer: Buffer; callback: (n: number, buf: Buffer) => boolean; attach: (from: net.Socket) => void } {
+  let from: net.Socket | undefined;
+  let paused = false;
+  // One shared callback for every write (Node defers a callback per write anyway, a no-op one
+  // when none is given). 'drain' cannot be used: it only follows a write that reached the high
+  // water mark (64 KiB), and a queued write of a smaller chunk still holds the buffer.
+  const written = () => {
+    if (paused && to.writableLength === 0) {
+      paused = false;
+      from?.resume();
+    }
+  };
   return {
     buffer: Buffer.allocUnsafeSlow(READ_BUFFER),
+    attach: (socket) => (from = socket),
     callback: (n, buf) => {
       counters.bToA += n;
-      to.write(buf.subarray(0, n));
+      to.write(buf.subarray(0, n), written);
       // Written at once (the usual case): the buffer is free again. Otherwise it is held by the
-      // queued write: returning false pauses reading until `to` drains.
-      return to.writableLength === 0;
+      // queued write: returning false stops reading until that write is done.
+      if (to.writableLength === 0) return true;
+      paused = true;
+      return false;
     },
   };
 }
@@ -59,6 +73,8 @@ export function splice(a: net.Socket, b: net.Socket, counters: SpliceCounters, b
     forward(b, a, (n) => (counters.bToA += n));
     return;
   }
-  a.on('drain', () => b.resume());
   b.once('end', () => a.end());
+  // With onread no 'data' listener puts the stream in flowing mode, and a readable that is not
+  // flowing never emits 'end': the backend's FIN would not reach the client.
+  b.resume();
 }

@@ -32,6 +32,7 @@ export function kernelPorts(family: Family, services: readonly ServiceState[]): 
     for (const p of s.record.ports) {
       const port: LbServicePort = { service: s.record.name, protocol: p.protocol, target: p.target, policy: s.record.lbPolicy, backends };
       if (vip !== undefined) port.vip = vip;
+      if (s.record.affinity) port.affinityS = s.record.affinity.timeoutS;
       // mode=host publishes only where a replica runs, to local replicas: every replica this
       // node knows is local until replicas of other nodes are mirrored in.
       if (p.mode === 'ingress' || backends.length > 0) port.published = p.published;

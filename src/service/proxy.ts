@@ -122,7 +122,9 @@ export class BalancedTcpProxy {
     }
     tried.add(backend);
     const backendLabel = label(backend, this.targetPort);
-    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, noDelay: true, onread: readingInto(client, this.bytes) });
+    const reader = readingInto(client, this.bytes);
+    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, noDelay: true, onread: reader });
+    reader.attach(upstream);
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timeout')));
     const onConnectError = () => {
       this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });

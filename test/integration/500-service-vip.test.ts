@@ -266,6 +266,28 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(ids[0]).toMatch(/^r\d$/);
   });
 
+  it('update --affinity client-ip:1m: a client keeps its replica (a timed set remembers it); none spreads it again', async () => {
+    const u = cli('service', 'update', 'web', '--lb-policy', 'rr', '--affinity', 'client-ip:1m');
+    expect(u.status, u.stderr).toBe(0);
+    await waitFor('affinity rules', () => (svcRuleText().includes('@aff-') && svcRuleText().includes('numgen inc') ? true : undefined), 5000, 20);
+    const ids = helloFrom(dirs.root, client.name, vip, 80, 12);
+    expect(new Set(ids).size, ids.join()).toBe(1);
+    expect(ids[0]).toMatch(/^r\d$/);
+    // The set of that replica's endpoint chain holds the client's address, with its timeout.
+    const clientIp = ipJson<Array<{ addr_info: Array<{ family: string; local: string }> }>>(['addr', 'show', 'dev', 'eth0'], client.name)[0]!.addr_info.find((a) => a.family === 'inet')!.local;
+    const tableText = spawnSync('nft', ['list', 'table', 'ip', 'shoal-lb'], { encoding: 'utf8' }).stdout;
+    const sets = [...tableText.matchAll(/set (aff-web-tcp-80-\w+-60) \{[^}]*?elements = \{([^}]*)\}/g)].map((m) => ({ name: m[1]!, elements: m[2]! }));
+    expect(sets.filter((x) => x.elements.includes(clientIp)), tableText).toHaveLength(1);
+    // A second client (the host, through the published port) is balanced on its own and sticks too.
+    const hostIds: string[] = [];
+    for (let i = 0; i < 6; i += 1) hostIds.push(await tcpHello('127.0.0.1', TCP_PORT));
+    expect(new Set(hostIds).size, hostIds.join()).toBe(1);
+    expect(cli('service', 'update', 'web', '--affinity', 'none').status).toBe(0);
+    await waitFor('affinity rules gone', () => (svcRuleText().includes('@aff-') ? undefined : true), 5000, 20);
+    expect(Object.keys(tally(helloFrom(dirs.root, client.name, vip, 80, 9))).sort()).toEqual(['r0', 'r1', 'r2']);
+    expect(spawnSync('nft', ['list', 'table', 'ip', 'shoal-lb'], { encoding: 'utf8' }).stdout).not.toContain('aff-');
+  });
+
   it('rm removes the names, the rules, the VIP address and the table', async () => {
     expect(cli('service', 'rm', 'web').status).toBe(0);
     await waitFor('shoal-lb table gone', () => (lbTableExists() ? undefined : true), 5000, 20);
