@@ -19,7 +19,8 @@
 //
 //   npm run bench -- lb
 //   BENCH_ROUNDS=5 BENCH_SECONDS=5 BENCH_SETTLE_MS=1000 BENCH_CONNECTIONS=50 BENCH_THREADS=1
-//   BENCH_TARGETS=direct,kernel,proxy,haproxy   BENCH_BACKEND_THREADS=2
+//   BENCH_TARGETS=direct,kernel,proxy,haproxy   BENCH_LOADS=keepalive,close   BENCH_BACKEND_THREADS=2
+//   BENCH_VERBOSE=1 (every wrk run's rate, latency and socket errors on stderr)
 //   BENCH_PROFILE=1 (the daemon writes a --cpu-prof into node_modules/.cache/lb-profile)
 //
 // Everything lives in 10.249.<b>.0/24 (a network made by the built CLI) and host port 18490
@@ -40,6 +41,8 @@ const SETTLE_MS = Number(env.BENCH_SETTLE_MS ?? 1000);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 50);
 const THREADS = Number(env.BENCH_THREADS ?? 1);
 const TARGETS = (env.BENCH_TARGETS ?? 'direct,kernel,proxy,haproxy').split(',');
+const VERBOSE = env.BENCH_VERBOSE === '1';
+const LOADS = (env.BENCH_LOADS ?? 'keepalive,close').split(',');
 const PROFILE = env.BENCH_PROFILE === '1';
 // Two threads per backend: "direct" goes to one backend, which must not be the bottleneck.
 const BACKEND_THREADS = Number(env.BENCH_BACKEND_THREADS ?? 2);
@@ -130,6 +133,7 @@ function wrk(url, close) {
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const errors = (sock ? sock.slice(1).reduce((a, x) => a + Number(x), 0) : 0) + non2xx;
   if (!Number.isFinite(rps)) throw new Error(`wrk ${url}: ${r.stderr}${out}`);
+  if (VERBOSE) process.stderr.write(`${url}${close ? ' close' : ''}: ${rps.toFixed(0)}/s,${/Latency.*/.exec(out)?.[0] ?? ''}${sock ? ` ${sock[0]}` : ''}\n`);
   return { rps, errors };
 }
 
@@ -141,7 +145,11 @@ function quantile(xs, q) {
 }
 const k = (x) => (x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
 const spread = (xs) => `${k(median(xs))} (${k(quantile(xs, 0.25))}-${k(quantile(xs, 0.75))})`;
-const cpuTimes = () => os.cpus().reduce((a, c) => ({ idle: a.idle + c.times.idle, total: a.total + Object.values(c.times).reduce((x, y) => x + y, 0) }), { idle: 0, total: 0 });
+/** The machine's CPU time from /proc/stat (os.cpus() leaves out softirq and steal, where much of a network load goes). */
+function cpuTimes() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { idle: f[3] + f[4], total: f.reduce((a, x) => a + x, 0) };
+}
 
 async function main() {
   if (!existsSync(SHOAL)) throw new Error('run "npm run build" first');
@@ -178,9 +186,9 @@ async function main() {
   for (const t of TARGETS) await waitFor(`${t} answering`, () => answers(urls[t]), 30_000);
 
   const loads = [
-    { name: 'keep-alive req/s', close: false },
-    { name: 'Connection: close conn/s', close: true },
-  ];
+    { key: 'keepalive', name: 'keep-alive req/s', close: false },
+    { key: 'close', name: 'Connection: close conn/s', close: true },
+  ].filter((l) => LOADS.includes(l.key));
   const results = Object.fromEntries(loads.map((l) => [l.name, Object.fromEntries(TARGETS.map((t) => [t, { rps: [], errors: 0 }]))]));
   const load0 = os.loadavg()[0];
   const cpu0 = cpuTimes();
