@@ -31,6 +31,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeNewSkeletons, shoalTables } from './lib/shoal-tables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHOAL = path.join(root, 'dist/bin/shoal');
@@ -58,6 +59,9 @@ const childEnv = { PATH: env.PATH };
 const work = mkdtempSync(path.join(os.tmpdir(), 'shoal-bench-lb-'));
 const shoalEnv = { ...childEnv, SHOAL_STATE_DIR: path.join(work, 'state'), SHOAL_RUN_DIR: path.join(work, 'run'), SHOAL_CNI_CONF_DIR: path.join(work, 'conf') };
 const children = new Set();
+// Shoal tables the run creates (the network's, the daemon's) are left as empty skeletons by
+// DEL and stop: removed at the end unless they were there before.
+const tablesBefore = new Set(shoalTables());
 const namespaces = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -228,6 +232,7 @@ async function cleanup() {
   for (const ns of namespaces) spawnSync(process.execPath, [SHOAL, 'network', 'disconnect', NET, ns], { env: shoalEnv });
   spawnSync(process.execPath, [SHOAL, 'network', 'rm', '--force', NET], { env: shoalEnv });
   for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
+  removeNewSkeletons(tablesBefore);
   rmSync(work, { recursive: true, force: true });
 }
 
