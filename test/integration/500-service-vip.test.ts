@@ -229,22 +229,27 @@ describe('service web behind a VIP (kernel path)', () => {
     const victim = await waitFor('first line', () => (got.includes('\n') ? got.slice(0, got.indexOf('\n')) : undefined), 2000);
     const server = servers.find((s) => s.id === victim)!;
     await server.setAccepting(false);
-    await waitFor('victim leaves the kernel path', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? undefined : true), INTERVAL_MS * FALL + 3000, 20);
-    const leftAt = Date.now();
-    // Still draining right after: the connection reaches the victim.
-    held.write('still-there');
-    await waitFor('echo while draining', () => (got.includes('still-there') ? true : undefined), 800, 5);
-    expect(closedAt).toBe(0);
-    // After the timeout the next segment finds no conntrack entry: it is balanced as a new flow
-    // to a live replica, which knows no such connection and resets it.
-    await waitFor('connection reset after the drain timeout', () => {
-      if (!closedAt) held.write('x');
-      return closedAt ? true : undefined;
-    }, 4000, 100);
-    expect(closedAt - leftAt).toBeGreaterThanOrEqual(1000 - 400); // not before the timeout (it started at the sync we saw)
-    expect(closedAt - leftAt).toBeLessThanOrEqual(1000 + 1500);
-    expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'web')).toBe(true);
-    await server.setAccepting(true);
+    // The victim comes back whatever happens here: the tests after this one need three replicas.
+    try {
+      await waitFor('victim leaves the kernel path', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? undefined : true), INTERVAL_MS * FALL + 3000, 20);
+      const leftAt = Date.now();
+      // Still draining right after: the connection reaches the victim.
+      held.write('still-there');
+      await waitFor('echo while draining', () => (got.includes('still-there') ? true : undefined), 800, 5);
+      expect(closedAt).toBe(0);
+      // After the timeout the next segment finds no conntrack entry: it is balanced as a new flow
+      // to a live replica, which knows no such connection and resets it.
+      await waitFor('connection reset after the drain timeout', () => {
+        if (!closedAt) held.write('x');
+        return closedAt ? true : undefined;
+      }, 4000, 100);
+      expect(closedAt - leftAt).toBeGreaterThanOrEqual(1000 - 400); // not before the timeout (it started at the sync we saw)
+      expect(closedAt - leftAt).toBeLessThanOrEqual(1000 + 1500);
+      expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'web')).toBe(true);
+    } finally {
+      held.destroy();
+      await server.setAccepting(true);
+    }
     await waitFor('victim back', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? true : undefined), INTERVAL_MS * 2 + 3000, 20);
   });
 

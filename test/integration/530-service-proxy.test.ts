@@ -182,18 +182,23 @@ describe('service px on the proxy path', () => {
     const server = servers.find((s) => s.id === c.id)!;
     const victim = namespaces[servers.indexOf(server)]!.name;
     await server.setAccepting(false);
-    await waitFor('replica down', async () => ((await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === victim)?.health === 'down' ? true : undefined), 5000, 20);
-    const downAt = Date.now();
-    // Draining: out of rotation, yet the open connection still reaches it.
-    const before = c.rest().length;
-    c.socket.write('still-there');
-    await waitFor('echo while draining', () => (c.rest().subarray(before).toString().includes('still-there') ? true : undefined), 900, 5);
-    expect(closedAt).toBe(0);
-    // Then the proxy ends it: 1 s after the sync that took the replica out (which came before we saw it down).
-    await waitFor('connection closed by the drain timeout', () => (closedAt ? true : undefined), 3000, 20);
-    expect(closedAt - downAt).toBeLessThanOrEqual(1000 + 500);
-    expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'px')).toBe(true);
-    await server.setAccepting(true);
+    // The replica comes back whatever happens here.
+    try {
+      await waitFor('replica down', async () => ((await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === victim)?.health === 'down' ? true : undefined), 5000, 20);
+      const downAt = Date.now();
+      // Draining: out of rotation, yet the open connection still reaches it.
+      const before = c.rest().length;
+      c.socket.write('still-there');
+      await waitFor('echo while draining', () => (c.rest().subarray(before).toString().includes('still-there') ? true : undefined), 900, 5);
+      expect(closedAt).toBe(0);
+      // Then the proxy ends it: 1 s after the sync that took the replica out (which came before we saw it down).
+      await waitFor('connection closed by the drain timeout', () => (closedAt ? true : undefined), 3000, 20);
+      expect(closedAt - downAt).toBeLessThanOrEqual(1000 + 500);
+      expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'px')).toBe(true);
+    } finally {
+      c.socket.destroy();
+      await server.setAccepting(true);
+    }
     await waitFor('replica back', async () => ((await serviceReplicas(daemon!.socket, 'px')).filter((r) => r.health === 'up').length === 3 ? true : undefined), 5000, 20);
   });
 });
