@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 # etcd-server/etcd-client: the cluster store's tests start their own etcd members inside test
 # namespaces (test/helpers/cluster.ts); a system etcd service the package may start is never used.
-DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman containerd runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine iperf3 ethtool prometheus iptables etcd-server etcd-client)
+# wrk/haproxy: the load-balancer bench (bench/lb.mjs) drives load with wrk and compares the proxy
+# path with HAProxy, which it runs itself by PID with its own config (no system service).
+DEBIAN_PACKAGES=(gcc libc6-dev nftables iproute2 iputils-ping util-linux procps containernetworking-plugins podman containerd runc busybox-static dnsutils dnsmasq-base dnsperf hyperfine iperf3 ethtool prometheus iptables etcd-server etcd-client wrk haproxy)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -16,8 +18,16 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start a system service (haproxy, etcd, dnsmasq...): the suite runs its own
+  # instances by PID. policy-rc.d answering 101 tells invoke-rc.d "not allowed"; one we put
+  # there is removed afterwards, one already there (container images ship one) is left alone.
+  own_policy=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -n $own_policy ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # Node 24 LTS first on PATH (installed from the npm registry when the system's Node is older).

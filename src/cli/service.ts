@@ -38,6 +38,9 @@ Options:
       --lb-policy P              rr (default), random, leastconn (proxy mode), source-hash
       --lb-mode M                kernel (nftables, default) or proxy (user space)
       --proxy-protocol v1|v2     send the PROXY protocol header to backends (proxy mode)
+      --drain-timeout D          connections to a replica out of rotation end after D (default 30s)
+      --affinity A               none (default) or client-ip[:TIMEOUT]: a client keeps its replica
+                                 (kernel mode; TIMEOUT after its last new connection, default 3h)
 `;
 
 const SPEC_OPTIONS = {
@@ -52,6 +55,8 @@ const SPEC_OPTIONS = {
   'lb-policy': { type: 'string' },
   'lb-mode': { type: 'string' },
   'proxy-protocol': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  affinity: { type: 'string' },
 } as const;
 
 function inputOf(name: string, v: Record<string, unknown>): ServiceInput {
@@ -71,6 +76,8 @@ function inputOf(name: string, v: Record<string, unknown>): ServiceInput {
   set('lbPolicy', s('lb-policy'));
   set('lbMode', s('lb-mode'));
   set('proxyProtocol', s('proxy-protocol'));
+  set('drainTimeout', s('drain-timeout'));
+  set('affinity', s('affinity'));
   return input;
 }
 

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { deleteConntrack, IPPROTO, type ConntrackFilter } from '../kernel/conntrack.js';
 import { applyTransaction, NftTransaction } from '../kernel/nftables.js';
 import type { NetworkRecord } from '../network/model.js';
-import type { ServiceRecord } from './model.js';
+import { DRAIN_TIMEOUT_DEFAULT_MS, drainTimeoutOf, type ServiceRecord } from './model.js';
 import { desiredLb, diffLb, lbTable, serviceChain, type Family, type LbDesired, type LbServicePort, type LbSnat } from './nft-rules.js';
 import type { Replica } from './replicas.js';
 import { enableRouteLocalnet, ensureVipAddresses, removeVipAddresses } from './vip.js';
@@ -46,6 +46,7 @@ export function kernelPorts(family: Family, services: readonly ServiceState[]): 
       const port: LbServicePort = { service: s.record.name, protocol: p.protocol, target: p.target, policy: s.record.lbPolicy, backends };
       if (!host && remote.length > 0) port.remote = remote;
       if (vip !== undefined) port.vip = vip;
+      if (s.record.affinity) port.affinityS = s.record.affinity.timeoutS;
       if (!host || backends.length > 0) port.published = p.published;
       if (port.vip !== undefined || port.published !== undefined) out.push(port);
     }
@@ -62,20 +63,38 @@ function masqSources(family: Family, services: readonly ServiceState[]): string[
   return [...out];
 }
 
+/** The conntrack filters of flows DNATed to backend `b` of port `p` (on the VIP and the published port). */
+export function flowsTo(family: Family, p: LbServicePort, b: string): ConntrackFilter[] {
+  const proto = IPPROTO[p.protocol];
+  const filters: ConntrackFilter[] = [];
+  if (p.vip !== undefined) filters.push({ family, proto, origDst: p.vip, origDstPort: p.target, replySrc: b });
+  if (p.published !== undefined) filters.push({ family, proto, origDstPort: p.published, replySrc: b });
+  return filters;
+}
+
+/** Backends of `protocol` ports in `prev` that are not in the same port of `next`. */
+export function leftBackends(protocol: 'tcp' | 'udp', prev: readonly LbServicePort[], next: readonly LbServicePort[]): Array<{ port: LbServicePort; backend: string }> {
+  const now = new Map(next.map((p) => [serviceChain(p), p]));
+  const out: Array<{ port: LbServicePort; backend: string }> = [];
+  for (const p of prev) {
+    if (p.protocol !== protocol) continue;
+    const kept = new Set(now.get(serviceChain(p))?.backends ?? []);
+    for (const backend of p.backends) if (!kept.has(backend)) out.push({ port: p, backend });
+  }
+  return out;
+}
+
 /** UDP flows tracked to a backend that left a port: they would keep going to it (moby#36878). */
 export function staleUdpFilters(family: Family, prev: readonly LbServicePort[], next: readonly LbServicePort[]): ConntrackFilter[] {
-  const now = new Map(next.map((p) => [serviceChain(p), p]));
-  const filters: ConntrackFilter[] = [];
-  for (const p of prev) {
-    if (p.protocol !== 'udp') continue;
-    const kept = new Set(now.get(serviceChain(p))?.backends ?? []);
-    for (const b of p.backends) {
-      if (kept.has(b)) continue;
-      if (p.vip !== undefined) filters.push({ family, proto: IPPROTO.udp, origDst: p.vip, origDstPort: p.target, replySrc: b });
-      if (p.published !== undefined) filters.push({ family, proto: IPPROTO.udp, origDstPort: p.published, replySrc: b });
-    }
-  }
-  return filters;
+  return leftBackends('udp', prev, next).flatMap(({ port, backend }) => flowsTo(family, port, backend));
+}
+
+/** A TCP backend out of rotation whose established connections end when `timer` fires. */
+interface Drain {
+  timer: NodeJS.Timeout;
+  family: Family;
+  chain: string;
+  backend: string;
 }
 
 export class KernelDataPath {
@@ -83,6 +102,8 @@ export class KernelDataPath {
   private readonly dirty = new Set<Family>([4, 6]);
   /** service -> where its VIPs were put. */
   private readonly placed = new Map<string, { bridge: string; vips: string[] }>();
+  /** "family|chain|backend" -> its pending drain timeout. */
+  private readonly drains = new Map<string, Drain>();
 
   constructor(private readonly logger?: Logger) {}
 
@@ -116,6 +137,42 @@ export class KernelDataPath {
         const n = deleteConntrack(filters);
         if (n > 0) this.logger?.info({ event: 'lb_conntrack_flushed', family, entries: n }, 'flushed UDP flows to removed backends');
       }
+      this.scheduleDrains(family, prev?.ports ?? [], ports, services);
+    }
+  }
+
+  /**
+   * TCP connections to a backend that left a port keep their conntrack DNAT (they drain) until
+   * the service's drain timeout; then their entries are deleted, so the connection's next packet
+   * is balanced as new and the backend it lands on answers with a reset. A backend back in
+   * rotation before then keeps its connections.
+   */
+  private scheduleDrains(family: Family, prev: readonly LbServicePort[], ports: readonly LbServicePort[], services: readonly ServiceState[]): void {
+    const now = new Map(ports.map((p) => [serviceChain(p), p]));
+    for (const [key, d] of this.drains) {
+      if (d.family === family && now.get(d.chain)?.backends.includes(d.backend)) {
+        clearTimeout(d.timer);
+        this.drains.delete(key);
+      }
+    }
+    const drainMs = new Map(services.map((s) => [s.record.name, drainTimeoutOf(s.record)]));
+    for (const { port, backend } of leftBackends('tcp', prev, ports)) {
+      const chain = serviceChain(port);
+      const key = `${family}|${chain}|${backend}`;
+      if (this.drains.has(key)) continue;
+      const filters = flowsTo(family, port, backend);
+      const timer = setTimeout(() => {
+        this.drains.delete(key);
+        try {
+          const n = deleteConntrack(filters);
+          if (n > 0) this.logger?.info({ event: 'lb_drain_timeout', service: port.service, backend, family, entries: n }, `ended ${n} connection(s) to ${backend} of service "${port.service}" after the drain timeout`);
+        } catch (err) {
+          this.logger?.warn({ event: 'lb_drain_failed', service: port.service, backend, err }, `failed to end connections to ${backend}: ${(err as Error).message}`);
+        }
+      }, drainMs.get(port.service) ?? DRAIN_TIMEOUT_DEFAULT_MS);
+      // A pending drain does not keep a stopping daemon alive.
+      timer.unref();
+      this.drains.set(key, { timer, family, chain, backend });
     }
   }
 
@@ -147,6 +204,8 @@ export class KernelDataPath {
 
   /** Stop: the tables and VIP addresses go (a stopped daemon balances nothing). */
   close(): void {
+    for (const d of this.drains.values()) clearTimeout(d.timer);
+    this.drains.clear();
     const tx = new NftTransaction().deleteTable(lbTable(4)).deleteTable(lbTable(6));
     applyTransaction(tx);
     for (const w of this.placed.values()) removeVipAddresses(w.bridge, w.vips);

@@ -11,6 +11,9 @@ export class ServiceMetrics {
   readonly connections: Counter<'service' | 'backend'>;
   readonly activeConnections: Gauge<'service'>;
   readonly connectErrors: Counter<'service' | 'backend'>;
+  readonly bytes: Counter<'service' | 'direction'>;
+  /** Called when the registry is read: the proxies add the bytes they counted since. */
+  private readonly byteSources = new Set<() => void>();
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -23,5 +26,23 @@ export class ServiceMetrics {
       new Counter({ name: 'shoal_lb_connections_total', help: 'Connections the proxy data path sent to a backend', labelNames: ['service', 'backend'], registers });
     this.activeConnections = new Gauge({ name: 'shoal_lb_active_connections', help: 'Connections open through the proxy data path', labelNames: ['service'], registers });
     this.connectErrors = new Counter({ name: 'shoal_lb_connect_errors_total', help: 'Failed connection attempts from the proxy data path to a backend', labelNames: ['service', 'backend'], registers });
+    // Counted per chunk as plain numbers by each proxy, folded in here at scrape time: a labelled
+    // inc() per chunk (a label-key string built each time) would cost the data path.
+    const sources = this.byteSources;
+    this.bytes = new Counter({
+      name: 'shoal_lb_bytes_total',
+      help: 'Bytes the proxy data path carried: in = from clients to backends, out = from backends to clients',
+      labelNames: ['service', 'direction'],
+      registers,
+      collect() {
+        for (const flush of sources) flush();
+      },
+    });
+  }
+
+  /** Registers a flush (run on every scrape); the returned function unregisters it. */
+  addByteSource(flush: () => void): () => void {
+    this.byteSources.add(flush);
+    return () => this.byteSources.delete(flush);
   }
 }

@@ -45,6 +45,14 @@ export interface ServiceSpec {
   lbPolicy: LbPolicy;
   lbMode: LbMode;
   proxyProtocol?: 'v1' | 'v2';
+  /**
+   * How long connections to a replica that left rotation may go on (ms); then the proxy closes
+   * them and the kernel path deletes their conntrack entries. Absent: DRAIN_TIMEOUT_DEFAULT_MS
+   * (records written before it existed have none).
+   */
+  drainTimeoutMs?: number;
+  /** Client affinity (kernel path): a client address keeps its replica for `timeoutS` after its last new connection. */
+  affinity?: { kind: 'client-ip'; timeoutS: number };
 }
 
 export interface ServiceRecord extends ServiceSpec {
@@ -56,6 +64,24 @@ export interface ServiceRecord extends ServiceSpec {
 
 /** HAProxy's defaults: `inter 2s`, `rise 2`, `fall 3`; the timeout defaults to the interval. */
 export const HEALTH_DEFAULTS = { intervalMs: 2000, rise: 2, fall: 3 } as const;
+
+/** Draining connections are ended after this long by default (Envoy's drain time is 600 s; a
+ * rolling update wants old replicas free well before that, HAProxy's hard-stop-after style). */
+export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
+/** kube-proxy's default for sessionAffinity ClientIP (timeoutSeconds 10800). */
+export const AFFINITY_DEFAULT_S = 10_800;
+
+/** `none`, `client-ip`, `client-ip:TIMEOUT` (e.g. 30s, 10m, 3h; 1 s to 24 h). */
+export function parseAffinity(text: string): ServiceSpec['affinity'] | 'none' {
+  if (text === 'none') return 'none';
+  const m = /^client-ip(?::(\d+)(s|m|h)?)?$/.exec(text.trim());
+  if (!m) return bad('affinity', text, 'expected none, client-ip or client-ip:TIMEOUT (e.g. client-ip:10m)');
+  const n = m[1] === undefined ? AFFINITY_DEFAULT_S : Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+  if (!(n >= 1 && n <= 86_400)) bad('affinity', text, 'the timeout must be between 1s and 24h');
+  return { kind: 'client-ip', timeoutS: n };
+}
+
+export const drainTimeoutOf = (s: Pick<ServiceSpec, 'drainTimeoutMs'>): number => s.drainTimeoutMs ?? DRAIN_TIMEOUT_DEFAULT_MS;
 
 export class ServiceError extends ShoalError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -135,6 +161,8 @@ export interface ServiceInput {
   lbPolicy?: string;
   lbMode?: string;
   proxyProtocol?: string;
+  drainTimeout?: string;
+  affinity?: string;
 }
 
 function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
@@ -184,9 +212,15 @@ export function buildSpec(input: ServiceInput, base?: ServiceSpec): ServiceSpec 
   };
   const pp = input.proxyProtocol ?? base?.proxyProtocol;
   if (pp !== undefined) spec.proxyProtocol = oneOf('proxy protocol', pp, ['v1', 'v2'] as const);
+  const drain = input.drainTimeout !== undefined ? parseDuration(input.drainTimeout, 'drain timeout') : base?.drainTimeoutMs;
+  if (drain !== undefined) spec.drainTimeoutMs = drain;
+  const affinity = input.affinity !== undefined ? parseAffinity(input.affinity) : base?.affinity;
+  if (affinity !== undefined && affinity !== 'none') spec.affinity = affinity;
   if (base && spec.endpointMode !== base.endpointMode) throw new ServiceError(`failed to update service "${name}": the endpoint mode cannot change (remove and create it)`);
   // The kernel path balances with numgen/jhash: it cannot count connections or speak PROXY.
   if (spec.lbMode === 'kernel' && spec.lbPolicy === 'leastconn') throw new ServiceError(`failed to configure service "${name}": --lb-policy leastconn needs --lb-mode proxy`);
+  // Affinity is the kernel path's timed sets (kube-proxy's); the proxy has source-hash for it.
+  if (spec.lbMode === 'proxy' && spec.affinity) throw new ServiceError(`failed to configure service "${name}": --affinity needs --lb-mode kernel (use --lb-policy source-hash with the proxy)`);
   if (spec.lbMode === 'kernel' && spec.proxyProtocol) throw new ServiceError(`failed to configure service "${name}": --proxy-protocol needs --lb-mode proxy`);
   return spec;
 }

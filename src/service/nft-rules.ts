@@ -6,8 +6,10 @@
  *   output       nat/output -100           jump services
  *   services     ip daddr . l4proto . dport vmap @lb-vips
  *                fib daddr type local l4proto . dport vmap @lb-published
- *   svc-<name>-<proto>-<port>     numgen inc|random / jhash saddr  mod N vmap { i : goto ep-... }
- *   ep-<name>-<proto>-<port>-<n>  ip saddr @lb-masq-src mark for masquerade (a replica on
+ *   svc-<name>-<proto>-<port>     [affinity: ip saddr @aff-<ep> goto ep-..., per replica]
+ *                                 numgen inc|random / jhash saddr  mod N vmap { i : goto ep-... }
+ *   ep-<name>-<proto>-<port>-<n>  [affinity: update @aff-<ep> { ip saddr }]
+ *                                 ip saddr @lb-masq-src mark for masquerade (a replica on
  *                                 another node: always); dnat to replica
  *   postrouting  nat/postrouting srcnat    jump masquerading
  *   masquerading marked packets: clear the mark, jump lb-snat, masquerade
@@ -22,6 +24,10 @@
  *                      (127.0.0.0/8 and the services' own subnets: hairpin and neighbours)
  *   set lb-no-endpoints            addr . inet_proto . inet_service of VIP ports with no replica
  *   set lb-no-endpoints-published  inet_proto . inet_service of such published ports
+ *   set aff-<ep>-<timeout>  (client affinity) client addresses sent to that replica, each kept
+ *                      for the timeout after its last new connection (dynamic, timeout), as
+ *                      kube-proxy's sessionAffinity ClientIP sets; the timeout is in the name,
+ *                      so a changed timeout is a new set (a set's timeout cannot be altered)
  *
  * A packet costs two map lookups however many services exist; only a service's own chain is
  * linear (one vmap rule). Only healthy replicas are in a service chain. Updates are diffs of two
@@ -69,6 +75,8 @@ export interface LbServicePort {
    * so every connection to them is SNATed to this node's own address on the network.
    */
   remote?: string[];
+  /** Client affinity timeout in seconds; undefined: none. */
+  affinityS?: number;
 }
 
 /** Packets to overlay replicas leave through `bridge` with source `address` (this node's). */
@@ -87,6 +95,8 @@ export interface LbDesired {
   /** Keys of `vips` / `published` whose service has no healthy replica (rejected). */
   noEndpoints: Set<string>;
   noEndpointsPublished: Set<string>;
+  /** Affinity sets: name -> timeout ("10800s"). */
+  affinitySets: Map<string, string>;
 }
 
 const ipKw = (f: Family) => (f === 4 ? 'ip' : 'ip6');
@@ -98,6 +108,9 @@ export const serviceChain = (p: Pick<LbServicePort, 'service' | 'protocol' | 'ta
 export const endpointChain = (p: Pick<LbServicePort, 'service' | 'protocol' | 'target'>, address: string) =>
   `ep-${p.service}-${p.protocol}-${p.target}-${createHash('sha256').update(address).digest('hex').slice(0, 10)}`;
 
+/** The affinity set of one endpoint chain (the same hash, its timeout appended). */
+export const affinitySet = (endpoint: string, timeoutS: number) => `aff-${endpoint.slice(3)}-${timeoutS}`;
+
 function pick(f: Family, policy: LbPolicy, n: number): string {
   // leastconn is refused for the kernel path by the model; rr stands in should one get here.
   if (policy === 'random') return `numgen random mod ${n}`;
@@ -107,7 +120,7 @@ function pick(f: Family, policy: LbPolicy, n: number): string {
 
 /** The desired ruleset of one family (pure). */
 export function desiredLb(family: Family, ports: readonly LbServicePort[], masqSources: readonly string[], snat: readonly LbSnat[] = []): LbDesired {
-  const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources), noEndpoints: new Set(), noEndpointsPublished: new Set() };
+  const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources), noEndpoints: new Set(), noEndpointsPublished: new Set(), affinitySets: new Map() };
   if (ports.length > 0) {
     d.masqSources.add(family === 4 ? '127.0.0.0/8' : '::1');
     const rules = [...new Map(snat.map((s) => [s.bridge, s])).values()].sort((a, b) => (a.bridge < b.bridge ? -1 : 1));
@@ -118,17 +131,31 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
     const svc = serviceChain(p);
     const backends = [...new Set(p.backends)];
     const rules: Array<{ expr: string; owner: string }> = [];
+    const affinity = (b: string) => (p.affinityS !== undefined ? affinitySet(endpointChain(p, b), p.affinityS) : undefined);
     if (backends.length > 0) {
+      // A client seen recently goes back to its replica (only while that replica is healthy:
+      // its set is gone with its chain); a new one is balanced and remembered there.
+      for (const b of backends) {
+        const set = affinity(b);
+        if (set !== undefined) rules.push({ expr: `${ipKw(family)} saddr @${set} goto ${endpointChain(p, b)}`, owner });
+      }
       const arms = backends.map((b, i) => `${i} : goto ${endpointChain(p, b)}`).join(', ');
       rules.push({ expr: `${pick(family, p.policy, backends.length)} vmap { ${arms} }`, owner });
     }
     d.chains.set(svc, rules);
     const remote = new Set(p.remote ?? []);
     for (const b of backends) {
-      d.chains.set(endpointChain(p, b), [
+      const set = affinity(b);
+      const ep: Array<{ expr: string; owner: string }> = [];
+      if (set !== undefined) {
+        d.affinitySets.set(set, `${p.affinityS}s`);
+        ep.push({ expr: `update @${set} { ${ipKw(family)} saddr }`, owner });
+      }
+      ep.push(
         { expr: `${remote.has(b) ? '' : `${ipKw(family)} saddr @${MASQ_SET} `}meta mark set meta mark or ${MASQ_MARK}`, owner },
         { expr: `meta l4proto ${p.protocol} dnat to ${hostPort(family, b, p.target)}`, owner },
-      ]);
+      );
+      d.chains.set(endpointChain(p, b), ep);
     }
     const vipKey = `${p.vip} . ${p.protocol} . ${p.target}`;
     const publishedKey = `${p.protocol} . ${p.published}`;
@@ -141,6 +168,8 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
   }
   return d;
 }
+
+const emptyDesired = (family: Family): LbDesired => ({ family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set(), affinitySets: new Map() });
 
 export const isEmpty = (d: LbDesired) => d.chains.size === 0 && d.vips.size === 0 && d.published.size === 0;
 
@@ -211,8 +240,12 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
     if (prev !== undefined && !isEmpty(prev)) tx.deleteTable(t);
     return tx;
   }
-  const base: LbDesired = prev ?? { family: next.family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set() };
+  const base: LbDesired = prev ?? emptyDesired(next.family);
   if (prev === undefined) addInfra(tx, next.family);
+  // Affinity sets before the rules that use them; stale ones after the rules that used them.
+  for (const [name, timeout] of next.affinitySets) {
+    if (!base.affinitySets.has(name)) tx.addSet(t, name, { type: addrType(next.family), flags: ['dynamic', 'timeout'], timeout });
+  }
   // Chains first (so map elements and vmaps can point at them), endpoint chains before the
   // service chains that jump to them.
   const order = [...next.chains.keys()].sort((a, b) => Number(a.startsWith('svc-')) - Number(b.startsWith('svc-')));
@@ -235,5 +268,6 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
   if (goneSrc.length) tx.deleteElements(t, MASQ_SET, goneSrc);
   setDiff(tx, t, NO_ENDPOINTS_SET, base.noEndpoints, next.noEndpoints);
   setDiff(tx, t, NO_ENDPOINTS_PUBLISHED_SET, base.noEndpointsPublished, next.noEndpointsPublished);
+  for (const name of base.affinitySets.keys()) if (!next.affinitySets.has(name)) tx.deleteSet(t, name);
   return tx;
 }

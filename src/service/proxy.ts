@@ -4,28 +4,42 @@
  * least-connections, the PROXY protocol to the backend, and retrying another backend when a
  * connect fails. UDP ports use src/lb's UdpProxy with the same policy.
  *
- * Draining: a backend taken out of rotation gets no new connection; connections open to it are
- * left alone until they close.
+ * Draining: a backend taken out of rotation gets no new connection; connections open to it go
+ * on until they close or the service's drain timeout ends them (default 30 s).
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { createPolicy, type Policy } from '../lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../lb/proxy-protocol.js';
+import { readingInto, splice, type SpliceCounters } from '../lb/splice.js';
 import { UdpProxy } from '../lb/udp-proxy.js';
 import type { ServiceState } from './datapath.js';
 import type { ServiceMetrics } from './metrics.js';
-import type { ServiceRecord } from './model.js';
+import { drainTimeoutOf, type ServiceRecord } from './model.js';
 
 /** Backends tried for one client connection before it is reset. */
 const MAX_ATTEMPTS = 3;
 const CONNECT_TIMEOUT_MS = 3000;
 
+type ProxyRecord = Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol' | 'drainTimeoutMs'>;
+
 const label = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+/** One proxied connection, kept so a drain timeout can end it. */
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+  drain?: NodeJS.Timeout;
+}
 
 export class BalancedTcpProxy {
   private readonly server: net.Server;
   private readonly active = new Map<string, number>();
   private readonly open = new Set<net.Socket>();
+  /** backend address -> its open connections. */
+  private readonly pairs = new Map<string, Set<Pair>>();
+  private readonly bytes: SpliceCounters = { aToB: 0, bToA: 0 };
+  private readonly unregisterBytes: (() => void) | undefined;
   private backends: string[] = [];
   private policy: Policy;
   /** On an overlay: this node's own address there, the source of connections to replicas. */
@@ -35,12 +49,24 @@ export class BalancedTcpProxy {
     private readonly service: string,
     private readonly listenAt: { host: string; port: number },
     private readonly targetPort: number,
-    private record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>,
+    private record: ProxyRecord,
     private readonly metrics?: ServiceMetrics,
     private readonly logger?: Logger,
   ) {
     this.policy = createPolicy(record.lbPolicy);
-    this.server = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
+    // noDelay: a proxy passes on what it read at once; Nagle would hold a small reply back until
+    // the previous one is acknowledged (HAProxy sets TCP_NODELAY on both sides too).
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
+    this.unregisterBytes = metrics?.addByteSource(() => this.flushBytes());
+  }
+
+  private flushBytes(): void {
+    const m = this.metrics;
+    if (!m) return;
+    if (this.bytes.aToB > 0) m.bytes.inc({ service: this.service, direction: 'in' }, this.bytes.aToB);
+    if (this.bytes.bToA > 0) m.bytes.inc({ service: this.service, direction: 'out' }, this.bytes.bToA);
+    this.bytes.aToB = 0;
+    this.bytes.bToA = 0;
   }
 
   listen(): Promise<void> {
@@ -54,12 +80,32 @@ export class BalancedTcpProxy {
     });
   }
 
-  /** New connections go to these (addresses); open ones stay where they are. */
-  update(backends: readonly string[], record: Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol'>, source?: string): void {
+  /**
+   * New connections go to these (addresses). Open ones stay where they are; those to a backend
+   * no longer listed are ended after the drain timeout unless it comes back first.
+   */
+  update(backends: readonly string[], record: ProxyRecord, source?: string): void {
     this.backends = [...backends];
     this.source = source;
     if (record.lbPolicy !== this.record.lbPolicy) this.policy = createPolicy(record.lbPolicy);
     this.record = record;
+    const inRotation = new Set(backends);
+    for (const [backend, set] of this.pairs) {
+      for (const p of set) {
+        if (inRotation.has(backend)) {
+          clearTimeout(p.drain);
+          delete p.drain;
+        } else if (!p.drain) {
+          p.drain = setTimeout(() => this.drainExpired(backend, p), drainTimeoutOf(record));
+        }
+      }
+    }
+  }
+
+  private drainExpired(backend: string, p: Pair): void {
+    this.logger?.info({ event: 'lb_drain_timeout', service: this.service, backend: label(backend, this.targetPort) }, `closed a connection to ${label(backend, this.targetPort)} of service "${this.service}" after the drain timeout`);
+    p.client.destroy();
+    p.upstream.destroy();
   }
 
   private accept(client: net.Socket): void {
@@ -79,7 +125,9 @@ export class BalancedTcpProxy {
     }
     tried.add(backend);
     const backendLabel = label(backend, this.targetPort);
-    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, ...(this.source ? { localAddress: this.source } : {}) });
+    const reader = readingInto(client, this.bytes);
+    const upstream = net.connect({ host: backend, port: this.targetPort, allowHalfOpen: true, noDelay: true, onread: reader, ...(this.source ? { localAddress: this.source } : {}) });
+    reader.attach(upstream);
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timeout')));
     const onConnectError = () => {
       this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });
@@ -94,8 +142,15 @@ export class BalancedTcpProxy {
       this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
       this.metrics?.connections.inc({ service: this.service, backend: backendLabel });
       this.metrics?.activeConnections.inc({ service: this.service });
+      const pair: Pair = { client, upstream };
+      let set = this.pairs.get(backend);
+      if (!set) this.pairs.set(backend, (set = new Set()));
+      set.add(pair);
       upstream.once('close', () => {
         this.open.delete(upstream);
+        clearTimeout(pair.drain);
+        set.delete(pair);
+        if (set.size === 0 && this.pairs.get(backend) === set) this.pairs.delete(backend);
         this.active.set(backend, Math.max(0, (this.active.get(backend) ?? 1) - 1));
         this.metrics?.activeConnections.dec({ service: this.service });
       });
@@ -110,14 +165,16 @@ export class BalancedTcpProxy {
       };
       upstream.on('error', end);
       client.on('error', end);
-      client.pipe(upstream);
-      upstream.pipe(client);
+      splice(client, upstream, this.bytes, true);
       client.resume();
     });
   }
 
   close(): Promise<void> {
     for (const s of this.open) s.destroy();
+    for (const set of this.pairs.values()) for (const p of set) clearTimeout(p.drain);
+    this.flushBytes();
+    this.unregisterBytes?.();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -216,6 +216,43 @@ describe('service web behind a VIP (kernel path)', () => {
     });
   });
 
+  it('update --drain-timeout 1s: a draining connection ends once the timeout has passed (its conntrack entry goes)', async () => {
+    const u = cli('service', 'update', 'web', '--drain-timeout', '1s');
+    expect(u.status, u.stderr).toBe(0);
+    // A connection through the published port, echoing: the replica it reached is the victim.
+    const held = net.connect({ host: '127.0.0.1', port: TCP_PORT });
+    let got = '';
+    let closedAt = 0;
+    held.on('data', (d: Buffer) => (got += d.toString()));
+    held.on('error', () => {});
+    held.on('close', () => (closedAt = Date.now()));
+    const victim = await waitFor('first line', () => (got.includes('\n') ? got.slice(0, got.indexOf('\n')) : undefined), 2000);
+    const server = servers.find((s) => s.id === victim)!;
+    await server.setAccepting(false);
+    // The victim comes back whatever happens here: the tests after this one need three replicas.
+    try {
+      await waitFor('victim leaves the kernel path', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? undefined : true), INTERVAL_MS * FALL + 3000, 20);
+      const leftAt = Date.now();
+      // Still draining right after: the connection reaches the victim.
+      held.write('still-there');
+      await waitFor('echo while draining', () => (got.includes('still-there') ? true : undefined), 800, 5);
+      expect(closedAt).toBe(0);
+      // After the timeout the next segment finds no conntrack entry: it is balanced as a new flow
+      // to a live replica, which knows no such connection and resets it.
+      await waitFor('connection reset after the drain timeout', () => {
+        if (!closedAt) held.write('x');
+        return closedAt ? true : undefined;
+      }, 4000, 100);
+      expect(closedAt - leftAt).toBeGreaterThanOrEqual(1000 - 400); // not before the timeout (it started at the sync we saw)
+      expect(closedAt - leftAt).toBeLessThanOrEqual(1000 + 1500);
+      expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'web')).toBe(true);
+    } finally {
+      held.destroy();
+      await server.setAccepting(true);
+    }
+    await waitFor('victim back', () => (kernelBackends('web').includes(`${replicaIp[victim]}:80`) ? true : undefined), INTERVAL_MS * 2 + 3000, 20);
+  });
+
   it('update --lb-policy source-hash: one client sticks to one replica, touching only the service chain', async () => {
     const epHandles = () =>
       (readTable({ family: 'ip', name: 'shoal-lb' })?.rules ?? [])
@@ -232,6 +269,28 @@ describe('service web behind a VIP (kernel path)', () => {
     const ids = helloFrom(dirs.root, client.name, vip, 80, 12);
     expect(new Set(ids).size, ids.join()).toBe(1);
     expect(ids[0]).toMatch(/^r\d$/);
+  });
+
+  it('update --affinity client-ip:1m: a client keeps its replica (a timed set remembers it); none spreads it again', async () => {
+    const u = cli('service', 'update', 'web', '--lb-policy', 'rr', '--affinity', 'client-ip:1m');
+    expect(u.status, u.stderr).toBe(0);
+    await waitFor('affinity rules', () => (svcRuleText().includes('@aff-') && svcRuleText().includes('numgen inc') ? true : undefined), 5000, 20);
+    const ids = helloFrom(dirs.root, client.name, vip, 80, 12);
+    expect(new Set(ids).size, ids.join()).toBe(1);
+    expect(ids[0]).toMatch(/^r\d$/);
+    // The set of that replica's endpoint chain holds the client's address, with its timeout.
+    const clientIp = ipJson<Array<{ addr_info: Array<{ family: string; local: string }> }>>(['addr', 'show', 'dev', 'eth0'], client.name)[0]!.addr_info.find((a) => a.family === 'inet')!.local;
+    const tableText = spawnSync('nft', ['list', 'table', 'ip', 'shoal-lb'], { encoding: 'utf8' }).stdout;
+    const sets = [...tableText.matchAll(/set (aff-web-tcp-80-\w+-60) \{[^}]*?elements = \{([^}]*)\}/g)].map((m) => ({ name: m[1]!, elements: m[2]! }));
+    expect(sets.filter((x) => x.elements.includes(clientIp)), tableText).toHaveLength(1);
+    // A second client (the host, through the published port) is balanced on its own and sticks too.
+    const hostIds: string[] = [];
+    for (let i = 0; i < 6; i += 1) hostIds.push(await tcpHello('127.0.0.1', TCP_PORT));
+    expect(new Set(hostIds).size, hostIds.join()).toBe(1);
+    expect(cli('service', 'update', 'web', '--affinity', 'none').status).toBe(0);
+    await waitFor('affinity rules gone', () => (svcRuleText().includes('@aff-') ? undefined : true), 5000, 20);
+    expect(Object.keys(tally(helloFrom(dirs.root, client.name, vip, 80, 9))).sort()).toEqual(['r0', 'r1', 'r2']);
+    expect(spawnSync('nft', ['list', 'table', 'ip', 'shoal-lb'], { encoding: 'utf8' }).stdout).not.toContain('aff-');
   });
 
   it('rm removes the names, the rules, the VIP address and the table', async () => {

@@ -154,4 +154,51 @@ describe('service px on the proxy path', () => {
     }
     expect(metricValue(text, 'shoal_lb_backend_up', { service: 'px' })).toBe(3);
   });
+
+  it('counts the bytes it carries, both ways', async () => {
+    const bytes = async (direction: string) => metricValue(await metricsText(daemon!.metricsPort), 'shoal_lb_bytes_total', { service: 'px', direction });
+    const [in0, out0] = [await bytes('in'), await bytes('out')];
+    const c = await open();
+    const payload = Buffer.alloc(100_000, 'x');
+    c.socket.write(payload);
+    // The replica echoes it (after the PROXY v1 header the previous test left switched on).
+    await waitFor('echo of the payload', () => (c.rest().subarray(c.rest().indexOf(10) + 1).length >= payload.length ? true : undefined), 5000);
+    c.socket.destroy();
+    // In: the payload from the client. Out: the replica's id line, the echoed header and payload.
+    expect((await bytes('in')) - in0).toBeGreaterThanOrEqual(payload.length);
+    expect((await bytes('out')) - out0).toBeGreaterThanOrEqual(payload.length + c.id.length + 1);
+    // Nothing else was sent through it meanwhile: no more than this connection's bytes.
+    expect((await bytes('in')) - in0).toBeLessThan(payload.length + 200);
+  });
+
+  it('a connection to a replica out of rotation keeps working until the drain timeout ends it', async () => {
+    // Short checks now (the retry test above wanted a long interval) and a 1 s drain timeout.
+    const u = cli('service', 'update', 'px', '--health-interval', '200ms', '--drain-timeout', '1s', '--lb-policy', 'rr');
+    expect(u.status, u.stderr).toBe(0);
+    const c = await open();
+    let closedAt = 0;
+    c.socket.on('close', () => (closedAt = Date.now()));
+    c.socket.on('error', () => {});
+    const server = servers.find((s) => s.id === c.id)!;
+    const victim = namespaces[servers.indexOf(server)]!.name;
+    await server.setAccepting(false);
+    // The replica comes back whatever happens here.
+    try {
+      await waitFor('replica down', async () => ((await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === victim)?.health === 'down' ? true : undefined), 5000, 20);
+      const downAt = Date.now();
+      // Draining: out of rotation, yet the open connection still reaches it.
+      const before = c.rest().length;
+      c.socket.write('still-there');
+      await waitFor('echo while draining', () => (c.rest().subarray(before).toString().includes('still-there') ? true : undefined), 900, 5);
+      expect(closedAt).toBe(0);
+      // Then the proxy ends it: 1 s after the sync that took the replica out (which came before we saw it down).
+      await waitFor('connection closed by the drain timeout', () => (closedAt ? true : undefined), 3000, 20);
+      expect(closedAt - downAt).toBeLessThanOrEqual(1000 + 500);
+      expect(daemon!.logs.some((l) => l['event'] === 'lb_drain_timeout' && l['service'] === 'px')).toBe(true);
+    } finally {
+      c.socket.destroy();
+      await server.setAccepting(true);
+    }
+    await waitFor('replica back', async () => ((await serviceReplicas(daemon!.socket, 'px')).filter((r) => r.health === 'up').length === 3 ? true : undefined), 5000, 20);
+  });
 });

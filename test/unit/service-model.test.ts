@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSpec, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
+import { buildSpec, drainTimeoutOf, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
 import { observe, INITIAL_HEALTH, type HealthState } from '../../src/service/health.js';
 import { createPolicy } from '../../src/lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../../src/lb/proxy-protocol.js';
@@ -40,6 +40,28 @@ describe('service model', () => {
     expect(next).toMatchObject({ network: 'n', ports: base.ports, health: { kind: 'http', path: '/healthz', intervalMs: 500 }, lbPolicy: 'random' });
     expect(() => buildSpec({ name: 'web', network: 'm' }, base)).toThrow(/network cannot change/);
     expect(() => buildSpec({ name: 'web', endpointMode: 'dnsrr' }, base)).toThrow(/endpoint mode/);
+  });
+
+  it('drain timeout: 30 s unless given, kept by update, a duration', () => {
+    const base = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
+    expect(base.drainTimeoutMs).toBeUndefined();
+    expect(drainTimeoutOf(base)).toBe(30_000);
+    const short = buildSpec({ name: 'web', drainTimeout: '1s' }, base);
+    expect(drainTimeoutOf(short)).toBe(1000);
+    expect(drainTimeoutOf(buildSpec({ name: 'web', lbPolicy: 'random' }, short))).toBe(1000);
+    expect(() => buildSpec({ name: 'web', drainTimeout: 'never' }, base)).toThrow(/drain timeout/);
+  });
+
+  it('affinity: client-ip with kube-proxy\'s 3 h default or a timeout, kernel path only, none removes it', () => {
+    const base = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
+    expect(base.affinity).toBeUndefined();
+    expect(buildSpec({ name: 'web', affinity: 'client-ip' }, base).affinity).toEqual({ kind: 'client-ip', timeoutS: 10_800 });
+    const on = buildSpec({ name: 'web', affinity: 'client-ip:10m' }, base);
+    expect(on.affinity).toEqual({ kind: 'client-ip', timeoutS: 600 });
+    expect(buildSpec({ name: 'web', lbPolicy: 'random' }, on).affinity).toEqual({ kind: 'client-ip', timeoutS: 600 });
+    expect(buildSpec({ name: 'web', affinity: 'none' }, on).affinity).toBeUndefined();
+    for (const bad of ['cookie', 'client-ip:0', 'client-ip:2d', 'client-ip:25h']) expect(() => buildSpec({ name: 'web', affinity: bad }, base), bad).toThrow(/affinity/);
+    expect(() => buildSpec({ name: 'web', lbMode: 'proxy' }, on)).toThrow(/--affinity needs --lb-mode kernel/);
   });
 });
 

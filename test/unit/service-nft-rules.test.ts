@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { desiredLb, diffLb, endpointChain, type LbServicePort } from '../../src/service/nft-rules.js';
-import { kernelPorts, staleUdpFilters } from '../../src/service/datapath.js';
+import { affinitySet, desiredLb, diffLb, endpointChain, type LbServicePort } from '../../src/service/nft-rules.js';
+import { kernelPorts, leftBackends, staleUdpFilters } from '../../src/service/datapath.js';
 import { withServiceRecords, shuffled } from '../../src/service/dns.js';
 import { buildSrvTable } from '../../src/service/dns-srv.js';
 import { buildSpec, type ServiceRecord } from '../../src/service/model.js';
@@ -63,6 +63,31 @@ describe('kernel data path: desired state', () => {
     // No service before, none now: nothing to do (every daemon sync takes this path).
     expect(diffLb(desiredLb(4, [], []), desiredLb(4, [], [])).isEmpty).toBe(true);
   });
+
+  it('client affinity: a timed set per endpoint, looked up before the pick, updated on the way in', () => {
+    const ep2 = endpointChain(web([]), '10.183.0.2');
+    const ep3 = endpointChain(web([]), '10.183.0.3');
+    const a = desiredLb(4, [web(['10.183.0.2', '10.183.0.3'], { affinityS: 600 })], []);
+    expect(a.chains.get('svc-web-tcp-80')!.map((r) => r.expr)).toEqual([
+      `ip saddr @${affinitySet(ep2, 600)} goto ${ep2}`,
+      `ip saddr @${affinitySet(ep3, 600)} goto ${ep3}`,
+      `numgen inc mod 2 vmap { 0 : goto ${ep2}, 1 : goto ${ep3} }`,
+    ]);
+    expect(a.chains.get(ep2)![0]!.expr).toBe(`update @${affinitySet(ep2, 600)} { ip saddr }`);
+    const first = diffLb(undefined, a).render();
+    expect(first).toContain(`add set ip shoal-lb ${affinitySet(ep2, 600)} { type ipv4_addr ; flags dynamic,timeout ; timeout 600s ; }`);
+    // The set exists before the rule that names it.
+    expect(first.indexOf(`add set ip shoal-lb ${affinitySet(ep2, 600)}`)).toBeLessThan(first.indexOf(`update @${affinitySet(ep2, 600)}`));
+    // A replica that leaves takes its set along, after the rules that used it.
+    const b = desiredLb(4, [web(['10.183.0.2'], { affinityS: 600 })], []);
+    const change = diffLb(a, b).render();
+    expect(change).toContain(`delete set ip shoal-lb ${affinitySet(ep3, 600)}`);
+    expect(change.indexOf(`delete chain ip shoal-lb ${ep3}`)).toBeLessThan(change.indexOf(`delete set ip shoal-lb ${affinitySet(ep3, 600)}`));
+    // Affinity off: sets gone, plain pick.
+    const off = diffLb(b, desiredLb(4, [web(['10.183.0.2'])], [])).render();
+    expect(off).toContain(`delete set ip shoal-lb ${affinitySet(ep2, 600)}`);
+    expect(desiredLb(6, [web(['fd00::2'], { vip: 'fd00::200', affinityS: 5 })], []).chains.get('svc-web-tcp-80')![0]!.expr).toMatch(/^ip6 saddr @aff-/);
+  });
 });
 
 const record = (over: Partial<ServiceRecord> = {}): ServiceRecord => ({
@@ -93,6 +118,14 @@ describe('kernel data path: ports and stale UDP flows', () => {
       { family: 4, proto: 17, origDstPort: 18381, replySrc: '10.183.0.3' },
     ]);
     expect(staleUdpFilters(4, [web(['10.183.0.3'])], [])).toEqual([]);
+  });
+
+  it('TCP backends that left a port (their drain timeout starts), the service gone included', () => {
+    const prev = [web(['10.183.0.2', '10.183.0.3'])];
+    expect(leftBackends('tcp', prev, [web(['10.183.0.2'])]).map((l) => l.backend)).toEqual(['10.183.0.3']);
+    expect(leftBackends('tcp', prev, []).map((l) => l.backend)).toEqual(['10.183.0.2', '10.183.0.3']);
+    expect(leftBackends('tcp', prev, prev)).toEqual([]);
+    expect(leftBackends('udp', prev, [])).toEqual([]);
   });
 });
 

@@ -1,0 +1,247 @@
+#!/usr/bin/env node
+// Load-balancer benchmark (issue 16): one backend set behind four front doors, driven by wrk.
+//
+//   direct   wrk -> one backend (no balancer at all: the ceiling)
+//   kernel   wrk -> VIP of a Shoal service, --lb-mode kernel (nftables DNAT, conntrack)
+//   proxy    wrk -> VIP of a Shoal service, --lb-mode proxy (the daemon's user-space TCP proxy)
+//   haproxy  wrk -> Debian's HAProxy on the host, mode tcp, roundrobin over the same backends
+//
+// Two loads: keep-alive requests/s, and `Connection: close` (one request per connection:
+// connections/s). The backends are three HAProxy processes, one per container namespace, each
+// answering every request itself (`http-request return`, two threads): C, keep-alive, far
+// faster than busybox httpd or a Node server, so the backend is not what is measured. wrk runs in a fourth namespace
+// on the same Shoal network (a same-network client: the kernel path masquerades it, hairpin).
+// The balancing HAProxy runs with `nbthread 1`, like the Shoal proxy's one event loop. Every process gets the same environment (PATH only).
+//
+// Rounds are interleaved (each round runs every target once per load, in an order rotated
+// per round), each run after the same settle time; figures are medians over the rounds with
+// their p25-p75 spread. Goals: kernel >= 0.9x direct, proxy >= 1.0x HAProxy.
+//
+//   npm run bench -- lb
+//   BENCH_ROUNDS=5 BENCH_SECONDS=5 BENCH_SETTLE_MS=1000 BENCH_CONNECTIONS=50 BENCH_THREADS=1
+//   BENCH_TARGETS=direct,kernel,proxy,haproxy   BENCH_LOADS=keepalive,close   BENCH_BACKEND_THREADS=2
+//   BENCH_VERBOSE=1 (every wrk run's rate, latency and socket errors on stderr)
+//   BENCH_PROFILE=1 (the daemon writes a --cpu-prof into node_modules/.cache/lb-profile)
+//
+// Everything lives in 10.249.<b>.0/24 (a network made by the built CLI) and host port 18490
+// (HAProxy) / 18491-18492 (the services' published ports); it is all removed at the end.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { removeNewSkeletons, shoalTables } from './lib/shoal-tables.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SHOAL = path.join(root, 'dist/bin/shoal');
+const env = process.env;
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(env.BENCH_SECONDS ?? 5);
+const SETTLE_MS = Number(env.BENCH_SETTLE_MS ?? 1000);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 50);
+const THREADS = Number(env.BENCH_THREADS ?? 1);
+const TARGETS = (env.BENCH_TARGETS ?? 'direct,kernel,proxy,haproxy').split(',');
+const VERBOSE = env.BENCH_VERBOSE === '1';
+const LOADS = (env.BENCH_LOADS ?? 'keepalive,close').split(',');
+const PROFILE = env.BENCH_PROFILE === '1';
+// Two threads per backend: "direct" goes to one backend, which must not be the bottleneck.
+const BACKEND_THREADS = Number(env.BENCH_BACKEND_THREADS ?? 2);
+const BACKENDS = 3;
+const b = 1 + Math.floor(Math.random() * 250);
+const tag = randomBytes(2).toString('hex');
+const NET = `lbb${tag}`;
+const SUBNET = `10.249.${b}.0/24`;
+const GATEWAY = `10.249.${b}.1`;
+const PORTS = { haproxy: 18490, kernel: 18491, proxy: 18492 };
+// Same environment for every process we start (Node's start-up and wrk alike).
+const childEnv = { PATH: env.PATH };
+const work = mkdtempSync(path.join(os.tmpdir(), 'shoal-bench-lb-'));
+const shoalEnv = { ...childEnv, SHOAL_STATE_DIR: path.join(work, 'state'), SHOAL_RUN_DIR: path.join(work, 'run'), SHOAL_CNI_CONF_DIR: path.join(work, 'conf') };
+const children = new Set();
+// Shoal tables the run creates (the network's, the daemon's) are left as empty skeletons by
+// DEL and stop: removed at the end unless they were there before.
+const tablesBefore = new Set(shoalTables());
+const namespaces = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function must(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, env: childEnv, ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.status} ${r.stderr}`);
+  return r.stdout;
+}
+const shoal = (...args) => must(process.execPath, [SHOAL, ...args], { env: shoalEnv });
+
+/** A long-running process, its output in a file (never a pipe nobody reads), stopped by PID. */
+function start(cmd, args, logName, procEnv = childEnv) {
+  const log = path.join(work, `${logName}.log`);
+  const child = spawn('sh', ['-c', `exec "$@" >${JSON.stringify(log)} 2>&1`, 'sh', cmd, ...args], { env: procEnv, stdio: 'ignore' });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return { child, log };
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  process.kill(child.pid, 'SIGTERM');
+  await Promise.race([exited, sleep(8000)]);
+  if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+}
+
+async function waitFor(what, fn, ms = 20_000) {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (fn()) return;
+  throw new Error(`${what}: not within ${ms} ms`);
+}
+
+/** An HTTP GET from inside the client namespace: true when it answers 200. */
+const answers = (url) => spawnSync('ip', ['netns', 'exec', namespaces[BACKENDS], 'wrk', '-t1', '-c1', '-d1s', url], { encoding: 'utf8', env: childEnv }).stdout?.match(/(\d+) requests in/)?.[1] > 0;
+
+const backendConfig = (id) => `global
+  nbthread ${BACKEND_THREADS}
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+frontend web
+  bind 0.0.0.0:80
+  http-request return status 200 content-type text/plain string "${id}\\n"
+`;
+
+const balancerConfig = (backends) => `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend lb
+  bind ${GATEWAY}:${PORTS.haproxy}
+  default_backend replicas
+backend replicas
+  balance roundrobin
+${backends.map((a, i) => `  server r${i} ${a}:80`).join('\n')}
+`;
+
+/** One wrk run from the client namespace: requests/s and the errors it saw. */
+function wrk(url, close) {
+  const args = ['netns', 'exec', namespaces[BACKENDS], 'wrk', `-t${THREADS}`, `-c${CONNECTIONS}`, `-d${SECONDS}s`, ...(close ? ['-H', 'Connection: close'] : []), url];
+  const r = spawnSync('ip', args, { encoding: 'utf8', env: childEnv, timeout: (SECONDS + 30) * 1000 });
+  const out = r.stdout ?? '';
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors = (sock ? sock.slice(1).reduce((a, x) => a + Number(x), 0) : 0) + non2xx;
+  if (!Number.isFinite(rps)) throw new Error(`wrk ${url}: ${r.stderr}${out}`);
+  if (VERBOSE) process.stderr.write(`${url}${close ? ' close' : ''}: ${rps.toFixed(0)}/s,${/Latency.*/.exec(out)?.[0] ?? ''}${sock ? ` ${sock[0]}` : ''}\n`);
+  return { rps, errors };
+}
+
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  const s = [...xs].sort((a, c) => a - c);
+  const i = (s.length - 1) * q;
+  return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
+}
+const k = (x) => (x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
+const spread = (xs) => `${k(median(xs))} (${k(quantile(xs, 0.25))}-${k(quantile(xs, 0.75))})`;
+/** The machine's CPU time from /proc/stat (os.cpus() leaves out softirq and steal, where much of a network load goes). */
+function cpuTimes() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { idle: f[3] + f[4], total: f.reduce((a, x) => a + x, 0) };
+}
+
+async function main() {
+  if (!existsSync(SHOAL)) throw new Error('run "npm run build" first');
+  for (const tool of ['wrk', 'haproxy']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing: run scripts/setup.sh`);
+  mkdirSync(shoalEnv.SHOAL_CNI_CONF_DIR, { recursive: true });
+  shoal('network', 'create', '--subnet', SUBNET, NET);
+  const daemonArgs = ['daemon', '--metrics-addr', 'off', '--dns-port', String(20000 + Math.floor(Math.random() * 20000)), '--log-level', 'warn'];
+  // The same PATH as every other process, plus the daemon's own directories.
+  start(process.execPath, [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'node_modules/.cache/lb-profile')}`] : []), SHOAL, ...daemonArgs], 'daemon', shoalEnv);
+  await waitFor('daemon', () => existsSync(path.join(shoalEnv.SHOAL_RUN_DIR, 'shoald.sock')));
+
+  const backends = [];
+  for (let i = 0; i <= BACKENDS; i++) {
+    const ns = `lbb${tag}n${i}`;
+    must('ip', ['netns', 'add', ns]);
+    namespaces.push(ns);
+    // Backends carry both services' aliases; the last namespace is wrk's.
+    shoal('network', 'connect', ...(i < BACKENDS ? ['--alias', 'lbk', '--alias', 'lbp'] : []), NET, ns);
+    must('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+    if (i === BACKENDS) break;
+    const addr = JSON.parse(must('ip', ['-j', '-n', ns, 'addr', 'show', 'dev', 'eth0'])).flatMap((l) => l.addr_info).find((a) => a.family === 'inet').local;
+    backends.push(addr);
+    const cfg = path.join(work, `backend${i}.cfg`);
+    writeFileSync(cfg, backendConfig(`r${i}`));
+    start('ip', ['netns', 'exec', ns, 'haproxy', '-db', '-f', cfg], `backend${i}`);
+  }
+  const lbCfg = path.join(work, 'haproxy.cfg');
+  writeFileSync(lbCfg, balancerConfig(backends));
+  start('haproxy', ['-db', '-f', lbCfg], 'haproxy');
+  shoal('service', 'create', 'lbk', '--network', NET, '-p', `${PORTS.kernel}:80`, '--lb-mode', 'kernel');
+  shoal('service', 'create', 'lbp', '--network', NET, '-p', `${PORTS.proxy}:80`, '--lb-mode', 'proxy');
+  const vip = (name) => JSON.parse(shoal('service', 'inspect', name)).vips[0];
+  const urls = { direct: `http://${backends[0]}:80/`, kernel: `http://${vip('lbk')}:80/`, proxy: `http://${vip('lbp')}:80/`, haproxy: `http://${GATEWAY}:${PORTS.haproxy}/` };
+  for (const t of TARGETS) await waitFor(`${t} answering`, () => answers(urls[t]), 30_000);
+
+  const loads = [
+    { key: 'keepalive', name: 'keep-alive req/s', close: false },
+    { key: 'close', name: 'Connection: close conn/s', close: true },
+  ].filter((l) => LOADS.includes(l.key));
+  const results = Object.fromEntries(loads.map((l) => [l.name, Object.fromEntries(TARGETS.map((t) => [t, { rps: [], errors: 0 }]))]));
+  const load0 = os.loadavg()[0];
+  const cpu0 = cpuTimes();
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length]);
+    for (const l of loads) {
+      for (const t of order) {
+        await sleep(SETTLE_MS);
+        const r = wrk(urls[t], l.close);
+        results[l.name][t].rps.push(r.rps);
+        results[l.name][t].errors += r.errors;
+      }
+    }
+    process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`);
+  }
+  const cpu1 = cpuTimes();
+  console.log(`${ROUNDS} rounds x ${SECONDS} s per target and load, interleaved, ${SETTLE_MS} ms settle; wrk -t${THREADS} -c${CONNECTIONS}; ${BACKENDS} HAProxy backends (http-request return, nbthread ${BACKEND_THREADS}), balancing HAProxy nbthread 1; ${os.cpus().length} CPUs, load average ${load0.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after, CPU busy ${(100 * (1 - (cpu1.idle - cpu0.idle) / (cpu1.total - cpu0.total))).toFixed(0)}% during the runs`);
+  console.log('median (p25-p75)');
+  console.log(`load                      | ${TARGETS.map((t) => t.padEnd(22)).join(' | ')}`);
+  for (const l of loads) {
+    const row = results[l.name];
+    console.log(`${l.name.padEnd(25)} | ${TARGETS.map((t) => `${spread(row[t].rps)}${row[t].errors ? ` err ${row[t].errors}` : ''}`.padEnd(22)).join(' | ')}`);
+  }
+  for (const l of loads) {
+    const row = results[l.name];
+    const ratio = (a, c) => (row[a] && row[c] ? median(row[a].rps) / median(row[c].rps) : NaN);
+    const met = (x, goal) => (Number.isNaN(x) ? 'n/a' : `${x.toFixed(2)}x (goal >= ${goal}x: ${x >= goal ? 'met' : 'NOT met'})`);
+    console.log(`${l.name}: kernel / direct ${met(ratio('kernel', 'direct'), 0.9)}; proxy / haproxy ${met(ratio('proxy', 'haproxy'), 1.0)}`);
+  }
+}
+
+async function cleanup() {
+  // Services first (the daemon removes their rules and proxies), then the daemon, then the rest.
+  for (const name of ['lbk', 'lbp']) spawnSync(process.execPath, [SHOAL, 'service', 'rm', name], { env: shoalEnv });
+  await sleep(300);
+  await Promise.all([...children].map((c) => stop(c)));
+  for (const ns of namespaces) spawnSync(process.execPath, [SHOAL, 'network', 'disconnect', NET, ns], { env: shoalEnv });
+  spawnSync(process.execPath, [SHOAL, 'network', 'rm', '--force', NET], { env: shoalEnv });
+  for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
+  removeNewSkeletons(tablesBefore);
+  rmSync(work, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(`bench lb: ${err.stack ?? err}`);
+  for (const f of ['daemon']) if (existsSync(path.join(work, `${f}.log`))) console.error(readFileSync(path.join(work, `${f}.log`), 'utf8').slice(-2000));
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
