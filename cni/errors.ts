@@ -20,6 +20,12 @@ export const CniCode = {
   PluginNotAvailable: 50,
   /** STATUS: not available, and existing containers may have limited connectivity. */
   PluginNotAvailableLimitedConnectivity: 51,
+  /**
+   * Plugin-specific (100+, SPEC.md leaves them to plugins): a host port (or a container
+   * address and port) another attachment already publishes. Not retryable: it stays taken
+   * until the holder is deleted. The message names the port, protocol and holder.
+   */
+  PortInUse: 100,
   /** Nothing else fits (the reference skel's ErrInternal). */
   Internal: 999,
 } as const;
@@ -59,6 +65,7 @@ const CODE_BY_SHOAL_CODE: Record<string, number> = {
   ESTOREBUSY: CniCode.TryAgainLater,
   ESTORELOCKED: CniCode.TryAgainLater,
   ENOTAVAILABLE: CniCode.PluginNotAvailable,
+  EPORTCONFLICT: CniCode.PortInUse,
 };
 
 /** errno names (SyscallError/NetlinkError `errnoName`, Node `code`) that a retry may cure. */

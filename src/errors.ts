@@ -22,3 +22,21 @@ export function causeText(cause: unknown): string {
   if (cause instanceof Error) return cause.message;
   return String(cause);
 }
+
+/**
+ * CHECK of an attachment that left no trace (never added, or deleted): the CNI layer answers
+ * code 3, "container unknown or does not exist", which also tells the runtime that no DEL is
+ * needed. So it is thrown only when nothing of the attachment is there; one with some of its
+ * parts left is a failed check instead, which the runtime cleans up with a DEL.
+ */
+export class AttachmentUnknownError extends ShoalError {
+  constructor(message: string) {
+    super('ECONTAINERUNKNOWN', message);
+  }
+}
+
+/** True for a "container unknown" answer: this class, or a delegate's CNI error with code 3. */
+export function isAttachmentUnknown(err: unknown): boolean {
+  const e = err as { code?: unknown; cniCode?: unknown } | null;
+  return e?.code === 'ECONTAINERUNKNOWN' || e?.cniCode === 3;
+}

@@ -12,7 +12,8 @@ import type { CniInterface, CniResult } from '../../cni/types.js';
 import { LinkExistsError } from '../kernel/errors.js';
 import { createLink, deleteLinkIfExists, findLink, getLink, setBridgePortFlags, setLinkMac, type Link } from '../kernel/link.js';
 import { NftTransaction } from '../kernel/nftables.js';
-import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
+import { openRtnl, withRtnl, type Rtnl } from '../kernel/rtnl.js';
+import { checkAttachmentKnown, type KernelTraces } from './check-known.js';
 import { netnsExists } from '../kernel/netns.js';
 import type { IpPrefix } from '../addr.js';
 import { parseAddressing, planAddresses, resultIps, resultRoutes } from './addressing.js';
@@ -148,9 +149,29 @@ async function delBridge(req: CniRequest, conf: BridgeConf): Promise<void> {
   }
 }
 
-export async function check(req: CniRequest): Promise<void> {
+/** What of the attachment the kernel has: its container interface, its host veth. */
+function bridgeTraces(req: CniRequest, conf: BridgeConf): KernelTraces {
+  const vethName = hostVethName(conf.network, req.containerId, req.ifname);
+  const missing: string[] = [];
+  const hostVeth = withRtnl(undefined, (host) => findLink(host, vethName));
+  if (!hostVeth) missing.push(`no host veth "${vethName}"`);
+  let inside = false;
+  if (!req.netns || !netnsExists(req.netns)) missing.push(`no network namespace "${req.netns}"`);
+  else {
+    inside = withRtnl(req.netns, (ctr) => findLink(ctr, req.ifname)) !== undefined;
+    if (!inside) missing.push(`no interface "${req.ifname}" in ${req.netns}`);
+  }
+  return { present: hostVeth !== undefined || inside, missing };
+}
+
+/** Unknown (code 3) before anything else when no part of it exists; see check-known.ts. */
+export async function checkKnown(req: CniRequest): Promise<void> {
+  await checkAttachmentKnown(req, bridgeTraces(req, parseBridgeConf(req.config)));
+}
+
+export async function check(req: CniRequest, options: { knownChecked?: boolean } = {}): Promise<void> {
   const conf = parseBridgeConf(req.config);
-  if (req.config.ipam?.type) await ipam.check(req);
+  if (!options.knownChecked) await checkAttachmentKnown(req, bridgeTraces(req, conf));
   const prev = req.prevResult ?? {};
   const ifaces = prev.interfaces ?? [];
   const index = ifaces.findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);

@@ -13,7 +13,8 @@ import { createLink, deleteLinkIfExists, findLink, getLink, moveLinkToNetns, set
 import { AF_INET } from '../kernel/netlink/constants.js';
 import { netnsExists } from '../kernel/netns.js';
 import { listRoutes } from '../kernel/route.js';
-import { openRtnl, type Rtnl } from '../kernel/rtnl.js';
+import { openRtnl, withRtnl, type Rtnl } from '../kernel/rtnl.js';
+import { checkAttachmentKnown } from './check-known.js';
 import { parseAddressing, planAddresses, resultIps, resultRoutes } from './addressing.js';
 import { parseIpvlanConf, parseMacvlanConf, type IpvlanConf, type MacvlanConf } from './config.js';
 import { configureInterface, verifyInterface } from './container-iface.js';
@@ -104,7 +105,14 @@ export async function del(kind: Kind, req: CniRequest): Promise<void> {
 
 export async function check(kind: Kind, req: CniRequest): Promise<void> {
   parse(kind, req.config);
-  if (req.config.ipam?.type) await ipam.check(req);
+  const missing: string[] = [];
+  let present = false;
+  if (!req.netns || !netnsExists(req.netns)) missing.push(`no network namespace "${req.netns}"`);
+  else {
+    present = withRtnl(req.netns, (ctr) => findLink(ctr, req.ifname)) !== undefined;
+    if (!present) missing.push(`no interface "${req.ifname}" in ${req.netns}`);
+  }
+  await checkAttachmentKnown(req, { present, missing });
   const prev = req.prevResult ?? {};
   const index = (prev.interfaces ?? []).findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);
   if (index < 0) throw new AttachmentCheckError(`failed to check "${req.ifname}": prevResult has no interface "${req.ifname}" in sandbox ${req.netns}`);

@@ -14,6 +14,7 @@ import { ipAddress, parseConfig, pluginConfig } from '../../cni/config.js';
 import { CniCode, CniError, invalidConfig } from '../../cni/errors.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniResult } from '../../cni/types.js';
+import { AttachmentUnknownError } from '../errors.js';
 import { openStateStore, resolveStateDir } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { parseUpstream } from './ip.js';
@@ -96,7 +97,7 @@ export async function check(req: CniRequest): Promise<void> {
   const ref = { network: req.config.name, containerId: req.containerId, ifname: req.ifname };
   const have = await getEndpoint(s, ref);
   const name = `${ref.network}/${ref.containerId}/${ref.ifname}`;
-  if (!have) throw new CniError(CniCode.Internal, `failed to check "${name}": no DNS record for this attachment`);
+  if (!have) throw new AttachmentUnknownError(`failed to check "${name}": no DNS record for container ${ref.containerId} interface "${ref.ifname}" (never added, or deleted)`);
   if (!(await getNetwork(s, ref.network))) throw new CniError(CniCode.Internal, `failed to check "${name}": the network has no DNS record`);
   const same = (a: string[] | undefined, b: string[] | undefined) => JSON.stringify([...(a ?? [])].sort()) === JSON.stringify([...(b ?? [])].sort());
   if (have.name !== want.name || !same(have.aliases, want.aliases) || !same(have.ipv4, want.ipv4) || !same(have.ipv6, want.ipv6)) {

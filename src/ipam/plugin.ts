@@ -3,6 +3,7 @@ import { openStateStore, resolveStateDir } from '../store/open.js';
 import { IpAddr, IpPrefix } from '../addr.js';
 import { type Allocation, type Attachment, allocate, heldBy, nextFree, release } from './allocator.js';
 import { type IpamConfig, type IpamRoute, parseIpamConfig, stateDirOf } from './config.js';
+import { AttachmentUnknownError } from '../errors.js';
 import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError, NodeBlocksFullError } from './errors.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { describeRangeSet } from './range.js';
@@ -111,7 +112,9 @@ export async function ipamCheck(request: IpamRequest & { prevResult: unknown }, 
   const store = await storeFor(request, deps);
   const held = await heldBy(store, request.network, request);
   const who = `container ${request.containerId} interface ${request.ifname}`;
-  if (!held) throw new AllocationMismatchError(`${who} holds no addresses in network "${request.network}"`);
+  // Nothing recorded for it: never added (or deleted), code 3, which a caller that sees some
+  // other part of the attachment turns into a failed check (src/bridge/check-known.ts).
+  if (!held) throw new AttachmentUnknownError(`${who} holds no addresses in network "${request.network}": never added, or deleted`);
   const heldText = new Set(held.map((a) => a.toString()));
   const missing = [...expected.keys()].filter((a) => !heldText.has(a));
   const extra = [...heldText].filter((a) => !expected.has(a));

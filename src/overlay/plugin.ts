@@ -58,12 +58,16 @@ export async function del(req: CniRequest): Promise<void> {
 
 export async function check(req: CniRequest): Promise<void> {
   const conf: VxlanConf = parseVxlanConf(req.config);
+  const bridge = await bridgePlugin();
+  const bridgeReq = withConfig(req, bridgeConfig(req.config, conf, undefined));
+  // An attachment never added is unknown (code 3) even where the overlay device is missing too.
+  await bridge.checkKnown(bridgeReq);
   const problems = withRtnl(undefined, (host) => {
     const underlay = resolveUnderlay(host, conf.underlay);
     return overlayDeviceProblems(host, { network: conf.network, vni: conf.vni, bridge: conf.bridge, underlay });
   });
   if (problems.length > 0) throw new AttachmentCheckError(`failed to check overlay "${conf.network}": ${problems.join('; ')}`);
-  await (await bridgePlugin()).check(withConfig(req, bridgeConfig(req.config, conf, undefined)));
+  await bridge.check(bridgeReq, { knownChecked: true });
 }
 
 /** Ready when the IPAM is and the underlay can be found (without it no ADD can succeed). */

@@ -9,7 +9,7 @@ import { withRollback } from '../../cni/invoke.js';
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniResult } from '../../cni/types.js';
 import type { IpAddr } from '../addr.js';
-import { ShoalError, causeText } from '../errors.js';
+import { AttachmentUnknownError, ShoalError, causeText } from '../errors.js';
 import { IPPROTO, deleteConntrack, type ConntrackFilter } from '../kernel/conntrack.js';
 import { applyTransaction, NftTransaction } from '../kernel/nftables.js';
 import { readTable, type NftTableInfo } from '../kernel/nftables-reader.js';
@@ -225,8 +225,23 @@ function deleteAttachment(a: Attachment, req: CniRequest): void {
 
 export async function check(req: CniRequest): Promise<void> {
   const plan = buildPlan(req.config, req.containerId, req.ifname, req.prevResult);
-  const problem = checkProblem(plan, readTables());
+  const tables = readTables();
+  // Ports asked for and no trace of the attachment at all: never added (or deleted), code 3.
+  // With any trace left the detailed check below names what is wrong (and the runtime DELs).
+  if (plan.dnat.length > 0 && !hasTrace(plan.attachment, tables, dirOf(req))) {
+    const a = plan.attachment;
+    throw new AttachmentUnknownError(
+      `failed to check port mappings "${a.owner}": no port is published for container ${req.containerId} interface "${req.ifname}" (no chain "${a.dnatChain}", no map element, no state record): never added, or deleted`,
+    );
+  }
+  const problem = checkProblem(plan, tables);
   if (problem) throw new PortmapCheckError(plan.attachment.owner, problem);
+}
+
+/** Whether anything of this attachment exists: its chains or map elements, or its state record. */
+function hasTrace(a: Attachment, tables: Tables, dir: string): boolean {
+  const inTables = FAMILIES.some((f) => publishedBy(tables[f], a).length > 0 || (tables[f]?.chains ?? []).some((c) => c.name === a.dnatChain || c.name === a.snatChain));
+  return inTables || recordByOwner(dir, a.owner) !== undefined;
 }
 
 /** What is missing or wrong in the kernel for this plan; undefined when everything is there. */

@@ -89,10 +89,11 @@ export class SqliteStore implements Store {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
       }
     }
-    // NORMAL in WAL mode: a commit survives the process being killed (the WAL is in the OS
-    // page cache); only a power cut can lose the last commits, and with them the containers
-    // that used those addresses. FULL would add an fsync to every ADD.
-    this.db.exec('PRAGMA synchronous = NORMAL');
+    // FULL: the WAL is fsynced at every commit, so an ADD that reported success is on disk
+    // before the runtime hears of it; a power cut can only tear a commit nobody was told of,
+    // which SQLite discards. Together with the checkpoint after each write (checkpointAfterCommit)
+    // it costs about what NORMAL plus that checkpoint does (measured: ~0.9 ms a commit either way).
+    this.db.exec('PRAGMA synchronous = FULL');
     // A CNI process is usually the only connection when it opens the database, and then SQLite
     // rebuilds the WAL index by reading the whole WAL (~7 us a frame here); plugins also leave
     // through _exit, so no close ever checkpoints. With the default autocheckpoint (1000 pages)
@@ -193,7 +194,9 @@ export class SqliteStore implements Store {
         // Only this process's own awaits happen in here; SQLite calls are synchronous, so the
         // lock is held for the callback's CPU time, not for any I/O wait.
         const result = await fn(this.txnView);
+        const wrote = this.txnRevision !== undefined;
         this.db.exec('COMMIT');
+        if (wrote) this.checkpointAfterCommit();
         return result;
       } catch (err) {
         if (this.db.isTransaction) this.db.exec('ROLLBACK');
@@ -205,6 +208,29 @@ export class SqliteStore implements Store {
         this.txnRevision = undefined;
       }
     });
+  }
+
+  /**
+   * Moves the WAL into the database file and empties it, after every transaction that wrote.
+   * Plugins leave through _exit, so without this their commits would live only in the WAL until
+   * some later checkpoint, and a WAL cut short (torture store) silently lost them: the next ADD
+   * handed their addresses out again. SQLite cannot tell a WAL cut at a frame boundary from one
+   * that simply held fewer commits, so the only defence is not to keep state there at rest.
+   * The busy handler is off for it: when another process is reading or writing, the checkpoint
+   * does what it can without waiting and that process's own commit (or close) finishes the job;
+   * a commit never waits on a reader. Measured cost: ~0.9 ms a commit (ext4 on virtio).
+   */
+  private checkpointAfterCommit(): void {
+    try {
+      this.db.exec('PRAGMA busy_timeout = 0');
+      this.stmt('PRAGMA wal_checkpoint(TRUNCATE)').get();
+    } catch {
+      // The commit is durable already (synchronous=FULL): a checkpoint that could not run (busy,
+      // or a full disk that lets the WAL grow but not the file) is left to the next writer and
+      // never turned into a failed write, which would have the runtime undo a committed ADD.
+    } finally {
+      this.db.exec(`PRAGMA busy_timeout = ${this.busyTimeoutMs}`);
+    }
   }
 
   get(key: string): Promise<KeyValue | undefined> {

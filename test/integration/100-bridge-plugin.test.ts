@@ -431,7 +431,7 @@ describe('shoal-bridge, version-independent behaviour', () => {
       // The port is taken: portmap fails after the bridge's work, and the rollback undoes it all.
       const clash = await cni('ADD', config([port]), { id: 'eb', netns: b.path, cniArgs: args('web2') });
       expect(clash.code).toBe(1);
-      expect(clash.json).toMatchObject({ msg: expect.stringContaining(`port ${port}/tcp is already published by web1`) });
+      expect(clash.json).toMatchObject({ code: 100, msg: expect.stringContaining(`port ${port}/tcp is already published by web1`) });
       await nothingOf('eb', b);
       // dns fails (a name that is no DNS name) after portmap published: that is undone as well.
       const badName = await cni('ADD', config([port + 2]), { id: 'ec', netns: c.path, cniArgs: args('bad!name') });

@@ -186,6 +186,8 @@ describe('conflicts', () => {
     const before = shoalNatText();
     const r = await runCni(plugin, env('ADD', c2, ID2, 'other'), conf(c2, [{ hostPort: UDP + 100, containerPort: 1 }, { hostPort: TCP, containerPort: 80 }]));
     expect(r.exitCode).toBe(1);
+    // Code 100, shoal-portmap's own (src/portmap/README.md): not 999's "anything else".
+    expect(r.json?.code).toBe(100);
     expect(r.json?.msg).toBe(`port ${TCP}/tcp is already published by web (${ID1.slice(0, 12)})`);
     expect(shoalNatText()).toBe(before);
     expect(listRecords(path.join(stateDir, 'portmap')).map((x) => x.containerId)).toEqual([ID1]);
@@ -193,6 +195,7 @@ describe('conflicts', () => {
 
   it('refuses a specific hostIP when the port is published on every address', async () => {
     const r = await runCni(plugin, env('ADD', c2, ID2), conf(c2, [{ hostPort: TCP, containerPort: 80, hostIP: outside.host4 }]));
+    expect(r.json?.code).toBe(100);
     expect(r.json?.msg).toMatch(new RegExp(`port ${outside.host4}:${TCP}/tcp is already published by web`));
   });
 

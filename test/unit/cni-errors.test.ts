@@ -17,6 +17,8 @@ describe('error mapping', () => {
     [new NetlinkError('RTM_NEWLINK', 22, 'EINVAL', 'VXLAN ID must be lower than 16777216'), 999],
     [new LinkNotFoundError('veth0'), 999],
     [new ShoalError('EINVALIDCONFIG', 'ranges overlap'), 7],
+    [new ShoalError('EPORTCONFLICT', 'port 8080/tcp is already published by web'), 100],
+    [new ShoalError('ECONTAINERUNKNOWN', 'container c holds no addresses'), 3],
     [Object.assign(new ShoalError('ESTORE', 'locked'), { retryable: true }), 11],
     [Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }), 5],
     [new Error('plain'), 999],

@@ -48,7 +48,7 @@ describe('shoal-dns plugin', () => {
   it('CHECK passes for the registered container and fails for a different one', async () => {
     expect((await runCni(dns, env('CHECK'), conf())).exitCode).toBe(0);
     const other = await runCni(dns, env('CHECK', 'c0ffee0000000002'), conf());
-    expect(other.json).toMatchObject({ code: 999, msg: expect.stringMatching(/no DNS record/) });
+    expect(other.json).toMatchObject({ code: 3, msg: expect.stringMatching(/no DNS record for container c0ffee0000000002 interface "eth0"/) });
   });
 
   it('ADD without prevResult is code 7; a bad config field is code 7 naming it', async () => {

@@ -146,7 +146,9 @@ describe('ipam DEL, CHECK, GC, STATUS, stats', () => {
     await expect(
       ipamCheck({ ...req('c1', ipam), prevResult: { ips: [...result.ips, { address: '10.0.0.6/29' }] } }, deps()),
     ).rejects.toMatchObject({ message: expect.stringContaining('prevResult lists 10.0.0.6 which it does not hold') });
+    // Never added: "container unknown" (CNI code 3), not a mismatch.
     await expect(ipamCheck({ ...req('c2', ipam), prevResult: result }, deps())).rejects.toMatchObject({
+      code: 'ECONTAINERUNKNOWN',
       message: expect.stringContaining('container c2 interface eth0 holds no addresses'),
     });
   });
