@@ -22,13 +22,29 @@ function diff<T>(
   id: (v: T) => string,
   make: (kind: 'added' | 'removed' | 'changed', v: T) => RegistryChange,
 ): RegistryChange[] {
+  // The registry reader keeps unchanged records as the same objects in the same order: the
+  // common head and tail are skipped by reference (at 100,000 records building the maps for a
+  // one-record change cost 150-200 ms of every sync).
+  let start = 0;
+  while (start < before.length && start < after.length && before[start] === after[start]) start += 1;
+  let endBefore = before.length;
+  let endAfter = after.length;
+  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
+    endBefore -= 1;
+    endAfter -= 1;
+  }
+  if (start > 0 || endBefore < before.length) {
+    before = before.slice(start, endBefore);
+    after = after.slice(start, endAfter);
+  }
   const prev = new Map(before.map((v) => [id(v), v]));
   const out: RegistryChange[] = [];
   for (const v of after) {
     const old = prev.get(id(v));
     prev.delete(id(v));
     if (old === undefined) out.push(make('added', v));
-    else if (JSON.stringify(old) !== JSON.stringify(v)) out.push(make('changed', v));
+    // The registry reader keeps an unchanged record's object: no need to compare its text.
+    else if (old !== v && JSON.stringify(old) !== JSON.stringify(v)) out.push(make('changed', v));
   }
   for (const v of prev.values()) out.push(make('removed', v));
   return out;

@@ -16,7 +16,8 @@ import type { Registry } from 'prom-client';
 import pkg from '../../package.json' with { type: 'json' };
 import { ShoalDns } from '../dns/index.js';
 import { dnsWorkerOptions } from '../dns/worker-options.js';
-import { loadRegistry, type RegistryContents } from '../dns/registry.js';
+import type { RegistryContents } from '../dns/registry.js';
+import { RegistryReader } from '../dns/registry-reader.js';
 import { ShoalError } from '../errors.js';
 import { ipamStats } from '../ipam/stats.js';
 import { warmThreadpool } from '../kernel/netns.js';
@@ -70,6 +71,7 @@ export class Daemon {
   private firewall: DnsFirewall | undefined;
   private proxies: LoopbackProxies | undefined;
   private services: ServiceManager | undefined;
+  private readonly registryReader = new RegistryReader();
   private proxyTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private apiServer: http.Server | undefined;
@@ -259,7 +261,7 @@ export class Daemon {
     if (!store || !dns || !this.listeners) return;
     const t0 = performance.now();
     const revision = await store.revision();
-    const local = await loadRegistry(store);
+    const local = await this.registryReader.read(store);
     // In a cluster: this node's overlay endpoints published, the other nodes' added.
     const contents = this.overlay ? await this.overlay.apply(local) : local;
     for (const c of registryChanges(this.contents, contents)) {

@@ -145,7 +145,10 @@ export class TxnAttempt implements Txn {
   async list(prefix: string, options: ListOptions = {}): Promise<KeyValue[]> {
     const r = listRange(this.namespace, prefix, options);
     if (!r) return [];
-    return this.merged(r, options.limit, false);
+    const all = await this.merged(r, options.limit, false);
+    // Filtered here, not by etcd: the attempt compares every key of the range it read.
+    const min = options.minModRevision;
+    return min === undefined ? all : all.filter((kv) => kv.modRevision === 0 || kv.modRevision >= min);
   }
 
   async count(prefix: string, options: Omit<ListOptions, 'limit'> = {}): Promise<number> {

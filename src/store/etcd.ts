@@ -249,7 +249,7 @@ export class EtcdStore implements Store, LeaseBackend {
   async list(prefix: string, options: ListOptions = {}): Promise<KeyValue[]> {
     const r = listRange(this.prefix, prefix, options);
     if (!r) return [];
-    const res = await this.range('list', { key: r.start, range_end: r.end, limit: options.limit ?? 0 });
+    const res = await this.range('list', { key: r.start, range_end: r.end, limit: options.limit ?? 0, min_mod_revision: options.minModRevision ?? 0, keys_only: options.keysOnly ?? false });
     return res.kvs.map((kv) => toKeyValue(kv, this.prefix));
   }
 

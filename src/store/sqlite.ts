@@ -126,9 +126,10 @@ export class SqliteStore implements Store {
   }
 
   private listSync(prefix: string, options: ListOptions = {}): KeyValue[] {
+    const value = options.keysOnly ? "'' AS value" : 'value';
     const rows = this.stmt(
-      'SELECT key, value, create_revision, mod_revision FROM kv WHERE key >= ? AND key < ? AND key <= ? ORDER BY key LIMIT ?',
-    ).all(...this.bounds(prefix, options), options.limit ?? -1) as unknown as Row[];
+      `SELECT key, ${value}, create_revision, mod_revision FROM kv WHERE key >= ? AND key < ? AND key <= ? AND mod_revision >= ? ORDER BY key LIMIT ?`,
+    ).all(...this.bounds(prefix, options), options.minModRevision ?? 0, options.limit ?? -1) as unknown as Row[];
     return rows.map(toKeyValue);
   }
 

@@ -25,6 +25,13 @@ export interface ListOptions {
   to?: string;
   /** At most this many entries, in key order. */
   limit?: number;
+  /**
+   * Only keys written at or after this revision (etcd `min_mod_revision`): a reader that keeps
+   * what it read fetches only what changed since (the daemon's registry at 100,000 records).
+   */
+  minModRevision?: number;
+  /** The values may be left empty (etcd `keys_only`): for a reader that needs the keys alone. */
+  keysOnly?: boolean;
 }
 
 /** What a compare-and-swap expects the current state of the key to be. */

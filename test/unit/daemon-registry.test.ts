@@ -247,4 +247,16 @@ describe('registry change events', () => {
     expect(next.map((c) => `${c.event}:${c.name}`)).toEqual(['dns_record_changed:a', 'dns_record_removed:b']);
     expect(registryChanges({ networks: [n], endpoints: [] }, { networks: [], endpoints: [] }).map((c) => c.event)).toEqual(['dns_network_removed']);
   });
+
+  it('skips the records both reads share by reference, and still sees a change in their middle', () => {
+    const n = { name: 'red', gateways: ['10.0.0.1'] };
+    const many = Array.from({ length: 1000 }, (_, i) => ({ network: 'red', containerId: `c${i}`, ifname: 'eth0', name: `n${i}` }));
+    const removed = many.filter((_, i) => i !== 500);
+    expect(registryChanges({ networks: [n], endpoints: many }, { networks: [n], endpoints: removed }).map((c) => `${c.event}:${c.name}`)).toEqual(['dns_record_removed:n500']);
+    const added = [...many, { network: 'red', containerId: 'new', ifname: 'eth0', name: 'new' }];
+    expect(registryChanges({ networks: [n], endpoints: many }, { networks: [n], endpoints: added }).map((c) => `${c.event}:${c.name}`)).toEqual(['dns_record_added:new']);
+    // A new object with other content in the middle is compared by content.
+    const changed = many.map((e, i) => (i === 10 ? { ...e, aliases: ['x'] } : i === 20 ? { ...e } : e));
+    expect(registryChanges({ networks: [n], endpoints: many }, { networks: [n], endpoints: changed }).map((c) => `${c.event}:${c.name}`)).toEqual(['dns_record_changed:n10']);
+  });
 });

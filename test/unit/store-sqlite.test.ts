@@ -47,6 +47,18 @@ describe('SqliteStore', () => {
     expect(await store.count('n/', { from: 'n/c' })).toBe(2);
   });
 
+  it('lists only what was written since a revision, or the keys alone', async () => {
+    await store.put('r/a', '1');
+    await store.put('r/b', '2');
+    const rev = await store.revision();
+    await store.put('r/c', '3');
+    await store.put('r/a', '4');
+    expect((await store.list('r/', { minModRevision: rev + 1 })).map((kv) => `${kv.key}=${kv.value}`)).toEqual(['r/a=4', 'r/c=3']);
+    expect((await store.list('r/', { minModRevision: 0 })).length).toBe(3);
+    expect((await store.list('r/', { keysOnly: true })).map((kv) => [kv.key, kv.value])).toEqual([['r/a', ''], ['r/b', ''], ['r/c', '']]);
+    expect(await store.transaction((txn) => txn.list('r/', { minModRevision: rev + 2 }))).toHaveLength(1);
+  });
+
   it('compare-and-swap by absence, revision and value', async () => {
     expect(await store.compareAndSwap('k', { absent: true }, 'v1')).toBe(true);
     expect(await store.compareAndSwap('k', { absent: true }, 'v2')).toBe(false);
