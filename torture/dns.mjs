@@ -6,10 +6,11 @@
 // sender manages, plus DNS_SLOW TCP clients that send half a message, never read, or trickle one
 // byte at a time. Meanwhile a probe in another container asks a real name every 10 ms.
 // Broke: the daemon exits; a probe query unanswered (1 s) or wrong; the probe's p99 above
-// DNS_P99_MS (10 ms, the issue's goal) during the flood; RSS growth above DNS_RSS_MIB (64 MiB) from
-// after the warm-up to the end; the name wrong after it all.
+// DNS_P99_MS (10 ms, the issue's goal) during the flood; the daemon's RSS growing by more than
+// DNS_RSS_MIB (32 MiB) over the flood's second half (the first half is the warm-up: caches and
+// heaps reach their size); the name wrong after it all.
 // Knobs: DNS_PACKETS (1000000), DNS_SLOW (200), DNS_SECONDS (600, the flood's time bound),
-// DNS_P99_MS (10), DNS_RSS_MIB (64), TORTURE_SEED.
+// DNS_P99_MS (10), DNS_RSS_MIB (32), TORTURE_SEED.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +23,7 @@ const PACKETS = knob('DNS_PACKETS', 1_000_000);
 const SLOW = knob('DNS_SLOW', 200);
 const SECONDS = knob('DNS_SECONDS', 600);
 const P99_MS = knob('DNS_P99_MS', 10);
-const RSS_MIB = knob('DNS_RSS_MIB', 64);
+const RSS_MIB = knob('DNS_RSS_MIB', 32);
 const DNS_PORT = 18586;
 const random = seeded();
 const figures = new Figures('dns');
@@ -140,18 +141,25 @@ async function main() {
     probe.stdout.on('data', (c) => (probeOut += c));
     await sleep(2000);
     const baselineLines = probeOut.split('\n').filter(Boolean).length;
-    const rssBefore = rssOf(d.pid);
-    const flood = spawn('ip', ['netns', 'exec', `${P}s1`, process.execPath, '-e', FLOOD, GW, String(DNS_PORT), String(PACKETS), String(SECONDS), String(SLOW), String(random.int(2 ** 31))], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let floodOut = '';
-    flood.stdout.on('data', (c) => (floodOut += c));
+    // Two halves, each with its own slow clients; RSS is read 2 s after each.
+    const half = async (packets) => {
+      const flood = spawn('ip', ['netns', 'exec', `${P}s1`, process.execPath, '-e', FLOOD, GW, String(DNS_PORT), String(packets), String(SECONDS / 2), String(SLOW), String(random.int(2 ** 31))], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      flood.stdout.on('data', (c) => (out += c));
+      await new Promise((r) => flood.once('exit', r));
+      await sleep(2000);
+      return { sent: JSON.parse(out.trim().split('\n').at(-1) || '{"sent":0}').sent, rss: d.alive() ? rssOf(d.pid) : 0 };
+    };
+    const rssStart = rssOf(d.pid);
     const t0 = performance.now();
-    await new Promise((r) => flood.once('exit', r));
-    const floodMs = performance.now() - t0;
+    const first = await half(Math.ceil(PACKETS / 2));
+    const second = d.alive() ? await half(Math.floor(PACKETS / 2)) : { sent: 0, rss: 0 };
+    const floodMs = performance.now() - t0 - 4000;
     probe.stdin.end();
     await new Promise((r) => probe.once('exit', r));
-    const sent = JSON.parse(floodOut.trim().split('\n').at(-1) ?? '{"sent":0}').sent;
+    const sent = first.sent + second.sent;
     const alive = d.alive();
-    const rssAfter = alive ? rssOf(d.pid) : 0;
+    const [rssBefore, rssAfter] = [first.rss, second.rss];
 
     const lines = probeOut.split('\n').filter(Boolean).map((l) => l.split(' '));
     const during = lines.slice(baselineLines);
@@ -163,7 +171,7 @@ async function main() {
     figures.row(`slow, partial and never-reading TCP clients held during the flood`, SLOW, alive ? 0 : 1);
     figures.row('probe queries during the flood answered right (1 s timeout)', during.length, wrong.length, wrong.length ? `first failures: ${wrong.slice(0, 3).map((w) => w.join(' ')).join(', ')}` : '');
     figures.row(`probe p99 during the flood <= ${P99_MS} ms`, 1, p99 <= P99_MS ? 0 : 1, `p50 ${quantile(ms, 0.5)?.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (alone before: p50 ${quantile(base, 0.5)?.toFixed(2)}, p99 ${quantile(base, 0.99)?.toFixed(2)} ms)`);
-    figures.row(`daemon RSS growth <= ${RSS_MIB} MiB`, 1, alive && rssAfter - rssBefore <= RSS_MIB ? 0 : 1, `${rssBefore.toFixed(0)} -> ${rssAfter.toFixed(0)} MiB`);
+    figures.row(`daemon RSS growth over the second half <= ${RSS_MIB} MiB`, 1, alive && rssAfter - rssBefore <= RSS_MIB ? 0 : 1, `${rssStart.toFixed(0)} MiB before, ${rssBefore.toFixed(0)} after the first half, ${rssAfter.toFixed(0)} after the second`);
     figures.row('the name answers right after it all', 1, dig() === addrs[0] ? 0 : 1);
     if (!alive) figures.fail(`daemon exited ${JSON.stringify(await d.exited)}: ${d.log().slice(-1500)}`);
     for (const [i, name] of ['probe', 'attacker'].entries()) {

@@ -57,6 +57,23 @@ export class Forwarder {
     return this.opts.cache.deleteWhere((key) => names.has(key.slice(0, key.indexOf('\x01'))));
   }
 
+  private refusedSinceLog = 0;
+  private refusedLoggedAt = -Infinity;
+
+  /**
+   * One log line per 10 s at most, with the count: a flood of queries for names that are not
+   * local (torture dns: 66,000 a second) logged one line each, and the log itself became the
+   * load and the memory growth.
+   */
+  private noteRefused(name: string, limit: number): void {
+    this.refusedSinceLog += 1;
+    const now = performance.now();
+    if (now - this.refusedLoggedAt < 10_000) return;
+    this.opts.logger?.warn({ event: 'dns_forward_refused', name, limit, refused: this.refusedSinceLog }, 'too many concurrent forwards, answering REFUSED');
+    this.refusedSinceLog = 0;
+    this.refusedLoggedAt = now;
+  }
+
   /** A cached answer comes back synchronously (no promise on the warm-cache path), the rest as a promise. */
   forward(questionBytes: Buffer, q: Question, dnssecOk: boolean, own: readonly string[] | undefined, network: string): ForwardResult | Promise<ForwardResult> {
     const key = `${q.name}\x01${q.type}\x01${q.class}\x01${dnssecOk ? 1 : 0}\x01${questionBytes.toString('latin1')}`;
@@ -70,7 +87,7 @@ export class Forwarder {
     if (same) return same.then((r) => ({ ...r, network }));
     const max = this.opts.maxConcurrent ?? 1024;
     if (this.active >= max) {
-      this.opts.logger?.warn({ event: 'dns_forward_refused', name: q.name, limit: max }, 'too many concurrent forwards, answering REFUSED');
+      this.noteRefused(q.name, max);
       return Promise.resolve({ kind: 'rcode', rcode: RCODE.REFUSED, network });
     }
     const upstreams = this.upstreams(own);
