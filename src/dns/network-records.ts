@@ -18,7 +18,7 @@ export interface AddressSet {
   v6: Buffer[];
 }
 
-/** A reverse name's target; a list only while several endpoints hold the address (first answers). */
+/** A reverse name's target; a list (sorted) only while several endpoints hold the address (the least answers). */
 export type PtrTarget = string | string[];
 
 export interface NetworkRecords {
@@ -51,6 +51,29 @@ export type Members = Map<string, string[]>;
 /** The empty address list that sets without an address of a family share (never pushed to). */
 const NONE: Buffer[] = [];
 
+/** Where `x` goes in the sorted `list`: after every entry not greater than it. */
+function sortedIndex<T>(list: readonly T[], x: T, compare: (a: T, b: T) => number): number {
+  // Appending is the common case when a build meets addresses in ascending order.
+  if (list.length === 0 || compare(list[list.length - 1] as T, x) <= 0) return list.length;
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compare(list[mid] as T, x) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Address bytes in order (4 or 16 of them): in JS, as Buffer.compare's native call cost more. */
+function byBytes(a: Buffer, b: Buffer): number {
+  if (a.length !== b.length) return a.length - b.length;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
+  return 0;
+}
+
 /** Answers carry the address bytes: encoded once per address (toBytes), copied into every answer. */
 function addAddress(map: Map<string, AddressSet>, name: string, family: 4 | 6, bytes: Buffer): void {
   let set = map.get(name);
@@ -63,7 +86,7 @@ function addAddress(map: Map<string, AddressSet>, name: string, family: 4 | 6, b
     if (family === 4) set.v4 = [bytes];
     else set.v6 = [bytes];
   } else {
-    list.push(bytes);
+    list.splice(sortedIndex(list, bytes, byBytes), 0, bytes);
   }
 }
 
@@ -82,8 +105,8 @@ function removeAddress(map: Map<string, AddressSet>, name: string, family: 4 | 6
 function addPtr(map: Map<string, PtrTarget>, rev: string, target: string): void {
   const t = map.get(rev);
   if (t === undefined) map.set(rev, target);
-  else if (typeof t === 'string') map.set(rev, [t, target]);
-  else t.push(target);
+  else if (typeof t === 'string') map.set(rev, t <= target ? [t, target] : [target, t]);
+  else t.splice(sortedIndex(t, target, byText), 0, target);
 }
 
 function removePtr(map: Map<string, PtrTarget>, rev: string, target: string): void {
@@ -96,7 +119,7 @@ function removePtr(map: Map<string, PtrTarget>, rev: string, target: string): vo
   }
 }
 
-/** The target a PTR query answers with: the first endpoint's that holds the address. */
+/** The target a PTR query answers with: the least of the endpoints' that hold the address. */
 export function ptrTarget(t: PtrTarget | undefined): string | undefined {
   return typeof t === 'string' ? t : t?.[0];
 }

@@ -11,7 +11,8 @@
  */
 import type { IpAddr } from '../addr.js';
 import { parseAddress } from './ip.js';
-import { buildNetwork, editEndpoint, endpointAddresses, endpointQueryNames, type Members, type MutableNetworkRecords, type NetworkRecords } from './network-records.js';
+import { ContainerScopes, type ContainerEndpoints } from './container-scopes.js';
+import { buildNetwork, editEndpoint, endpointQueryNames, type Members, type MutableNetworkRecords, type NetworkRecords } from './network-records.js';
 import type { DnsEndpoint, DnsNetworkConfig, DnsRecordsInput, HandlerResult } from './types.js';
 
 export type { AddressSet, NetworkRecords } from './network-records.js';
@@ -20,6 +21,12 @@ export type { AddressSet, NetworkRecords } from './network-records.js';
 export interface RecordsDelta {
   added: DnsEndpoint[];
   removed: DnsEndpoint[];
+  /**
+   * Every container with an endpoint in `added` or `removed`, with all its endpoints after the
+   * change (its other networks' too): whether it is on several networks, and on which, is a
+   * fact about the whole record set that the snapshot does not index by container.
+   */
+  containers: ContainerEndpoints[];
 }
 
 export interface Scope {
@@ -44,15 +51,15 @@ export class RecordSnapshot {
   private readonly editable: Map<string, MutableNetworkRecords>;
   /** Direct memberships: an endpoint's address or a gateway in its network. */
   private readonly memberOf: Members;
-  /** Addresses of containers on several networks -> the union of those networks (shareContainerScopes). */
-  private readonly shared: Map<string, string[]>;
+  /** Addresses of containers on several networks -> those networks (container-scopes.ts). */
+  private readonly shared: ContainerScopes;
   private readonly scopes = new Map<string, Scope>();
   private readonly scopesByKey = new Map<string, Scope>();
   private answerCount = 0;
   private readonly cacheSize: number;
   private readonly doorkeeper: Doorkeeper;
 
-  private constructor(networks: Map<string, MutableNetworkRecords>, members: Members, shared: Map<string, string[]>, version: number, cacheSize: number) {
+  private constructor(networks: Map<string, MutableNetworkRecords>, members: Members, shared: ContainerScopes, version: number, cacheSize: number) {
     this.networks = networks;
     this.editable = networks;
     this.memberOf = members;
@@ -80,16 +87,17 @@ export class RecordSnapshot {
     const members: Members = new Map();
     const networks = new Map<string, MutableNetworkRecords>();
     for (const cfg of configs.values()) networks.set(cfg.name, buildNetwork(cfg, byNetwork.get(cfg.name) ?? [], localTtl, members));
-    return new RecordSnapshot(networks, members, shareContainerScopes(input.endpoints, members), version, options.cacheSize ?? 10_000);
+    return new RecordSnapshot(networks, members, ContainerScopes.build(input.endpoints), version, options.cacheSize ?? 10_000);
   }
 
   /**
    * Applies a delta in place: removed endpoints first, then added ones, then the memo of every
    * name they answer (A, AAAA, PTR, and NXDOMAIN or "not local" outcomes alike) is dropped in
-   * every scope, and the source -> scope cache with it (an endpoint address is a membership).
-   * The delta's endpoints must be on networks this snapshot has and on no other network of
-   * their container: records-diff.ts sends a full record set otherwise. Returns the query
-   * names it touched.
+   * every scope, and the source -> scope cache with it (an endpoint address is a membership,
+   * and a container's addresses share its networks' scope). The delta's endpoints must be on
+   * networks this snapshot has: records-diff.ts sends a full record set otherwise. Memoized
+   * answers stay valid when an address changes scope: they are kept per network set, and a
+   * network set's answers change only by the names touched. Returns the query names it touched.
    */
   applyDelta(delta: RecordsDelta): ReadonlySet<string> {
     const touched = new Set<string>();
@@ -101,6 +109,7 @@ export class RecordSnapshot {
         for (const n of endpointQueryNames(net, e)) touched.add(n);
       }
     }
+    for (const [id, endpoints] of delta.containers) this.shared.set(id, endpoints);
     for (const scope of this.scopesByKey.values()) {
       for (const byName of scope.answers.values()) {
         for (const n of touched) if (byName.delete(n)) this.answerCount -= 1;
@@ -123,7 +132,8 @@ export class RecordSnapshot {
 
   private networksOf(addr: IpAddr): string[] {
     const key = addr.toString();
-    const names = new Set<string>(this.shared.get(key) ?? this.memberOf.get(key) ?? []);
+    const names = new Set<string>(this.memberOf.get(key));
+    for (const n of this.shared.networksAt(key) ?? []) names.add(n);
     for (const net of this.networks.values()) {
       if (net.subnets.some((c) => c.contains(addr))) names.add(net.name);
     }
@@ -197,35 +207,4 @@ class Doorkeeper {
     }
     return false;
   }
-}
-
-/**
- * A container attached to several networks resolves names on all of them from any of its
- * addresses, as with docker's embedded DNS: its resolv.conf names one network's gateway (the
- * first it was attached to), and `network connect` adds a network without rewriting it.
- * Returns address -> the union of the networks of its container's addresses, for those few.
- */
-function shareContainerScopes(endpoints: readonly DnsEndpoint[], members: Members): Map<string, string[]> {
-  // Most containers are on one network: find the few on several before grouping anything.
-  const firstNetwork = new Map<string, string>();
-  const several = new Set<string>();
-  for (const e of endpoints) {
-    const first = firstNetwork.get(e.containerId);
-    if (first === undefined) firstNetwork.set(e.containerId, e.network);
-    else if (first !== e.network) several.add(e.containerId);
-  }
-  const byContainer = new Map<string, DnsEndpoint[]>();
-  for (const e of endpoints) {
-    if (!several.has(e.containerId)) continue;
-    const mine = byContainer.get(e.containerId);
-    if (mine) mine.push(e);
-    else byContainer.set(e.containerId, [e]);
-  }
-  const shared = new Map<string, string[]>();
-  for (const eps of byContainer.values()) {
-    const keys = eps.flatMap((e) => endpointAddresses(e)).map((a) => a.toString());
-    const union = [...new Set(keys.flatMap((k) => members.get(k) ?? []))];
-    for (const k of keys) shared.set(k, union);
-  }
-  return shared;
 }
