@@ -6,7 +6,7 @@
  * exact sums), relays their log events, and replaces a worker that dies: the others keep
  * answering meanwhile (the kernel hands the dead one's share to the sockets left), and the
  * replacement gets the current records and every listener before it joins. A record change
- * reaches the workers as a delta (the endpoints that changed) when ShoalDns could compute
+ * reaches the workers as a delta (the endpoints that changed, and the changed containers' endpoints on all their networks) when ShoalDns could compute
  * one, else as the whole set; messages to a worker arrive in order, so each delta applies on
  * top of the version before it.
  */
@@ -90,7 +90,7 @@ export class DnsWorkerPool {
   }
 
   /**
-   * Sends every worker the endpoints that changed; `input` is the record set they make (what a
+   * Sends every worker the endpoints that changed (and the changed multi-network containers' endpoints); `input` is the record set they make (what a
    * worker started later gets whole). A few objects cross the thread boundary, not the set.
    */
   applyDelta(delta: RecordsDelta, input: DnsRecordsInput): number {
