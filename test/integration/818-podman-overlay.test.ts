@@ -25,6 +25,8 @@ let cluster: TestCluster;
 const daemons: DaemonProc[] = [];
 const podmans: Podman[] = [];
 const names = [uniqueName('pw'), uniqueName('pw')];
+/** What each container left in the host (conmon, its process, its netns), removed in teardown if podman did not. */
+const started: Array<{ pids: number[]; netns: string }> = [];
 
 const curl = (node: ClusterNode, url: string) => spawnSync('ip', ['netns', 'exec', node.netns, 'curl', '-s', '--max-time', '2', url], { encoding: 'utf8' }).stdout.trim();
 
@@ -45,6 +47,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of podmans) p.destroy();
+  // Seen here: a podman in a node namespace whose first test failed kept its container running
+  // after `rm -af` (storage already gone). End what the test started, by PID, and its netns.
+  for (const s of started) {
+    for (const pid of s.pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    if (s.netns) spawnSync('ip', ['netns', 'del', path.basename(s.netns)], { stdio: 'ignore' });
+  }
   await Promise.all(daemons.map((d) => d.stop()));
   await cluster?.destroy();
 }, 120_000);
@@ -54,6 +68,8 @@ describe('podman on an overlay network across nodes', () => {
     podmans.forEach((p, i) => {
       const r = p.run(['run', '-d', '--name', names[i]!, '--network', NET, '--network-alias', 'web', '--ulimit', 'nproc=1024:1024', '--ulimit', 'nofile=10000:10000', IMAGE, 'sh', '-c', `mkdir -p /www && echo ${names[i]} > /www/index.html && exec httpd -f -p 80 -h /www`]);
       expect(r.status, r.stderr).toBe(0);
+      const info = p.run(['inspect', '--format', '{{.State.ConmonPid}} {{.State.Pid}} {{.NetworkSettings.SandboxKey}}', names[i]!]).stdout.trim().split(' ');
+      started.push({ pids: info.slice(0, 2).map(Number).filter((n) => n > 0), netns: info[2] ?? '' });
     });
     // Names of the other node's container resolve through this node's DNS server (podman wrote
     // the gateway into resolv.conf) once the endpoint propagated; a TCP request by name gets the

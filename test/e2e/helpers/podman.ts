@@ -82,7 +82,8 @@ export class Podman {
 
   /** Removes every container and the storage (best effort), then the temp dir. */
   destroy(): void {
-    this.run(['rm', '-af', '-t', '0']);
+    const rm = this.run(['rm', '-af', '-t', '0']);
+    if (rm.status !== 0) console.error(`podman rm -af failed (${rm.status}): ${rm.stderr}`);
     this.run(['system', 'reset', '-f']);
     spawnSync('umount', ['-R', path.join(this.dir, 'root')], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
