@@ -180,6 +180,13 @@ describe('service px on the proxy path', () => {
     // Short checks now (the retry test above wanted a long interval) and a 1 s drain timeout.
     const u = cli('service', 'update', 'px', '--health-interval', '200ms', '--drain-timeout', '1s', '--lb-policy', 'rr');
     expect(u.status, u.stderr).toBe(0);
+    // A changed check starts over (each replica 'unknown', out of rotation, until its first
+    // probe): a connection opened in that window is refused. Wait until the daemon runs the new
+    // check and all three are back.
+    await waitFor('new check running, three up', async () => {
+      const v = ((await api(daemon!.socket, '/v1/services?name=px')).body as Array<{ health: { intervalMs: number }; replicas: Array<{ health: string }> }>)[0];
+      return v?.health.intervalMs === 200 && v.replicas.filter((r) => r.health === 'up').length === 3 ? true : undefined;
+    }, 5000, 20);
     const c = await open();
     let closedAt = 0;
     c.socket.on('close', () => (closedAt = Date.now()));
