@@ -45,7 +45,7 @@ Options:
                                  the default); when all are full new clients wait in a queue
       --max-queue N              clients that may wait per port (with --max-conn, default 256;
                                  0: refuse at once); more are refused
-      --queue-timeout D          a waiting client is closed after D (with --max-conn, default 5s)
+      --queue-timeout D          a waiting client is reset after D (with --max-conn, default 5s)
       --slow-start D             a replica entering rotation (health rise, new) ramps from 1/16
                                  to its full share of new connections over D (proxy mode; 0: off)
 `;
