@@ -298,12 +298,12 @@ describe('service px on the proxy path', () => {
     await servers[2]!.setAccepting(true);
     await waitFor('p2 up', async () => ((await health()) === 'up' ? true : undefined), 5000, 10);
     const upAt = Date.now();
+    // Sequential connections in the first 1.5 s of the 5 s ramp (p2's weight at most 0.3 of its
+    // peers', 1/16 at first); a slow machine makes fewer, not different ones.
     const during: string[] = [];
-    for (let i = 0; i < 60; i += 1) during.push(await tcpHello('127.0.0.1', PORT));
-    const duringMs = Date.now() - upAt;
+    while (during.length < 60 && Date.now() - upAt < 1500) during.push(await tcpHello('127.0.0.1', PORT));
     const t1 = tally(during);
-    // p2's weight is at most duringMs / 5 s of its peers' here (at least 1/16).
-    expect(duringMs, 'the first batch must stay well inside the ramp').toBeLessThan(2500);
+    expect(during.length, JSON.stringify(t1)).toBeGreaterThanOrEqual(15);
     expect(t1['p2'] ?? 0, JSON.stringify(t1)).toBeLessThan(Math.min(t1['p0'] ?? 0, t1['p1'] ?? 0) / 2);
     await sleep(Math.max(0, 5000 - (Date.now() - upAt)) + 100);
     const after: string[] = [];
