@@ -27,16 +27,18 @@ export class SlowStart {
     this.startedAt = now();
   }
 
+  /** Turning it on ramps only backends that enter rotation from then on; turning it off ends every ramp. */
   setDuration(ms: number | undefined): void {
     this.durationMs = ms;
+    if (!ms) this.since.clear();
   }
 
   /** The backends in rotation now: those that were not in it before start their ramp. */
   update(backends: readonly string[]): void {
     const t = this.now();
     const next = new Set(backends);
-    const starting = t - this.startedAt <= this.graceMs;
-    for (const b of next) if (!this.inRotation.has(b) && !starting) this.since.set(b, t);
+    const ramp = !!this.durationMs && t - this.startedAt > this.graceMs;
+    for (const b of next) if (!this.inRotation.has(b) && ramp) this.since.set(b, t);
     for (const b of this.since.keys()) if (!next.has(b)) this.since.delete(b);
     this.inRotation = next;
   }

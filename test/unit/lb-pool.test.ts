@@ -36,6 +36,21 @@ describe('slow start', () => {
     expect(s.weight('d')).toBe(SLOW_START_MIN_WEIGHT);
   });
 
+  it('ramps only backends that enter rotation while it is on', () => {
+    const c = clock();
+    const s = new SlowStart(undefined, 0, c.now);
+    s.update(['a']);
+    c.advance(100);
+    s.update(['a', 'b']); // off: b enters at full weight
+    s.setDuration(10_000);
+    expect(s.weight('b')).toBe(1);
+    s.update(['a', 'b', 'c']);
+    expect(s.weight('c')).toBe(SLOW_START_MIN_WEIGHT);
+    s.setDuration(undefined); // off again: every ramp ends
+    expect(s.weight('c')).toBe(1);
+    expect(s.ramping).toBe(false);
+  });
+
   it('rr, random and leastconn give a ramping backend its weighted share; source-hash ignores it', () => {
     const c = clock();
     const s = new SlowStart(10_000, 0, c.now);
