@@ -2,7 +2,8 @@
  * The proxy data path (`--lb-mode proxy`): a user-space TCP proxy per service port on the VIP
  * and on every local address (the published port), for what the kernel path cannot do:
  * least-connections, the PROXY protocol to the backend, retrying another backend when a
- * connect fails, a connection limit per backend with a wait queue, and slow start. UDP ports use src/lb's UdpProxy with the same policy.
+ * connect fails, a connection limit per backend with a wait queue, and slow start. UDP ports
+ * use src/lb's UdpProxy with the same policy and ramp (no limit: flows are not connections).
  *
  * Draining: a backend taken out of rotation gets no new connection; connections open to it go
  * on until they close or the service's drain timeout ends them (default 30 s).
