@@ -41,6 +41,13 @@ Options:
       --drain-timeout D          connections to a replica out of rotation end after D (default 30s)
       --affinity A               none (default) or client-ip[:TIMEOUT]: a client keeps its replica
                                  (kernel mode; TIMEOUT after its last new connection, default 3h)
+      --max-conn N               open connections per replica and port (proxy mode; 0: no limit,
+                                 the default); when all are full new clients wait in a queue
+      --max-queue N              clients that may wait per port (with --max-conn, default 256;
+                                 0: refuse at once); more are refused
+      --queue-timeout D          a waiting client is reset after D (with --max-conn, default 5s)
+      --slow-start D             a replica entering rotation (health rise, new) ramps from 1/16
+                                 to its full share of new connections over D (proxy mode; 0: off)
 `;
 
 const SPEC_OPTIONS = {
@@ -57,6 +64,10 @@ const SPEC_OPTIONS = {
   'proxy-protocol': { type: 'string' },
   'drain-timeout': { type: 'string' },
   affinity: { type: 'string' },
+  'max-conn': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'queue-timeout': { type: 'string' },
+  'slow-start': { type: 'string' },
 } as const;
 
 function inputOf(name: string, v: Record<string, unknown>): ServiceInput {
@@ -78,6 +89,10 @@ function inputOf(name: string, v: Record<string, unknown>): ServiceInput {
   set('proxyProtocol', s('proxy-protocol'));
   set('drainTimeout', s('drain-timeout'));
   set('affinity', s('affinity'));
+  set('maxConn', s('max-conn'));
+  set('maxQueue', s('max-queue'));
+  set('queueTimeout', s('queue-timeout'));
+  set('slowStart', s('slow-start'));
   return input;
 }
 

@@ -53,6 +53,14 @@ export interface ServiceSpec {
   drainTimeoutMs?: number;
   /** Client affinity (kernel path): a client address keeps its replica for `timeoutS` after its last new connection. */
   affinity?: { kind: 'client-ip'; timeoutS: number };
+  /** Proxy path: open connections per backend (HAProxy server `maxconn`); absent = no limit. */
+  maxConn?: number;
+  /** Proxy path, with maxConn: clients that may wait for a free slot per service port (absent: MAX_QUEUE_DEFAULT). */
+  maxQueue?: number;
+  /** Proxy path, with maxConn: how long a client waits in that queue (HAProxy `timeout queue`; absent: QUEUE_TIMEOUT_DEFAULT_MS). */
+  queueTimeoutMs?: number;
+  /** Proxy path: a backend entering rotation ramps from a small share to its full weight over this (HAProxy `slowstart`). */
+  slowStartMs?: number;
 }
 
 export interface ServiceRecord extends ServiceSpec {
@@ -80,6 +88,17 @@ export function parseAffinity(text: string): ServiceSpec['affinity'] | 'none' {
   if (!(n >= 1 && n <= 86_400)) bad('affinity', text, 'the timeout must be between 1s and 24h');
   return { kind: 'client-ip', timeoutS: n };
 }
+
+/**
+ * Waiting clients per service port when every backend is at --max-conn: each holds a socket
+ * (a file descriptor) while it waits, so the queue is bounded; beyond it clients are refused.
+ */
+export const MAX_QUEUE_DEFAULT = 256;
+/** HAProxy's examples use `timeout queue` of a few seconds: longer, a client has given up anyway. */
+export const QUEUE_TIMEOUT_DEFAULT_MS = 5000;
+
+export const maxQueueOf = (s: Pick<ServiceSpec, 'maxQueue'>): number => s.maxQueue ?? MAX_QUEUE_DEFAULT;
+export const queueTimeoutOf = (s: Pick<ServiceSpec, 'queueTimeoutMs'>): number => s.queueTimeoutMs ?? QUEUE_TIMEOUT_DEFAULT_MS;
 
 export const drainTimeoutOf = (s: Pick<ServiceSpec, 'drainTimeoutMs'>): number => s.drainTimeoutMs ?? DRAIN_TIMEOUT_DEFAULT_MS;
 
@@ -163,6 +182,12 @@ export interface ServiceInput {
   proxyProtocol?: string;
   drainTimeout?: string;
   affinity?: string;
+  /** `0` removes the limit. */
+  maxConn?: string;
+  maxQueue?: string;
+  queueTimeout?: string;
+  /** `0` turns slow start off. */
+  slowStart?: string;
 }
 
 function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
@@ -174,6 +199,38 @@ function count(what: string, text: string): number {
   const n = /^\d{1,2}$/.test(text) ? Number(text) : NaN;
   if (!(n >= 1 && n <= 99)) bad(what, text, 'expected 1-99');
   return n;
+}
+
+/** A whole number in [min, max] (a limit: `0` may mean none where min is 0). */
+function whole(what: string, text: string, min: number, max: number): number {
+  const n = /^\d{1,7}$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!(n >= min && n <= max)) bad(what, text, `expected ${min}-${max}`);
+  return n;
+}
+
+/** Sets or (undefined) removes an optional field. */
+function setOptional<K extends keyof ServiceSpec>(spec: ServiceSpec, key: K, value: ServiceSpec[K] | undefined): void {
+  if (value === undefined) delete spec[key];
+  else spec[key] = value;
+}
+
+/** --max-conn, --max-queue, --queue-timeout, --slow-start on top of `base` (0 removes a limit or the ramp). */
+function applyProxyLimits(spec: ServiceSpec, input: ServiceInput, base: ServiceSpec | undefined): void {
+  const maxConn = input.maxConn !== undefined ? whole('max conn', input.maxConn, 0, 1_000_000) || undefined : base?.maxConn;
+  setOptional(spec, 'maxConn', maxConn);
+  // The queue settings belong to the limit: kept with it, dropped when it is removed, unless given now.
+  const keep = maxConn !== undefined;
+  setOptional(spec, 'maxQueue', input.maxQueue !== undefined ? whole('max queue', input.maxQueue, 0, 100_000) : keep ? base?.maxQueue : undefined);
+  setOptional(spec, 'queueTimeoutMs', input.queueTimeout !== undefined ? parseDuration(input.queueTimeout, 'queue timeout') : keep ? base?.queueTimeoutMs : undefined);
+  const slow = input.slowStart !== undefined ? (input.slowStart.trim() === '0' ? undefined : parseDuration(input.slowStart, 'slow start')) : base?.slowStartMs;
+  setOptional(spec, 'slowStartMs', slow);
+  const name = spec.name;
+  if (spec.maxConn === undefined && (spec.maxQueue !== undefined || spec.queueTimeoutMs !== undefined)) {
+    throw new ServiceError(`failed to configure service "${name}": --${spec.maxQueue !== undefined ? 'max-queue' : 'queue-timeout'} needs --max-conn (clients wait only for a backend at its limit)`);
+  }
+  // nftables picks per packet with numgen/jhash: it neither counts a backend's connections nor weighs it by time.
+  if (spec.lbMode === 'kernel' && spec.maxConn !== undefined) throw new ServiceError(`failed to configure service "${name}": --max-conn needs --lb-mode proxy`);
+  if (spec.lbMode === 'kernel' && spec.slowStartMs !== undefined) throw new ServiceError(`failed to configure service "${name}": --slow-start needs --lb-mode proxy`);
 }
 
 /** Applies `input` on top of `base` (the current spec on update, undefined on create). */
@@ -222,5 +279,6 @@ export function buildSpec(input: ServiceInput, base?: ServiceSpec): ServiceSpec 
   // Affinity is the kernel path's timed sets (kube-proxy's); the proxy has source-hash for it.
   if (spec.lbMode === 'proxy' && spec.affinity) throw new ServiceError(`failed to configure service "${name}": --affinity needs --lb-mode kernel (use --lb-policy source-hash with the proxy)`);
   if (spec.lbMode === 'kernel' && spec.proxyProtocol) throw new ServiceError(`failed to configure service "${name}": --proxy-protocol needs --lb-mode proxy`);
+  applyProxyLimits(spec, input, base);
   return spec;
 }

@@ -1,27 +1,46 @@
 /**
  * The proxy data path (`--lb-mode proxy`): a user-space TCP proxy per service port on the VIP
  * and on every local address (the published port), for what the kernel path cannot do:
- * least-connections, the PROXY protocol to the backend, and retrying another backend when a
- * connect fails. UDP ports use src/lb's UdpProxy with the same policy.
+ * least-connections, the PROXY protocol to the backend, retrying another backend when a
+ * connect fails, a connection limit per backend with a wait queue, and slow start. UDP ports
+ * use src/lb's UdpProxy with the same policy and ramp (no limit: flows are not connections).
  *
  * Draining: a backend taken out of rotation gets no new connection; connections open to it go
  * on until they close or the service's drain timeout ends them (default 30 s).
+ *
+ * The listeners of one service port (published port, VIP) share a BackendPool: one count of
+ * open connections per backend, so leastconn and --max-conn see them all, one queue, one
+ * slow-start clock.
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { createPolicy, type Policy } from '../lb/policy.js';
+import { BackendPool, type PoolSettings } from '../lb/backend-pool.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../lb/proxy-protocol.js';
 import { readingInto, splice, type SpliceCounters } from '../lb/splice.js';
 import { UdpProxy } from '../lb/udp-proxy.js';
 import type { ServiceState } from './datapath.js';
 import type { ServiceMetrics } from './metrics.js';
-import { drainTimeoutOf, type ServiceRecord } from './model.js';
+import { drainTimeoutOf, maxQueueOf, queueTimeoutOf, type ServiceRecord } from './model.js';
 
 /** Backends tried for one client connection before it is reset. */
 const MAX_ATTEMPTS = 3;
 const CONNECT_TIMEOUT_MS = 3000;
+/**
+ * Slow start never applies to the replicas there when a port starts (HAProxy: never at start):
+ * their first health checks all start with it and a live replica answers within milliseconds,
+ * so those that enter rotation within this are the initial set, not replicas coming back.
+ */
+const SLOW_START_GRACE_MS = 1000;
 
 type ProxyRecord = Pick<ServiceRecord, 'lbPolicy' | 'proxyProtocol' | 'drainTimeoutMs'>;
+
+function poolSettings(r: ServiceRecord, protocol: 'tcp' | 'udp'): PoolSettings {
+  // UDP has flows, not connections: no leastconn and no connection limit there.
+  const s: PoolSettings = { policy: protocol === 'udp' && r.lbPolicy === 'leastconn' ? 'rr' : r.lbPolicy, maxQueue: maxQueueOf(r), queueTimeoutMs: queueTimeoutOf(r) };
+  if (protocol === 'tcp' && r.maxConn !== undefined) s.maxConn = r.maxConn;
+  if (r.slowStartMs !== undefined) s.slowStartMs = r.slowStartMs;
+  return s;
+}
 
 const label = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
@@ -34,14 +53,11 @@ interface Pair {
 
 export class BalancedTcpProxy {
   private readonly server: net.Server;
-  private readonly active = new Map<string, number>();
   private readonly open = new Set<net.Socket>();
   /** backend address -> its open connections. */
   private readonly pairs = new Map<string, Set<Pair>>();
   private readonly bytes: SpliceCounters = { aToB: 0, bToA: 0 };
   private readonly unregisterBytes: (() => void) | undefined;
-  private backends: string[] = [];
-  private policy: Policy;
   /** On an overlay: this node's own address there, the source of connections to replicas. */
   private source: string | undefined;
 
@@ -50,10 +66,10 @@ export class BalancedTcpProxy {
     private readonly listenAt: { host: string; port: number },
     private readonly targetPort: number,
     private record: ProxyRecord,
+    private readonly pool: BackendPool,
     private readonly metrics?: ServiceMetrics,
     private readonly logger?: Logger,
   ) {
-    this.policy = createPolicy(record.lbPolicy);
     // noDelay: a proxy passes on what it read at once; Nagle would hold a small reply back until
     // the previous one is acknowledged (HAProxy sets TCP_NODELAY on both sides too).
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
@@ -81,13 +97,12 @@ export class BalancedTcpProxy {
   }
 
   /**
-   * New connections go to these (addresses). Open ones stay where they are; those to a backend
-   * no longer listed are ended after the drain timeout unless it comes back first.
+   * The backends in rotation (addresses; new connections go to them through the pool, which the
+   * caller updates). Open ones stay where they are; those to a backend no longer listed are
+   * ended after the drain timeout unless it comes back first.
    */
   update(backends: readonly string[], record: ProxyRecord, source?: string): void {
-    this.backends = [...backends];
     this.source = source;
-    if (record.lbPolicy !== this.record.lbPolicy) this.policy = createPolicy(record.lbPolicy);
     this.record = record;
     const inRotation = new Set(backends);
     for (const [backend, set] of this.pairs) {
@@ -116,13 +131,32 @@ export class BalancedTcpProxy {
     this.tryConnect(client, new Set(), 0);
   }
 
+  /**
+   * Finds the client a backend with a free slot: at once, or after waiting in the queue when
+   * every backend is at --max-conn. No backend at all (or none left to retry), a full queue or
+   * the queue timeout: the client is reset.
+   */
   private tryConnect(client: net.Socket, tried: Set<string>, attempt: number): void {
-    const candidates = this.backends.filter((b) => !tried.has(b));
-    const backend = this.policy.pick(candidates.length ? candidates : [], { client: client.remoteAddress, active: this.active });
-    if (backend === undefined || attempt >= MAX_ATTEMPTS || client.destroyed) {
-      client.resetAndDestroy();
-      return;
-    }
+    if (client.destroyed) return;
+    const backend = attempt < MAX_ATTEMPTS ? this.pool.take(tried, client.remoteAddress) : undefined;
+    if (backend !== undefined) return this.connect(client, backend, tried, attempt);
+    if (attempt >= MAX_ATTEMPTS || !this.pool.hasCandidates(tried)) return void client.resetAndDestroy();
+    const cancel = this.pool.wait(
+      tried,
+      client.remoteAddress,
+      (b) => {
+        client.off('close', cancel!);
+        this.connect(client, b, tried, attempt);
+      },
+      () => client.resetAndDestroy(),
+    );
+    if (!cancel) return void client.resetAndDestroy();
+    client.once('close', cancel);
+  }
+
+  /** Connects to `backend`, whose slot is already taken. */
+  private connect(client: net.Socket, backend: string, tried: Set<string>, attempt: number): void {
+    if (client.destroyed) return this.pool.release(backend);
     tried.add(backend);
     const backendLabel = label(backend, this.targetPort);
     const reader = readingInto(client, this.bytes);
@@ -132,6 +166,7 @@ export class BalancedTcpProxy {
     const onConnectError = () => {
       this.metrics?.connectErrors.inc({ service: this.service, backend: backendLabel });
       upstream.destroy();
+      this.pool.release(backend);
       this.tryConnect(client, tried, attempt + 1);
     };
     upstream.once('error', onConnectError);
@@ -139,7 +174,6 @@ export class BalancedTcpProxy {
       upstream.off('error', onConnectError);
       upstream.setTimeout(0);
       this.open.add(upstream);
-      this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
       this.metrics?.connections.inc({ service: this.service, backend: backendLabel });
       this.metrics?.activeConnections.inc({ service: this.service });
       const pair: Pair = { client, upstream };
@@ -151,7 +185,7 @@ export class BalancedTcpProxy {
         clearTimeout(pair.drain);
         set.delete(pair);
         if (set.size === 0 && this.pairs.get(backend) === set) this.pairs.delete(backend);
-        this.active.set(backend, Math.max(0, (this.active.get(backend) ?? 1) - 1));
+        this.pool.release(backend);
         this.metrics?.activeConnections.dec({ service: this.service });
       });
       const pp = this.record.proxyProtocol;
@@ -184,32 +218,37 @@ interface Listener {
   close(): Promise<void>;
 }
 
-function udpListener(at: { host: string; port: number }, target: number, record: ServiceRecord): { listener: Listener; listen: () => Promise<void> } {
-  let backends: string[] = [];
+function udpListener(at: { host: string; port: number }, target: number, pool: BackendPool): { listener: Listener; listen: () => Promise<void> } {
   let source: string | undefined;
-  let policy = createPolicy(record.lbPolicy === 'leastconn' ? 'rr' : record.lbPolicy);
   const proxy = new UdpProxy({
     listen: at,
     pickBackend: () => {
-      const b = policy.pick(backends);
+      const b = pool.pick();
       return b === undefined ? undefined : { host: b, port: target, ...(source ? { source } : {}) };
     },
   });
   return {
     listen: () => proxy.listen(),
     listener: {
-      update: (b, r, s) => {
-        backends = [...b];
+      update: (_b, _r, s) => {
         source = s;
-        policy = createPolicy(r.lbPolicy === 'leastconn' ? 'rr' : r.lbPolicy);
       },
       close: () => proxy.close(),
     },
   };
 }
 
+/** Replicas on other nodes only through this node's own overlay address (as the kernel path). */
+const backendsOf = (s: ServiceState): string[] =>
+  s.healthy
+    .filter((r) => r.local || s.snat?.address !== undefined)
+    .map((r) => r.ipv4)
+    .filter((a): a is string => a !== undefined);
+
 export class ProxyDataPath {
   private readonly listeners = new Map<string, Listener>();
+  /** `service|protocol|target` -> the pool its listeners share. */
+  private readonly pools = new Map<string, BackendPool>();
 
   constructor(
     private readonly logger?: Logger,
@@ -230,19 +269,34 @@ export class ProxyDataPath {
       this.listeners.delete(key);
       await l.close();
     }
+    const poolKey = (w: { state: ServiceState; protocol: string; target: number }) => `${w.state.record.name}|${w.protocol}|${w.target}`;
+    const updated = new Set<string>();
+    for (const w of wanted.values()) {
+      const k = poolKey(w);
+      if (updated.has(k)) continue;
+      updated.add(k);
+      let pool = this.pools.get(k);
+      if (!pool) this.pools.set(k, (pool = new BackendPool(poolSettings(w.state.record, w.protocol), SLOW_START_GRACE_MS)));
+      pool.update(backendsOf(w.state), poolSettings(w.state.record, w.protocol));
+    }
+    for (const [k, pool] of this.pools) {
+      if (updated.has(k)) continue;
+      this.pools.delete(k);
+      pool.close();
+    }
     for (const [key, w] of wanted) {
-      // Replicas on other nodes only through this node's own overlay address (as the kernel path).
       const source = w.state.snat?.address;
-      const backends = w.state.healthy.filter((r) => r.local || source !== undefined).map((r) => r.ipv4).filter((a): a is string => a !== undefined);
+      const backends = backendsOf(w.state);
+      const pool = this.pools.get(poolKey(w))!;
       let l = this.listeners.get(key);
       if (!l) {
         try {
           if (w.protocol === 'tcp') {
-            const p = new BalancedTcpProxy(w.state.record.name, w.at, w.target, w.state.record, this.metrics, this.logger);
+            const p = new BalancedTcpProxy(w.state.record.name, w.at, w.target, w.state.record, pool, this.metrics, this.logger);
             await p.listen();
             l = p as unknown as Listener;
           } else {
-            const u = udpListener(w.at, w.target, w.state.record);
+            const u = udpListener(w.at, w.target, pool);
             await u.listen();
             l = u.listener;
           }
@@ -259,5 +313,7 @@ export class ProxyDataPath {
   async close(): Promise<void> {
     await Promise.all([...this.listeners.values()].map((l) => l.close()));
     this.listeners.clear();
+    for (const pool of this.pools.values()) pool.close();
+    this.pools.clear();
   }
 }

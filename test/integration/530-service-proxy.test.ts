@@ -5,7 +5,10 @@
  * idle replica while two others hold one each; a replica that stops accepting before its health
  * check notices is skipped by the connect retry (the client never sees an error, the retry is
  * counted); `update --proxy-protocol v2|v1` puts a header in front of the stream that names the
- * client's real address and port; the VIP answers from inside the network; metrics count it all.
+ * client's real address and port; the VIP answers from inside the network; metrics count it all;
+ * `--max-conn 1` over two replicas makes a third held connection wait until one closes, never
+ * more than one open on a replica (counted by the replicas); `--slow-start` gives a replica that
+ * rises a small share of new connections first and an even one after the ramp.
  */
 import net from 'node:net';
 import fs from 'node:fs';
@@ -14,14 +17,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeNetworkLeftovers } from '../helpers/cli-networks.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
 import { testRunId } from '../helpers/names.js';
-import { metricsText, metricValue, startDaemon, tempDirs, waitFor, type DaemonProc } from './daemon-helpers.js';
-import { helloFrom, lbTableExists, serviceReplicas, serviceSubnet, shoalCli, startServer, tally, tcpHello, type IdentityServer } from './service-helpers.js';
+import { api, metricsText, metricValue, sleep, startDaemon, tempDirs, waitFor, type DaemonProc } from './daemon-helpers.js';
+import { helloFrom, lbTableExists, maxConns, serviceReplicas, serviceSubnet, shoalCli, startServer, tally, tcpHello, type IdentityServer } from './service-helpers.js';
 
 const objs = new KernelObjects('sv53');
 const dirs = tempDirs('530');
 const NET = `sv53n${testRunId()}`;
 const subnet = serviceSubnet();
 const PORT = 18385;
+/** A second service port (target 81) whose replicas see only proxied connections, no health checks. */
+const LIMIT_PORT = 18386;
 let env: NodeJS.ProcessEnv;
 let daemon: DaemonProc | undefined;
 const servers: IdentityServer[] = [];
@@ -30,8 +35,8 @@ let client: { name: string; path: string };
 const cli = (...args: string[]) => shoalCli(env, ...args);
 
 /** An open connection through the proxy: its replica id and everything it received after that. */
-async function open(): Promise<{ id: string; socket: net.Socket; rest: () => Buffer }> {
-  const socket = net.connect({ host: '127.0.0.1', port: PORT });
+async function open(port = PORT): Promise<{ id: string; socket: net.Socket; rest: () => Buffer }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
   let buf = Buffer.alloc(0);
   socket.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])));
   await new Promise<void>((res, rej) => {
@@ -175,6 +180,13 @@ describe('service px on the proxy path', () => {
     // Short checks now (the retry test above wanted a long interval) and a 1 s drain timeout.
     const u = cli('service', 'update', 'px', '--health-interval', '200ms', '--drain-timeout', '1s', '--lb-policy', 'rr');
     expect(u.status, u.stderr).toBe(0);
+    // A changed check starts over (each replica 'unknown', out of rotation, until its first
+    // probe): a connection opened in that window is refused. Wait until the daemon runs the new
+    // check and all three are back.
+    await waitFor('new check running, three up', async () => {
+      const v = ((await api(daemon!.socket, '/v1/services?name=px')).body as Array<{ health: { intervalMs: number }; replicas: Array<{ health: string }> }>)[0];
+      return v?.health.intervalMs === 200 && v.replicas.filter((r) => r.health === 'up').length === 3 ? true : undefined;
+    }, 5000, 20);
     const c = await open();
     let closedAt = 0;
     c.socket.on('close', () => (closedAt = Date.now()));
@@ -201,4 +213,103 @@ describe('service px on the proxy path', () => {
     }
     await waitFor('replica back', async () => ((await serviceReplicas(daemon!.socket, 'px')).filter((r) => r.health === 'up').length === 3 ? true : undefined), 5000, 20);
   });
+
+  it('--max-conn 1 over two replicas: a third held connection waits in the queue and is served when one closes', async () => {
+    // Replicas q0-q2 on port 81 count their connections (health checks go to port 80 only).
+    const counted = await Promise.all(namespaces.map((ns, i) => startServer(dirs.root, ns.name, `q${i}`, 81, 5354, true)));
+    servers.push(...counted);
+    // Two replicas: p2 leaves rotation (its port 80 refuses, so its health check fails).
+    await servers[2]!.setAccepting(false);
+    try {
+      await waitFor('p2 down', async () => ((await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === namespaces[2]!.name)?.health === 'down' ? true : undefined), 5000, 20);
+      const u = cli('service', 'update', 'px', '-p', `${PORT}:80`, '-p', `${LIMIT_PORT}:81`, '--max-conn', '1', '--queue-timeout', '10s');
+      expect(u.status, u.stderr).toBe(0);
+      await waitFor('port 81 proxied', async () => ((await tcpHello('127.0.0.1', LIMIT_PORT, 500)).startsWith('q') ? true : undefined), 5000, 50);
+      // The probe's connection closes asynchronously on the replica: wait until none is open.
+      await waitFor('replicas idle', () => (counted.every((q) => / 0$/.test(q.output().trimEnd().split('\n').filter((l) => l.startsWith('conns ')).at(-1) ?? 'conns 0')) ? true : undefined), 3000, 10);
+      const from = counted.map((q) => q.output().length);
+      const a = await open(LIMIT_PORT);
+      const b = await open(LIMIT_PORT);
+      expect([a.id, b.id].sort()).toEqual(['q0', 'q1']);
+      // The third is accepted by the proxy but gets no replica while both hold their one slot.
+      const c = net.connect({ host: '127.0.0.1', port: LIMIT_PORT });
+      let cText = '';
+      let cClosed = false;
+      c.on('data', (d: Buffer) => (cText += d.toString()));
+      c.on('close', () => (cClosed = true));
+      c.on('error', () => {});
+      await new Promise<void>((res) => c.once('connect', () => res()));
+      await sleep(500);
+      expect(cText).toBe('');
+      expect(cClosed).toBe(false);
+      a.socket.destroy();
+      const cId = await waitFor('third served', () => (cText.includes('\n') ? cText.slice(0, cText.indexOf('\n')) : undefined), 3000, 10);
+      expect(cId).toBe(a.id);
+      b.socket.destroy();
+      c.destroy();
+      await sleep(200);
+      // Never two at once on a replica, counted on its side.
+      expect(counted.map((q, i) => maxConns(q.output(), from[i]))).toEqual([1, 1, 0]);
+    } finally {
+      await servers[2]!.setAccepting(true);
+    }
+  });
+
+  it('--max-conn: a full queue and the queue timeout refuse the client', async () => {
+    const u = cli('service', 'update', 'px', '--max-queue', '1', '--queue-timeout', '300ms');
+    expect(u.status, u.stderr).toBe(0);
+    await waitFor('p2 back', async () => ((await serviceReplicas(daemon!.socket, 'px')).filter((r) => r.health === 'up').length === 3 ? true : undefined), 5000, 20);
+    await waitFor('settings applied', async () => (((await api(daemon!.socket, '/v1/services?name=px')).body as Array<{ queueTimeoutMs?: number }>)[0]?.queueTimeoutMs === 300 ? true : undefined), 5000, 20);
+    const held = [await open(LIMIT_PORT), await open(LIMIT_PORT), await open(LIMIT_PORT)];
+    expect(held.map((h) => h.id).sort()).toEqual(['q0', 'q1', 'q2']);
+    const outcome = (s: net.Socket) => new Promise<{ text: string; at: number }>((res) => {
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('error', () => {});
+      s.on('close', () => res({ text, at: Date.now() }));
+    });
+    const t0 = Date.now();
+    const waiting = net.connect({ host: '127.0.0.1', port: LIMIT_PORT });
+    const waited = outcome(waiting);
+    await new Promise<void>((res) => waiting.once('connect', () => res()));
+    await sleep(50);
+    const refused = outcome(net.connect({ host: '127.0.0.1', port: LIMIT_PORT }));
+    // The queue holds one: the second is refused at once, the first after the 300 ms timeout.
+    const r = await refused;
+    expect(r.text).toBe('');
+    expect(r.at - t0).toBeLessThan(250);
+    const w = await waited;
+    expect(w.text).toBe('');
+    expect(w.at - t0).toBeGreaterThanOrEqual(280);
+    expect(w.at - t0).toBeLessThan(2000);
+    for (const h of held) h.socket.destroy();
+    const off = cli('service', 'update', 'px', '-p', `${PORT}:80`, '--max-conn', '0');
+    expect(off.status, off.stderr).toBe(0);
+  });
+
+  it('--slow-start: a replica that rises gets clearly fewer new connections during the ramp, an even share after', async () => {
+    const u = cli('service', 'update', 'px', '--slow-start', '5s', '--lb-policy', 'rr');
+    expect(u.status, u.stderr).toBe(0);
+    await waitFor('settings applied', async () => (((await api(daemon!.socket, '/v1/services?name=px')).body as Array<{ slowStartMs?: number; maxConn?: number }>)[0]?.slowStartMs === 5000 ? true : undefined), 5000, 20);
+    const victim = namespaces[2]!.name;
+    const health = async () => (await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === victim)?.health;
+    await servers[2]!.setAccepting(false);
+    await waitFor('p2 down', async () => ((await health()) === 'down' ? true : undefined), 5000, 20);
+    await servers[2]!.setAccepting(true);
+    await waitFor('p2 up', async () => ((await health()) === 'up' ? true : undefined), 5000, 10);
+    const upAt = Date.now();
+    // Sequential connections in the first 1.5 s of the 5 s ramp (p2's weight at most 0.3 of its
+    // peers', 1/16 at first); a slow machine makes fewer, not different ones.
+    const during: string[] = [];
+    while (during.length < 60 && Date.now() - upAt < 1500) during.push(await tcpHello('127.0.0.1', PORT));
+    const t1 = tally(during);
+    expect(during.length, JSON.stringify(t1)).toBeGreaterThanOrEqual(15);
+    expect(t1['p2'] ?? 0, JSON.stringify(t1)).toBeLessThan(Math.min(t1['p0'] ?? 0, t1['p1'] ?? 0) / 2);
+    await sleep(Math.max(0, 5000 - (Date.now() - upAt)) + 100);
+    const after: string[] = [];
+    for (let i = 0; i < 60; i += 1) after.push(await tcpHello('127.0.0.1', PORT));
+    const t2 = tally(after);
+    for (const id of ['p0', 'p1', 'p2']) expect(t2[id], JSON.stringify(t2)).toBeGreaterThanOrEqual(18);
+    expect(cli('service', 'update', 'px', '--slow-start', '0').status).toBe(0);
+  }, 30_000);
 });

@@ -29,12 +29,17 @@ export function serviceSubnet(): { cidr: string; prefix: string; gateway: string
 const SERVER = `
 const net = require('node:net');
 const dgram = require('node:dgram');
-const [id, tcpPort, udpPort] = process.argv.slice(2);
-let tcp, udp, up = false, retry;
+const [id, tcpPort, udpPort, countConns] = process.argv.slice(2);
+let tcp, udp, up = false, retry, open = 0;
+// With "count": every TCP connection's accept and end prints "conns N" (open now), so a test can
+// check a connection limit on the replica's side. A connection ends at its peer's FIN (or its
+// close): the proxy's FIN reaches us before its next connection does, 'close' only after our own
+// shutdown, which could let the next accept be counted first.
+const count = (d) => { open += d; if (countConns === 'count') process.stdout.write('conns ' + open + '\\n'); };
 function start(cb) {
   up = true;
   // Echoes, except that the line "peer?" is answered with the client address the replica sees.
-  tcp = net.createServer((c) => { c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(String(d) === 'peer?\\n' ? c.remoteAddress + '\\n' : d)); });
+  tcp = net.createServer((c) => { count(1); let gone = false; const left = () => { if (!gone) { gone = true; count(-1); } }; c.once('end', left); c.once('close', left); c.on('error', () => {}); c.write(id + '\\n'); c.on('data', (d) => c.write(String(d) === 'peer?\\n' ? c.remoteAddress + '\\n' : d)); });
   udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(id, r.port, r.address));
   // A port closed a moment ago may still be in use: try again shortly (unless stopped meanwhile).
@@ -74,10 +79,11 @@ export interface IdentityServer {
   kill(): void;
 }
 
-export async function startServer(dir: string, netns: string, id: string, tcpPort = 80, udpPort = 5353): Promise<IdentityServer> {
+/** `countConns`: the server prints `conns N` at every accept and close (see maxConns()). */
+export async function startServer(dir: string, netns: string, id: string, tcpPort = 80, udpPort = 5353, countConns = false): Promise<IdentityServer> {
   const script = path.join(dir, 'identity-server.cjs');
   if (!fs.existsSync(script)) fs.writeFileSync(script, SERVER);
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, id, String(tcpPort), String(udpPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, id, String(tcpPort), String(udpPort), countConns ? 'count' : ''], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   await waitFor(`server ${id} ready`, () => (out.includes('ready') ? true : undefined), 10_000);
@@ -98,6 +104,11 @@ export async function startServer(dir: string, netns: string, id: string, tcpPor
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/** The most TCP connections a server started with `countConns` had open at once, in `output` from `from` on. */
+export function maxConns(output: string, from = 0): number {
+  return Math.max(0, ...[...output.slice(from).matchAll(/^conns (\d+)$/gm)].map((m) => Number(m[1])));
 }
 
 /** Connects, reads the first line (the replica's id), closes. 'ERR:<code>' on failure. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSpec, drainTimeoutOf, parseDuration, parsePortSpec, ServiceError } from '../../src/service/model.js';
+import { buildSpec, drainTimeoutOf, maxQueueOf, parseDuration, parsePortSpec, queueTimeoutOf, ServiceError } from '../../src/service/model.js';
 import { observe, INITIAL_HEALTH, type HealthState } from '../../src/service/health.js';
 import { createPolicy } from '../../src/lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../../src/lb/proxy-protocol.js';
@@ -62,6 +62,38 @@ describe('service model', () => {
     expect(buildSpec({ name: 'web', affinity: 'none' }, on).affinity).toBeUndefined();
     for (const bad of ['cookie', 'client-ip:0', 'client-ip:2d', 'client-ip:25h']) expect(() => buildSpec({ name: 'web', affinity: bad }, base), bad).toThrow(/affinity/);
     expect(() => buildSpec({ name: 'web', lbMode: 'proxy' }, on)).toThrow(/--affinity needs --lb-mode kernel/);
+  });
+});
+
+describe('proxy limits: --max-conn, --max-queue, --queue-timeout, --slow-start', () => {
+  const proxy = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'], lbMode: 'proxy' });
+  it('are proxy-mode only, naming the flag', () => {
+    const kernel = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
+    expect(() => buildSpec({ name: 'web', maxConn: '10' }, kernel)).toThrow(/--max-conn needs --lb-mode proxy/);
+    expect(() => buildSpec({ name: 'web', slowStart: '30s' }, kernel)).toThrow(/--slow-start needs --lb-mode proxy/);
+    const limited = buildSpec({ name: 'web', maxConn: '10', slowStart: '30s' }, proxy);
+    expect(() => buildSpec({ name: 'web', lbMode: 'kernel' }, limited)).toThrow(/--max-conn needs --lb-mode proxy/);
+  });
+
+  it('parse, default, keep on update, and 0 removes', () => {
+    expect(proxy.maxConn).toBeUndefined();
+    const s = buildSpec({ name: 'web', maxConn: '10', maxQueue: '5', queueTimeout: '2s', slowStart: '30s' }, proxy);
+    expect(s).toMatchObject({ maxConn: 10, maxQueue: 5, queueTimeoutMs: 2000, slowStartMs: 30_000 });
+    expect(maxQueueOf(buildSpec({ name: 'web', maxConn: '1' }, proxy))).toBe(256);
+    expect(queueTimeoutOf(buildSpec({ name: 'web', maxConn: '1' }, proxy))).toBe(5000);
+    expect(buildSpec({ name: 'web', lbPolicy: 'leastconn' }, s)).toMatchObject({ maxConn: 10, maxQueue: 5, queueTimeoutMs: 2000, slowStartMs: 30_000 });
+    const off = buildSpec({ name: 'web', maxConn: '0', slowStart: '0' }, s);
+    expect([off.maxConn, off.maxQueue, off.queueTimeoutMs, off.slowStartMs]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(buildSpec({ name: 'web', maxConn: '1', maxQueue: '0' }, proxy).maxQueue).toBe(0);
+  });
+
+  it('refuse bad values and a queue without a limit', () => {
+    for (const bad of ['-1', 'x', '1.5', '2000000']) expect(() => buildSpec({ name: 'web', maxConn: bad }, proxy), bad).toThrow(/invalid max conn/);
+    expect(() => buildSpec({ name: 'web', maxConn: '1', maxQueue: 'many' }, proxy)).toThrow(/invalid max queue/);
+    expect(() => buildSpec({ name: 'web', maxConn: '1', queueTimeout: '1ms' }, proxy)).toThrow(/queue timeout/);
+    expect(() => buildSpec({ name: 'web', slowStart: 'slowly' }, proxy)).toThrow(/slow start/);
+    expect(() => buildSpec({ name: 'web', maxQueue: '5' }, proxy)).toThrow(/--max-queue needs --max-conn/);
+    expect(() => buildSpec({ name: 'web', queueTimeout: '1s' }, proxy)).toThrow(/--queue-timeout needs --max-conn/);
   });
 });
 
