@@ -103,11 +103,16 @@ export class HealthChecker {
   /** Starts checks for new targets, stops those gone; a target whose check changed starts over. */
   setTargets(targets: readonly HealthTarget[]): void {
     const wanted = new Map(targets.map((t) => [t.key, t]));
+    const carried = new Map<string, HealthState>();
     for (const [key, r] of this.running) {
       const next = wanted.get(key);
-      if (!next || !sameCheck(next, r.target)) this.stop(key);
+      if (next && sameCheck(next, r.target)) continue;
+      // New check settings for the same backend (`service update --health-interval`, ...) keep
+      // what is known of it: restarting at "unknown" took every replica out of rotation at once.
+      if (next && next.address === r.target.address && next.port === r.target.port) carried.set(key, r.state);
+      this.stop(key);
     }
-    for (const t of targets) if (!this.running.has(t.key)) this.start(t);
+    for (const t of targets) if (!this.running.has(t.key)) this.start(t, carried.get(t.key));
   }
 
   status(key: string): HealthStatus {
@@ -122,12 +127,13 @@ export class HealthChecker {
     for (const key of [...this.running.keys()]) this.stop(key);
   }
 
-  private start(target: HealthTarget): void {
-    const r: Running = { target, state: INITIAL_HEALTH, timer: undefined, stopped: false };
+  private start(target: HealthTarget, state: HealthState = INITIAL_HEALTH): void {
+    const r: Running = { target, state, timer: undefined, stopped: false };
     this.running.set(target.key, r);
     if (target.check.kind === 'none') {
+      const from = r.state.status;
       r.state = { status: 'up', streak: 0 };
-      this.events.onChange(target, 'unknown', 'up');
+      if (from !== 'up') this.events.onChange(target, from, 'up');
       return;
     }
     const tick = async () => {

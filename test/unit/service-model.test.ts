@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSpec, drainTimeoutOf, maxQueueOf, parseDuration, parsePortSpec, queueTimeoutOf, ServiceError } from '../../src/service/model.js';
-import { observe, INITIAL_HEALTH, type HealthState } from '../../src/service/health.js';
+import { HealthChecker, observe, INITIAL_HEALTH, type HealthState, type HealthTarget } from '../../src/service/health.js';
 import { createPolicy } from '../../src/lb/policy.js';
 import { proxyHeaderV1, proxyHeaderV2 } from '../../src/lb/proxy-protocol.js';
 
@@ -109,6 +109,26 @@ describe('health state machine (rise/fall)', () => {
     expect(run([true, false, false, false, true])).toBe('down');
     expect(run([true, false, false, false, true, true])).toBe('up');
     expect(run([true, false, false, false, true, false, true])).toBe('down');
+  });
+});
+
+describe('health checker', () => {
+  it('new check settings for the same backend keep its status; another address starts unknown', async () => {
+    const changes: string[] = [];
+    const checker = new HealthChecker({ onChange: (t, from, to) => changes.push(`${t.backend} ${from}->${to}`) }, async () => true);
+    const target = (intervalMs: number, address = '10.0.0.2'): HealthTarget => ({ key: 's/a', service: 's', backend: `${address}:80`, address, port: 80, check: { kind: 'tcp', intervalMs, timeoutMs: intervalMs, rise: 1, fall: 3 } });
+    try {
+      checker.setTargets([target(20)]);
+      for (let i = 0; i < 100 && !checker.isUp('s/a'); i++) await new Promise((r) => setTimeout(r, 5));
+      expect(checker.status('s/a')).toBe('up');
+      checker.setTargets([target(50)]);
+      expect(checker.status('s/a')).toBe('up');
+      checker.setTargets([target(50, '10.0.0.3')]);
+      expect(checker.status('s/a')).toBe('unknown');
+      expect(changes).toEqual(['10.0.0.2:80 unknown->up']);
+    } finally {
+      checker.close();
+    }
   });
 });
 
