@@ -13,12 +13,12 @@
 // the ports are kernel rules and must not depend on the daemon being up.
 // Knobs: DK_ROUNDS (default 10), DK_CONTAINERS (default 4, at least 2), DK_MAX_MS (default 1000),
 // DK_DAEMON_ARGS (extra daemon flags for the restarts).
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Figures, ip, knob, linksWith, netnsWith, privatePlugins, root, runTag, sleep } from './lib/common.mjs';
+import { Figures, ip, knob, privatePlugins, root, runTag, sleep, removeRunObjects } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
 import { startDaemon } from './lib/daemon.mjs';
 
@@ -238,10 +238,7 @@ async function main() {
     await dnsProbe?.stop();
     if (server && server.exitCode === null && server.signalCode === null) process.kill(server.pid, 'SIGKILL');
     await d.stop();
-    for (const n of netnsWith(P)) spawnSync('ip', ['netns', 'del', n]);
-    for (const l of linksWith(P)) spawnSync('ip', ['link', 'del', l]);
-    rmSync(bin, { recursive: true, force: true });
-    rmSync(tmp, { recursive: true, force: true });
+    removeRunObjects(P, [bin, tmp]);
     figures.print();
   }
   process.exit(figures.broke || figures.failures.length ? 1 : 0);

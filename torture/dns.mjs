@@ -14,11 +14,11 @@
 // after it all.
 // Knobs: DNS_PACKETS (1000000, measured), DNS_WARMUP (1000000), DNS_SLOW (200), DNS_SECONDS (600,
 // each flood's time bound), DNS_P99_MS (10), DNS_RSS_MIB (32), TORTURE_SEED.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { Figures, ip, knob, linksWith, netnsWith, privatePlugins, root, runTag, seeded, sleep } from './lib/common.mjs';
+import { Figures, ip, knob, privatePlugins, root, runTag, seeded, sleep, removeRunObjects } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
 import { startDaemon } from './lib/daemon.mjs';
 
@@ -187,10 +187,7 @@ async function main() {
     }
   } finally {
     await d.stop();
-    for (const n of netnsWith(P)) spawnSync('ip', ['netns', 'del', n]);
-    for (const l of linksWith(P)) spawnSync('ip', ['link', 'del', l]);
-    rmSync(bin, { recursive: true, force: true });
-    rmSync(tmp, { recursive: true, force: true });
+    removeRunObjects(P, [bin, tmp]);
     figures.print();
   }
   process.exit(figures.broke ? 1 : 0);

@@ -9,11 +9,11 @@
 // start (links, rules, rows, endpoints) does not, fds grow by more than 10, or RSS grows by more
 // than 10 MiB per 1,000 cycles over a run of at least 1,000 cycles (shorter runs are noise).
 // Knobs: SOAK_CYCLES (default 10000), SOAK_SAMPLES (default 20), SOAK_SECONDS (default 3600).
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Figures, ip, knob, linksWith, netnsWith, nftMentions, privatePlugins, root, runTag, storeRows } from './lib/common.mjs';
+import { Figures, ip, knob, linksWith, nftMentions, privatePlugins, root, runTag, storeRows, removeRunObjects } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
 import { apiGet, startDaemon } from './lib/daemon.mjs';
 
@@ -141,10 +141,7 @@ async function main() {
     figures.row('daemon alive at the end', 1, d.alive() ? 0 : 1);
   } finally {
     await d.stop();
-    for (const n of netnsWith(P)) spawnSync('ip', ['netns', 'del', n]);
-    for (const l of linksWith(P)) spawnSync('ip', ['link', 'del', l]);
-    rmSync(bin, { recursive: true, force: true });
-    rmSync(tmp, { recursive: true, force: true });
+    removeRunObjects(P, [bin, tmp]);
     figures.print();
   }
   process.exit(figures.broke ? 1 : 0);

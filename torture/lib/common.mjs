@@ -188,3 +188,10 @@ export function ip(args, netns) {
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
   return r.stdout;
 }
+
+/** A campaign's teardown: its namespaces and links (by the run's name prefix), then its directories. */
+export function removeRunObjects(prefix, dirs) {
+  for (const n of netnsWith(prefix)) spawnSync('ip', ['netns', 'del', n]);
+  for (const l of linksWith(prefix)) spawnSync('ip', ['link', 'del', l]);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
