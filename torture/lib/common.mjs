@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
+import { removeNewSkeletons, shoalTables } from '../../bench/lib/shoal-tables.mjs';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -189,9 +190,16 @@ export function ip(args, netns) {
   return r.stdout;
 }
 
-/** A campaign's teardown: its namespaces and links (by the run's name prefix), then its directories. */
+/** Shoal's nftables tables when this campaign started (imported first thing). */
+const tablesAtStart = new Set(shoalTables());
+
+/**
+ * A campaign's teardown: its namespaces and links (by the run's name prefix), its directories,
+ * and the empty skeletons of Shoal's nftables tables it created (DEL leaves them on purpose).
+ */
 export function removeRunObjects(prefix, dirs) {
   for (const n of netnsWith(prefix)) spawnSync('ip', ['netns', 'del', n]);
   for (const l of linksWith(prefix)) spawnSync('ip', ['link', 'del', l]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  removeNewSkeletons(tablesAtStart);
 }
