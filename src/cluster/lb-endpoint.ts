@@ -26,7 +26,7 @@ import { addAddress, listAddresses } from '../kernel/address.js';
 import { createLink, deleteLinkIfExists, findLink, setLinkMaster, setLinkUp } from '../kernel/link.js';
 import type { Rtnl } from '../kernel/rtnl.js';
 import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
-import type { NetworkRecord } from '../network/model.js';
+import { subnetGateway, type NetworkRecord } from '../network/model.js';
 import { ensureOverlayDevice } from '../overlay/device.js';
 import { lbEndpointNames } from '../overlay/names.js';
 import { resolveUnderlay } from '../overlay/underlay.js';
@@ -42,19 +42,13 @@ export interface LbEndpoint {
   bridge: string;
 }
 
-/** The gateway of an overlay subnet: as given, else its first address (as shoal-ipam's default). */
-function gatewayOf(s: NetworkRecord['subnets'][number]): IpPrefix {
-  const subnet = IpPrefix.parse(s.subnet);
-  return IpPrefix.of(s.gateway ? IpAddr.parse(s.gateway) : subnet.network().next(), subnet.length);
-}
-
 /** Makes (or repairs) the overlay plumbing and the endpoint of `net` on this node. Idempotent. */
 export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: string, address: IpAddr): LbEndpoint {
   const overlay = net.overlay!;
   const underlay = resolveUnderlay(nl, { address: advertiseAddr });
   const device = ensureOverlayDevice(nl, { network: net.name, vni: overlay.vni, bridge: net.bridge!, underlay, mtu: overlay.mtu });
   const bridge = device.bridge;
-  for (const s of net.subnets) ensureGatewayAddress(nl, bridge, gatewayOf(s), false);
+  for (const s of net.subnets) ensureGatewayAddress(nl, bridge, subnetGateway(s), false);
   enableForwarding({ v4: true, v6: net.subnets.some((s) => s.subnet.includes(':')) });
 
   const names = lbEndpointNames(net.name, overlay.vni);

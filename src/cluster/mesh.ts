@@ -8,9 +8,8 @@
 import type { Logger } from 'pino';
 import type { IpAddr } from '../addr.js';
 import type { RegistryEndpoint } from '../dns/registry.js';
-import { allocate, heldBy } from '../ipam/allocator.js';
+import { allocateClaimingBlocks, heldBy } from '../ipam/allocator.js';
 import { parseIpamConfig } from '../ipam/config.js';
-import { NodeBlocksFullError } from '../ipam/errors.js';
 import { withRtnl } from '../kernel/rtnl.js';
 import { loadConflist } from '../network/manage.js';
 import { getNetwork, type NetworkRecord } from '../network/model.js';
@@ -87,19 +86,9 @@ export class ClusterMesh {
     const held = (await heldBy(this.o.local, net.name, attachment))?.find((a) => a.family === 4);
     if (held) return held;
     const config = parseIpamConfig((loadConflist(net).plugins[0] as { ipam?: unknown }).ipam);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const allocations = await this.o.local.transaction((txn) => allocate(txn, net.name, config, attachment, []));
-        const v4 = allocations.find((a) => a.address.family === 4);
-        if (!v4) throw new Error(`network "${net.name}" has no IPv4 subnet for the load-balancer endpoint`);
-        return v4.address;
-      } catch (err) {
-        if (!(err instanceof NodeBlocksFullError) || attempt > 3) throw err;
-        await this.o.claimBlock(net.name, config.rangeSets[err.rangeSetIndex]![0]!.family);
-      }
-    }
+    const allocations = await allocateClaimingBlocks(this.o.local, net.name, config, attachment, [], (family) => this.o.claimBlock(net.name, family), 3);
+    const v4 = allocations.find((a) => a.address.family === 4);
+    if (!v4) throw new Error(`network "${net.name}" has no IPv4 subnet for the load-balancer endpoint`);
+    return v4.address;
   }
 }
-
-/** Endpoints that are not containers (a node's load-balancer endpoint): peers, never DNS names. */
-export const isContainerEndpoint = (e: { containerId: string }) => !e.containerId.includes(':');

@@ -37,7 +37,8 @@ import { asPeers, asRegistryEndpoint, EndpointPublisher, ENDPOINTS_PREFIX, local
 import { createClusterNetwork, listClusterNetworks, localRecordOf, removeClusterNetwork, type ClusterNetwork, type OverlayCreateInput } from './networks.js';
 import type { ClusterSession } from './session.js';
 import { encryptedMtu, OverlayIpsec } from './ipsec.js';
-import { ClusterMesh, isContainerEndpoint } from './mesh.js';
+import { ClusterMesh } from './mesh.js';
+import { isShoalHolder } from '../ipam/gc.js';
 import { createClusterService, listClusterServices, removeClusterService, updateClusterService } from './services.js';
 import type { ServiceInput, ServiceRecord } from '../service/model.js';
 
@@ -270,7 +271,7 @@ export class ClusterOverlay {
     void this.publisher.publish(localClusterEndpoints([...local.endpoints, ...lbEndpoints], overlays, this.node, this.o.advertiseAddr));
     this.programPeers();
     // Other nodes' load-balancer endpoints are peers only: no name, no replica.
-    return { ...local, endpoints: [...local.endpoints, ...this.remote.filter(isContainerEndpoint).map(asRegistryEndpoint)] };
+    return { ...local, endpoints: [...local.endpoints, ...this.remote.filter((e) => !isShoalHolder(e)).map(asRegistryEndpoint)] };
   }
 
   /** `shoal service create|update` of a service on an overlay network: the record goes to etcd. */

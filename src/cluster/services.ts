@@ -16,6 +16,7 @@ import { createService, listServices, removeService, updateService } from '../se
 import type { Store, Txn } from '../store/store.js';
 import { claimBlockIn, listBlocks, SERVICE_BLOCKS_OWNER } from './blocks.js';
 import { clusterNetworkKey, type ClusterNetwork } from './networks.js';
+import { subnetGateway } from '../network/model.js';
 
 export { listServices as listClusterServices };
 
@@ -31,7 +32,7 @@ function* usable(block: IpPrefix, subnet: IpPrefix, gateway: IpAddr): Generator<
 
 async function vipOf(txn: Txn, network: string, spec: ClusterNetwork['subnets'][number], taken: ReadonlySet<string>): Promise<string> {
   const subnet = IpPrefix.parse(spec.subnet);
-  const gateway = spec.gateway ? IpAddr.parse(spec.gateway) : subnet.network().next();
+  const gateway = subnetGateway(spec).addr;
   const own = (await listBlocks(txn, network)).filter((b) => b.node === SERVICE_BLOCKS_OWNER).map((b) => IpPrefix.parse(b.cidr));
   for (const block of own.filter((b) => b.family === subnet.family)) {
     for (const a of usable(block, subnet, gateway)) if (!taken.has(a.toString())) return a.toString();

@@ -11,20 +11,10 @@
  * for both an append and a removal).
  */
 import type { Store } from '../store/store.js';
-import { ENDPOINTS_PREFIX, NETWORKS_PREFIX, type RegistryContents, type RegistryEndpoint, type RegistryNetwork } from './registry.js';
-
-function parseJson<T>(text: string): T | undefined {
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-const validEndpoint = (e: RegistryEndpoint | undefined): e is RegistryEndpoint => !!e && typeof e.name === 'string' && typeof e.network === 'string';
+import { ENDPOINTS_PREFIX, parseEndpoint, readNetworks, type RegistryContents, type RegistryEndpoint } from './registry.js';
 
 export class RegistryReader {
-  /** Every endpoint key in the store -> its record (undefined: the value does not parse). */
+  /** Every endpoint key in the store -> its record (undefined: the value is not an endpoint). */
   private readonly endpoints = new Map<string, RegistryEndpoint | undefined>();
   /** The store revision the last read covered (-1: nothing read yet). */
   private revision = -1;
@@ -32,23 +22,19 @@ export class RegistryReader {
   async read(store: Store): Promise<RegistryContents> {
     // Read before listing: a write that lands in between is fetched now and again next time.
     const revision = await store.revision();
-    const networks: RegistryNetwork[] = [];
-    for (const kv of await store.list(NETWORKS_PREFIX)) {
-      const n = parseJson<RegistryNetwork>(kv.value);
-      if (n && typeof n.name === 'string') networks.push(n);
-    }
+    const networks = await readNetworks(store);
     if (this.revision < 0 || revision < this.revision) {
       // First read, or a store that went back (replaced under us): read it all.
       this.endpoints.clear();
-      for (const kv of await store.list(ENDPOINTS_PREFIX)) this.endpoints.set(kv.key, parseJson<RegistryEndpoint>(kv.value));
+      for (const kv of await store.list(ENDPOINTS_PREFIX)) this.endpoints.set(kv.key, parseEndpoint(kv.value));
     } else if (revision > this.revision) {
-      for (const kv of await store.list(ENDPOINTS_PREFIX, { minModRevision: this.revision + 1 })) this.endpoints.set(kv.key, parseJson<RegistryEndpoint>(kv.value));
+      for (const kv of await store.list(ENDPOINTS_PREFIX, { minModRevision: this.revision + 1 })) this.endpoints.set(kv.key, parseEndpoint(kv.value));
       if ((await store.count(ENDPOINTS_PREFIX)) !== this.endpoints.size) {
         const present = new Set((await store.list(ENDPOINTS_PREFIX, { keysOnly: true })).map((kv) => kv.key));
         for (const key of this.endpoints.keys()) if (!present.has(key)) this.endpoints.delete(key);
       }
     }
     this.revision = revision;
-    return { networks, endpoints: [...this.endpoints.values()].filter(validEndpoint) };
+    return { networks, endpoints: [...this.endpoints.values()].filter((e): e is RegistryEndpoint => e !== undefined) };
   }
 }

@@ -165,15 +165,27 @@ export interface RegistryContents extends DnsRecordsInput {
  * refresh sees both halves.
  */
 export async function loadRegistry(store: Store): Promise<RegistryContents> {
-  const networks: RegistryNetwork[] = [];
+  const networks = await readNetworks(store);
   const endpoints: RegistryEndpoint[] = [];
+  for (const kv of await store.list(ENDPOINTS_PREFIX)) {
+    const e = parseEndpoint(kv.value);
+    if (e) endpoints.push(e);
+  }
+  return { networks, endpoints };
+}
+
+/** Every network record that parses. */
+export async function readNetworks(store: Pick<Store, 'list'>): Promise<RegistryNetwork[]> {
+  const networks: RegistryNetwork[] = [];
   for (const kv of await store.list(NETWORKS_PREFIX)) {
     const n = parseJson<RegistryNetwork>(kv.value);
     if (n && typeof n.name === 'string') networks.push(n);
   }
-  for (const kv of await store.list(ENDPOINTS_PREFIX)) {
-    const e = parseJson<RegistryEndpoint>(kv.value);
-    if (e && typeof e.name === 'string' && typeof e.network === 'string') endpoints.push(e);
-  }
-  return { networks, endpoints };
+  return networks;
+}
+
+/** An endpoint record, or undefined when the value is not one. */
+export function parseEndpoint(value: string): RegistryEndpoint | undefined {
+  const e = parseJson<RegistryEndpoint>(value);
+  return e && typeof e.name === 'string' && typeof e.network === 'string' ? e : undefined;
 }

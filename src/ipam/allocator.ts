@@ -1,4 +1,4 @@
-import type { Txn } from '../store/store.js';
+import type { Store, Txn } from '../store/store.js';
 import { IpAddr, IpPrefix } from '../addr.js';
 import { addressFromKey, addressKey } from './address.js';
 import type { IpamConfig } from './config.js';
@@ -208,6 +208,30 @@ export async function allocate(
   await txn.put(ownerKey, JSON.stringify(record));
   await recordCapacity(txn, network, config);
   return allocations;
+}
+
+/**
+ * `allocate` in a transaction of its own. On a cluster network whose node blocks are full,
+ * `claim` gets this node another block of that family and it tries again, at most `maxClaims`
+ * times: parallel ADDs may use up a fresh block before this one retries.
+ */
+export async function allocateClaimingBlocks(
+  store: Pick<Store, 'transaction'>,
+  network: string,
+  config: IpamConfig,
+  attachment: Attachment,
+  requested: readonly RequestedAddress[],
+  claim: (family: 4 | 6) => Promise<unknown>,
+  maxClaims: number,
+): Promise<Allocation[]> {
+  for (let claims = 0; ; claims++) {
+    try {
+      return await store.transaction((txn) => allocate(txn, network, config, attachment, requested));
+    } catch (err) {
+      if (!(err instanceof NodeBlocksFullError) || claims >= maxClaims) throw err;
+      await claim(config.rangeSets[err.rangeSetIndex]![0]!.family);
+    }
+  }
 }
 
 /** Keeps the network's capacity where the daemon's stats can find it without the config. */

@@ -1,10 +1,10 @@
 import type { Store } from '../store/store.js';
 import { openStateStore, resolveStateDir } from '../store/open.js';
 import { IpAddr, IpPrefix } from '../addr.js';
-import { type Allocation, type Attachment, allocate, heldBy, nextFree, release } from './allocator.js';
+import { type Allocation, type Attachment, allocateClaimingBlocks, heldBy, nextFree, release } from './allocator.js';
 import { type IpamConfig, type IpamRoute, parseIpamConfig, stateDirOf } from './config.js';
 import { AttachmentUnknownError } from '../errors.js';
-import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError, NodeBlocksFullError } from './errors.js';
+import { AllocationMismatchError, InvalidIpamConfigError, NetworkUnavailableError } from './errors.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { describeRangeSet } from './range.js';
 import { requestedAddresses } from './requested.js';
@@ -71,18 +71,13 @@ export async function ipamAdd(request: IpamRequest, deps: IpamDeps = {}): Promis
   const dns = config.resolvConf ? readResolvConf(config.resolvConf) : undefined;
   const store = await storeFor(request, deps);
   const attachment: Attachment = { containerId: request.containerId, ifname: request.ifname };
-  // A cluster network whose node blocks are full gets one more block per try; parallel ADDs
-  // may use up a fresh block before this one retries, hence a few tries.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const allocations = await store.transaction((txn) => allocate(txn, request.network, config, attachment, requested));
-      return toResult(config, allocations, dns);
-    } catch (err) {
-      if (!(err instanceof NodeBlocksFullError) || !config.blocks || attempt > 4) throw err;
-      const { requestBlock } = await import('./block-request.js');
-      await requestBlock(config.blocks.daemonSocket, request.network, config.rangeSets[err.rangeSetIndex]![0]!.family);
-    }
-  }
+  // A cluster network whose node blocks are full gets one more block per try from the daemon.
+  const claim = async (family: 4 | 6): Promise<void> => {
+    const { requestBlock } = await import('./block-request.js');
+    await requestBlock(config.blocks!.daemonSocket, request.network, family);
+  };
+  const allocations = await allocateClaimingBlocks(store, request.network, config, attachment, requested, claim, 4);
+  return toResult(config, allocations, dns);
 }
 
 /** Releases the attachment's addresses. Unknown attachment: success. Needs only the state dir. */

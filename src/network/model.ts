@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../store/store.js';
 import { ShoalError } from '../errors.js';
+import { IpAddr, IpPrefix } from '../addr.js';
 
 export const NETWORKS_KEY_PREFIX = 'networks/';
 
@@ -34,6 +35,12 @@ export interface SubnetSpec {
   gateway?: string;
   /** Sub-range addresses are handed out from (docker's --ip-range). */
   ipRange?: string;
+}
+
+/** The subnet's gateway: as given, else its first address (shoal-ipam's default). */
+export function subnetGateway(s: Pick<SubnetSpec, 'subnet' | 'gateway'>): IpPrefix {
+  const subnet = IpPrefix.parse(s.subnet);
+  return IpPrefix.of(s.gateway ? IpAddr.parse(s.gateway) : subnet.network().next(), subnet.length);
 }
 
 export interface NetworkRecord {
