@@ -18,6 +18,7 @@
 import { parentPort } from 'node:worker_threads';
 import { pluginMain, type CniPlugin } from '../../cni/skel.js';
 import { useLibnftables } from '../kernel/nftables-exec.js';
+import { runDeferredCheckpoints, setStoreDefaults } from '../store/open.js';
 import { plugin as bridge } from '../../cni/plugins/shoal-bridge.js';
 import { plugin as dns } from '../../cni/plugins/shoal-dns.js';
 import { plugin as ipam } from '../../cni/plugins/shoal-ipam.js';
@@ -94,13 +95,18 @@ if (parentPort) {
   const port = parentPort;
   // nftables in-process (libnftables), not an nft process per masquerade or portmap change.
   useLibnftables();
+  // This thread stays up, so the WAL checkpoint after a request's commits can wait until the
+  // runtime has its answer (SqliteStore.runDeferredCheckpoint); the commits are durable before.
+  setStoreDefaults({ deferCheckpoint: true });
   port.on('message', (msg: WorkerRequest) => {
     void runRequest(msg)
       .catch((err: unknown): CniWireResponse => {
         const text = `failed to run ${msg.type}: ${(err as Error).message}`;
         return { exitCode: 1, stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: text })}\n`, stderr: `${text}\n` };
       })
-      .then((res) => port.postMessage({ ...res, id: msg.id } satisfies WorkerResponse));
+      .then((res) => port.postMessage({ ...res, id: msg.id } satisfies WorkerResponse))
+      .then(runDeferredCheckpoints)
+      .catch(() => undefined);
   });
   void preload().then(
     () => port.postMessage({ ready: true }),

@@ -21,6 +21,12 @@ export function storeFile(stateDir: string): string {
 }
 
 const open = new Map<string, SqliteStore>();
+let defaultOptions: SqliteStoreOptions = {};
+
+/** Options every store this process opens from now on gets (the daemon's CNI workers). */
+export function setStoreDefaults(options: SqliteStoreOptions): void {
+  defaultOptions = options;
+}
 
 /**
  * One store per database file per process, opened on first use. The bridge plugin calls IPAM
@@ -33,9 +39,14 @@ export async function openStateStore(stateDir: string, options?: SqliteStoreOpti
   const existing = open.get(file);
   if (existing?.isOpen) return existing;
   const { SqliteStore } = await import('./sqlite.js');
-  const store = new SqliteStore(file, options);
+  const store = new SqliteStore(file, { ...defaultOptions, ...options });
   open.set(file, store);
   return store;
+}
+
+/** Runs the checkpoints left pending by stores opened with deferCheckpoint. */
+export async function runDeferredCheckpoints(): Promise<void> {
+  await Promise.all([...open.values()].map((store) => store.runDeferredCheckpoint()));
 }
 
 /** Closes every store this process opened (tests, and the daemon on shutdown). */
