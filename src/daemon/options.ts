@@ -60,6 +60,8 @@ export interface DaemonOptions {
   /** How often listeners that could not bind (address not on the host yet) are retried, ms. */
   retryIntervalMs: number;
   firewall: boolean;
+  /** UDP queries a second one client address may send a network's DNS server (0: no limit). */
+  dnsClientRate: number;
 }
 
 export class DaemonUsageError extends ShoalError {
@@ -97,6 +99,10 @@ Options:
   --dns-workers N              DNS worker threads, each with its own sockets (default 2; 0: main thread)
   --watch-interval MS        store poll interval (default 25)
   --no-firewall              do not add the DNS accept rules to the "inet shoal" table
+  --dns-client-rate N        UDP DNS queries per second one client address may send, above which
+                             the kernel drops them before they reach the server, so one flooding
+                             container cannot crowd out the others (default 10000; 0: no limit;
+                             needs the firewall rules)
   -h, --help                 this text
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads (re-reads the store, resyncs listeners
@@ -170,6 +176,7 @@ export function parseDaemonArgs(
         'dns-workers': { type: 'string' },
         'watch-interval': { type: 'string' },
         'no-firewall': { type: 'boolean' },
+        'dns-client-rate': { type: 'string' },
         node: { type: 'string' },
         'advertise-addr': { type: 'string' },
         'node-ttl': { type: 'string' },
@@ -230,6 +237,7 @@ export function parseDaemonArgs(
       watchIntervalMs: intFlag('watch-interval', v['watch-interval'], 25, 5, 60_000),
       retryIntervalMs: 1000,
       firewall: !v['no-firewall'],
+      dnsClientRate: intFlag('dns-client-rate', v['dns-client-rate'], 10_000, 0, 10_000_000),
     },
   };
 }

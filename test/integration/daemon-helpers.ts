@@ -337,10 +337,12 @@ setTimeout(() => { process.stdout.write('timeout\\n'); process.exit(1); }, 10000
 }
 
 /** nft rules in `inet shoal` chain dns_input with the given owner comment (read with nft -j). */
-export function dnsRulesOf(owner: string, netns?: string): number {
+/** The daemon's DNS rules with comment `owner`: the accept rules, or (`kind: 'limit'`) the per-client rate limits. */
+export function dnsRulesOf(owner: string, netns?: string, kind: 'accept' | 'limit' = 'accept'): number {
   const args = ['-j', 'list', 'table', 'inet', 'shoal'];
   const res = netns ? spawnSync('ip', ['netns', 'exec', netns, 'nft', ...args], { encoding: 'utf8' }) : spawnSync('nft', args, { encoding: 'utf8' });
   if (res.status !== 0) return 0;
-  const doc = JSON.parse(res.stdout) as { nftables: Array<{ rule?: { chain: string; comment?: string } }> };
-  return doc.nftables.filter((i) => i.rule?.chain === 'dns_input' && i.rule.comment === owner).length;
+  const doc = JSON.parse(res.stdout) as { nftables: Array<{ rule?: { chain: string; comment?: string; expr: Array<Record<string, unknown>> } }> };
+  const verdict = kind === 'accept' ? 'accept' : 'drop';
+  return doc.nftables.filter((i) => i.rule?.chain === 'dns_input' && i.rule.comment === owner && i.rule.expr.some((e) => verdict in e)).length;
 }

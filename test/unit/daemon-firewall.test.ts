@@ -15,6 +15,15 @@ describe('DNS accept rules', () => {
     expect(dnsAcceptRules({ name: 'x', gateways: ['10.0.0.1'] }, 53)).toEqual([]);
   });
 
+  it("with a client rate, drops a source address's UDP queries above it before the accept", () => {
+    expect(dnsAcceptRules(red, 53, 500)).toEqual([
+      'ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 udp dport 53 update @dns_rate4 { ip saddr limit rate over 500/second burst 500 packets } drop',
+      'ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 meta l4proto { tcp, udp } th dport 53 accept',
+      'ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 udp dport 53 update @dns_rate6 { ip6 saddr limit rate over 500/second burst 500 packets } drop',
+      'ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 meta l4proto { tcp, udp } th dport 53 accept',
+    ]);
+  });
+
   it('renders one transaction: chain, owner-scoped replace, removal of gone networks', () => {
     const desired = new Map([['red', dnsAcceptRules(red, 5353)]]);
     const text = firewallTransaction(new Map([['old', ['x']]]), desired)!.render(() => ({
@@ -30,6 +39,8 @@ describe('DNS accept rules', () => {
       [
         'add table inet shoal',
         'add chain inet shoal dns_input { type filter hook input priority filter ; policy accept ; }',
+        'add set inet shoal dns_rate4 { type ipv4_addr ; flags dynamic,timeout ; timeout 1m ; }',
+        'add set inet shoal dns_rate6 { type ipv6_addr ; flags dynamic,timeout ; timeout 1m ; }',
         'delete rule inet shoal dns_input handle 8',
         'add rule inet shoal dns_input ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 meta l4proto { tcp, udp } th dport 5353 accept comment "dns:red"',
         'add rule inet shoal dns_input ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 meta l4proto { tcp, udp } th dport 5353 accept comment "dns:red"',

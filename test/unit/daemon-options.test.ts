@@ -34,13 +34,15 @@ describe('shoal daemon flags', () => {
     const o = opts([
       '--metrics-addr', '[::1]:9000', '--socket', '/tmp/a.sock', '--pid-file', '/tmp/a.pid', '--store', 'sqlite:/tmp/db/x.db',
       '--log-level', 'debug', '--dns-port', '5353', '--resolv-conf', '/tmp/resolv', '--local-ttl', '7',
-      '--max-concurrent-forwards', '10', '--watch-interval', '50', '--no-firewall', '--dns-workers', '3',
+      '--max-concurrent-forwards', '10', '--watch-interval', '50', '--no-firewall', '--dns-workers', '3', '--dns-client-rate', '500',
     ]);
     expect(o).toMatchObject({
       metrics: { host: '::1', port: 9000 }, socket: '/tmp/a.sock', pidFile: '/tmp/a.pid', store: { kind: 'sqlite', file: '/tmp/db/x.db' },
-      logLevel: 'debug', dnsPort: 5353, resolvConf: '/tmp/resolv', localTtl: 7, maxConcurrentForwards: 10, watchIntervalMs: 50, firewall: false, dnsWorkers: 3,
+      logLevel: 'debug', dnsPort: 5353, resolvConf: '/tmp/resolv', localTtl: 7, maxConcurrentForwards: 10, watchIntervalMs: 50, firewall: false, dnsWorkers: 3, dnsClientRate: 500,
     });
     expect(opts([]).dnsWorkers).toBe(2);
+    expect(opts([]).dnsClientRate).toBe(10_000);
+    expect(() => opts(['--dns-client-rate', '-1'])).toThrow(/--dns-client-rate/);
     expect(opts(['--metrics-addr', 'off']).metrics).toBeUndefined();
     expect(parseDaemonArgs(['--help'])).toEqual({ help: true });
   });

@@ -6,11 +6,13 @@ import path from 'node:path';
 import http from 'node:http';
 import { root, sleep } from './common.mjs';
 
-export async function startDaemon({ run, state, args = [], dnsPort = 18580, env = {}, waitMs = 20_000 }) {
+// firewall: the daemon's DNS rules in `inet shoal` (its accept rules and per-client rate limit);
+// off by default, as the campaigns' networks need no accept rule on this host.
+export async function startDaemon({ run, state, args = [], dnsPort = 18580, env = {}, waitMs = 20_000, firewall = false }) {
   mkdirSync(run, { recursive: true });
   const logFile = path.join(run, 'torture-daemon.log');
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [path.join(root, 'dist/bin/shoal'), 'daemon', '--metrics-addr', 'off', '--no-firewall', '--dns-port', String(dnsPort), '--log-level', 'info', ...args], {
+  const child = spawn(process.execPath, [path.join(root, 'dist/bin/shoal'), 'daemon', '--metrics-addr', 'off', ...(firewall ? [] : ['--no-firewall']), '--dns-port', String(dnsPort), '--log-level', 'info', ...args], {
     env: { PATH: process.env.PATH, ...env, SHOAL_RUN_DIR: run, SHOAL_STATE_DIR: state },
     stdio: ['ignore', log, log],
   });
