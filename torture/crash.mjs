@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run torture -- crash`: kill -9 of a plugin at random points of ADD and DEL.
-// shoal-bridge (with embedded portmap and DNS registration) and shoal-macvlan (parent: a veth
-// inside the container's namespace, linkInContainer), the built executables (dist/cni/<type>,
-// no daemon: the Node plugin in the same PID). Each round ADDs a container, killed after a
+// shoal-bridge (with embedded portmap and DNS registration), shoal-macvlan (parent: a veth
+// inside the container's namespace, linkInContainer), and a conflist chain of shoal-bridge,
+// the standalone shoal-portmap and shoal-dns (each given the previous one's result, as libcni
+// does; the kill falls anywhere in the chain's life, DEL runs the chain in reverse); the built
+// executables (dist/cni/<type>, no daemon: the Node plugin in the same PID). Each round ADDs a container, killed after a
 // random delay spread over an ADD's life; a finished ADD's address must not be held by any
 // other live container; a killed ADD is DELeted to completion (as a runtime does). Live
 // containers are DELeted with a random kill too, then DEL again to completion. At the end: DEL
@@ -39,6 +41,14 @@ const plugins = {
       discovery: { domainName: 'crash.shoal' },
     }),
   },
+  chain: {
+    // A conflist: each link runs with the previous link's result as prevResult.
+    chain: (slot) => [
+      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-bridge', bridge: `${P}cb`, isGateway: true, ipMasq: true, stateDir, ipam: { type: 'shoal-ipam', subnet: '10.185.12.0/24', stateDir } },
+      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-portmap', stateDir, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18510 + slot, containerPort: 80, protocol: 'tcp', hostIP: '127.85.0.1' }] } },
+      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-dns', stateDir, domainName: 'chain.shoal', capabilities: { aliases: true }, runtimeConfig: { aliases: { [`${P}n`]: [`c${slot}`] } } },
+    ],
+  },
   macvlan: {
     type: 'shoal-macvlan',
     config: () => ({
@@ -59,7 +69,7 @@ const env = (command, id, slot) => ({
 
 function setup() {
   mkdirSync(stateDir, { recursive: true });
-  privatePlugins(['shoal-bridge', 'shoal-macvlan', 'shoal-ipam'], bin);
+  privatePlugins(['shoal-bridge', 'shoal-macvlan', 'shoal-ipam', 'shoal-portmap', 'shoal-dns'], bin);
   for (let s = 0; s < SLOTS; s++) {
     ip(['netns', 'add', `${P}s${s}`]);
     // The macvlan parent: a veth pair inside the container's own namespace, never a host link.
@@ -78,6 +88,28 @@ function cleanup() {
 
 const addressOf = (run) => run.json?.ips?.[0]?.address?.split('/')[0];
 
+/**
+ * Runs `command` of plugin `name` for a container, killed `killAfterMs` into its life (none:
+ * to completion). A chain runs link after link (ADD in order, each with the previous result;
+ * DEL in reverse) and the kill lands in whichever link is running then. The result is the last
+ * link's run, with `killed` and the chain's total `ms`.
+ */
+async function runVerb(name, command, id, slot, killAfterMs) {
+  const p = plugins[name];
+  if (!p.chain) return execPlugin(path.join(bin, p.type), env(command, id, slot), p.config(slot), killAfterMs);
+  const links = command === 'DEL' ? [...p.chain(slot)].reverse() : p.chain(slot);
+  const started = performance.now();
+  let prev;
+  let run;
+  for (const link of links) {
+    const left = killAfterMs === undefined ? undefined : Math.max(0, killAfterMs - (performance.now() - started));
+    run = await execPlugin(path.join(bin, link.type), env(command, id, slot), prev && command === 'ADD' ? { ...link, prevResult: prev } : link, left);
+    if (run.killed || run.code !== 0) break;
+    prev = run.json;
+  }
+  return { ...run, ms: performance.now() - started };
+}
+
 async function main() {
   console.log(`crash: seed ${random.seed}, ${COUNT} rounds, prefix ${P}`);
   setup();
@@ -86,13 +118,13 @@ async function main() {
   try {
     // How long an ADD and a DEL take now, so the kill delays cover their whole life.
     const life = {};
-    for (const [name, p] of Object.entries(plugins)) {
-      const add = await execPlugin(path.join(bin, p.type), env('ADD', `${ids}probe${name}`, 0), p.config(0));
+    for (const name of Object.keys(plugins)) {
+      const add = await runVerb(name, 'ADD', `${ids}probe${name}`, 0);
       if (add.code !== 0) throw new Error(`probe ADD ${name} failed: ${add.stdout}${add.stderr.slice(0, 500)}`);
       // The leftover readers below must see a live container, or their "0 left" means nothing.
       const seen = { rules: nftMentions(ids).length + nftMentions(`${P}${name[0]}/`).length, rows: storeRows(stateDir, `${ids}probe${name}`).length };
-      if (seen.rows === 0 || (name === 'bridge' && seen.rules === 0)) throw new Error(`the leftover readers do not see the live probe ${name} container: ${JSON.stringify(seen)}`);
-      const del = await execPlugin(path.join(bin, p.type), env('DEL', `${ids}probe${name}`, 0), p.config(0));
+      if (seen.rows === 0 || (name !== 'macvlan' && seen.rules === 0)) throw new Error(`the leftover readers do not see the live probe ${name} container: ${JSON.stringify(seen)}`);
+      const del = await runVerb(name, 'DEL', `${ids}probe${name}`, 0);
       if (del.code !== 0) throw new Error(`probe DEL ${name} failed: ${del.stdout}`);
       life[name] = { add: add.ms, del: del.ms };
     }
@@ -102,8 +134,7 @@ async function main() {
     const live = new Map();
     const deadline = Date.now() + SECONDS * 1000;
     const finishDel = async (name, id, slot, why) => {
-      const p = plugins[name];
-      const del = await execPlugin(path.join(bin, p.type), env('DEL', id, slot), p.config(slot));
+      const del = await runVerb(name, 'DEL', id, slot);
       if (del.code !== 0) {
         bump('broke');
         figures.fail(`${name} DEL to completion after ${why} failed: ${del.stdout.slice(0, 300)} ${del.stderr.slice(-300)}`);
@@ -115,8 +146,7 @@ async function main() {
       if (live.has(slot)) {
         // DEL the slot's container, killed at a random point, then to completion.
         const { name, id } = live.get(slot);
-        const p = plugins[name];
-        const del = await execPlugin(path.join(bin, p.type), env('DEL', id, slot), p.config(slot), random.next() * life[name].del * 1.3);
+        const del = await runVerb(name, 'DEL', id, slot, random.next() * life[name].del * 1.3);
         bump(`${name} DEL`);
         if (del.killed) bump(`${name} DEL killed`);
         else if (del.code !== 0) {
@@ -127,10 +157,10 @@ async function main() {
         live.delete(slot);
         continue;
       }
-      const name = random.next() < 0.5 ? 'bridge' : 'macvlan';
-      const p = plugins[name];
+      const kinds = Object.keys(plugins);
+      const name = kinds[random.int(kinds.length)];
       const id = `${ids}${round}`;
-      const add = await execPlugin(path.join(bin, p.type), env('ADD', id, slot), p.config(slot), random.next() * life[name].add * 1.3);
+      const add = await runVerb(name, 'ADD', id, slot, random.next() * life[name].add * 1.3);
       bump(`${name} ADD`);
       if (add.killed) {
         bump(`${name} ADD killed`);
@@ -154,8 +184,9 @@ async function main() {
     for (const [slot, { name, id }] of live) await finishDel(name, id, slot, 'the end of the run');
 
     // GC with no valid attachments: whatever a killed process left without a DEL goes now.
-    for (const [name, p] of Object.entries(plugins)) {
-      const gc = await execPlugin(path.join(bin, p.type), env('GC'), { ...p.config(0), 'cni.dev/valid-attachments': [] });
+    const gcConfigs = Object.entries(plugins).flatMap(([name, p]) => (p.chain ? p.chain(0).map((link) => [`${name}/${link.type}`, link]) : [[name, p.config(0)]]));
+    for (const [name, config] of gcConfigs) {
+      const gc = await execPlugin(path.join(bin, config.type), env('GC'), { ...config, 'cni.dev/valid-attachments': [] });
       if (gc.code !== 0) {
         bump('broke');
         figures.fail(`${name} GC failed: ${gc.stdout.slice(0, 300)}`);
@@ -169,10 +200,10 @@ async function main() {
     figures.row('address handed out twice', round, stats.duplicates ?? 0);
 
     // What must be gone: bridge ports, container links (but the parent veths), rules, records.
-    const ports = JSON.parse(spawnSync('ip', ['-j', 'link', 'show', 'master', `${P}br`], { encoding: 'utf8' }).stdout || '[]').map((l) => l.ifname);
+    const ports = [`${P}br`, `${P}cb`].flatMap((br) => JSON.parse(spawnSync('ip', ['-j', 'link', 'show', 'master', br], { encoding: 'utf8' }).stdout || '[]').map((l) => l.ifname));
     const ctrLinks = [];
     for (let s = 0; s < SLOTS; s++) for (const l of JSON.parse(ip(['-j', 'link', 'show'], `${P}s${s}`) || '[]')) if (!['lo', 'tkpar0', 'tkpar1'].includes(l.ifname)) ctrLinks.push(`${P}s${s}:${l.ifname}`);
-    const rules = [...nftMentions(`${P}b/`), ...nftMentions(`${P}m/`), ...nftMentions(ids)];
+    const rules = [...nftMentions(`${P}b/`), ...nftMentions(`${P}m/`), ...nftMentions(`${P}n/`), ...nftMentions(ids)];
     const records = storeRows(stateDir, ids);
     figures.row('leftover bridge ports (host veths)', 1, ports.length, ports.join(' '));
     figures.row('leftover container links', 1, ctrLinks.length, ctrLinks.join(' '));
