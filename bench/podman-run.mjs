@@ -35,13 +35,28 @@ const IMAGE = 'localhost/shoal-bench-bb:latest';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'shoal-bench-podman-'));
 const netDir = path.join(tmp, 'networks');
 const state = path.join(tmp, 'state');
-const conf = path.join(tmp, 'containers.conf');
+/**
+ * Each variant runs with a containers.conf of its own: its own network config dir holding only
+ * its network (podman execs VERSION of every plugin of every network in the dir on each run and
+ * on each cleanup: with all five in one dir, every run paid ~8 probes of the others' plugins),
+ * and `[engine] env` carrying SHOAL_RUN_DIR, because podman's cleanup process (started by
+ * conmon, which does the DEL after the container exits) does not inherit podman's environment:
+ * it looked for the daemon at the default /run/shoal, found none, and ran the Node fallback.
+ * A real host's daemon is at that default, so every process finds it; here the bench daemon's
+ * temp run dir has to be passed on.
+ */
+const confOf = (key) => path.join(tmp, `containers-${key}.conf`);
+const netDirOf = (key) => path.join(tmp, `networks-${key}`);
 const tag = String(process.pid % 10000);
 const third = 10 + (process.pid % 200);
 const NETS = { shoal: `bshoal${tag}`, 'shoal-chain': `bchain${tag}`, 'shoal-l2': `bl2${tag}`, reference: `bref${tag}` };
-const env = { ...process.env, CONTAINERS_CONF: conf, SHOAL_STATE_DIR: state, SHOAL_RUN_DIR: path.join(tmp, 'run') };
-/** podman passes its environment to the plugins: this one has no daemon in its run dir. */
-const noDaemonEnv = { ...env, SHOAL_RUN_DIR: path.join(tmp, 'run-none') };
+const VARIANTS = ['shoal', 'shoal-nodaemon', 'shoal-chain', 'shoal-l2', 'reference', 'none'];
+/** The network each variant runs on (shoal-nodaemon: the shoal network with no daemon). */
+const networkOf = (key) => (key === 'none' ? 'none' : NETS[key === 'shoal-nodaemon' ? 'shoal' : key]);
+const runDirOf = (key) => path.join(tmp, key === 'shoal-nodaemon' ? 'run-none' : 'run');
+const env = { ...process.env, SHOAL_STATE_DIR: state, SHOAL_RUN_DIR: runDirOf('shoal') };
+/** podman passes its environment to the plugins (and containers.conf's to its cleanup). */
+const envOf = (key) => ({ ...env, CONTAINERS_CONF: confOf(key), SHOAL_RUN_DIR: runDirOf(key) });
 const NET16 = process.env.BENCH_NET16;
 /** The /24 of network `i` (0-3): 10.24x.<third>.0/24, or in BENCH_NET16. */
 const subnet = (second, i) => (NET16 ? `${NET16}.${(third + 60 * i) % 250}.0/24` : `10.${second}.${third}.0/24`);
@@ -58,16 +73,19 @@ const podman = (args, opts) => sh('podman', [...podmanArgs, ...args], opts);
 
 function setup() {
   mkdirSync(netDir);
-  writeFileSync(
-    conf,
-    ['[network]', 'network_backend = "cni"', `cni_plugin_dirs = ["${path.join(root, 'dist/cni')}", "/usr/lib/cni"]`, `network_config_dir = "${netDir}"`, '[engine]', 'events_logger = "none"', ''].join('\n'),
-  );
+  for (const key of VARIANTS) {
+    mkdirSync(netDirOf(key));
+    writeFileSync(
+      confOf(key),
+      ['[network]', 'network_backend = "cni"', `cni_plugin_dirs = ["${path.join(root, 'dist/cni')}", "/usr/lib/cni"]`, `network_config_dir = "${netDirOf(key)}"`, '[engine]', 'events_logger = "none"', `env = ["SHOAL_RUN_DIR=${runDirOf(key)}", "SHOAL_STATE_DIR=${state}"]`, ''].join('\n'),
+    );
+  }
   const rootfs = path.join(tmp, 'rootfs');
   mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
   for (const d of ['etc', 'proc', 'sys', 'dev', 'tmp']) mkdirSync(path.join(rootfs, d));
   copyFileSync('/bin/busybox', path.join(rootfs, 'bin/busybox'));
   for (const a of ['sh', 'true']) symlinkSync('busybox', path.join(rootfs, 'bin', a));
-  sh('sh', ['-c', `tar -C ${rootfs} -c . | podman ${podmanArgs.join(' ')} import - ${IMAGE}`]);
+  sh('sh', ['-c', `tar -C ${rootfs} -c . | podman ${podmanArgs.join(' ')} import - ${IMAGE}`], { env: envOf('none') });
   sh(process.execPath, [SHOAL, 'network', 'create', '--cni-conf-dir', netDir, '--subnet', subnet(246, 0), NETS.shoal]);
   // Made by the CLI too (so `network rm` cleans it up), then rewritten into the chained form.
   sh(process.execPath, [SHOAL, 'network', 'create', '--cni-conf-dir', netDir, '--subnet', subnet(245, 1), NETS['shoal-chain']]);
@@ -90,6 +108,9 @@ function setup() {
   };
   writeFileSync(path.join(netDir, `${l2.name}.conflist`), JSON.stringify(l2));
   writeFileSync(path.join(netDir, `${ref.name}.conflist`), JSON.stringify(ref));
+  for (const key of VARIANTS) {
+    if (key !== 'none') copyFileSync(path.join(netDir, `${networkOf(key)}.conflist`), path.join(netDirOf(key), `${networkOf(key)}.conflist`));
+  }
 }
 
 /** The one-plugin bridge conflist as the chain bridge -> shoal-portmap -> shoal-dns (the old form). */
@@ -108,8 +129,8 @@ function chained(list) {
 
 async function cleanup() {
   await daemon?.stop();
-  podman(['rm', '-af', '-t', '0'], { allowFail: true });
-  podman(['system', 'reset', '-f'], { allowFail: true });
+  podman(['rm', '-af', '-t', '0'], { allowFail: true, env: envOf('none') });
+  podman(['system', 'reset', '-f'], { allowFail: true, env: envOf('none') });
   sh(process.execPath, [SHOAL, 'network', 'rm', '--force', NETS.shoal, NETS['shoal-chain']], { allowFail: true });
   for (const br of [`bl2br${tag}`, `brefbr${tag}`]) sh('ip', ['link', 'del', br], { allowFail: true });
   // The reference ipMasq rules live in iptables chains named CNI-<hash>; podman's DEL removes them.
@@ -140,14 +161,7 @@ const quantile = (xs, q) => {
 try {
   setup();
   daemon = await startBenchDaemon(root, { run: env.SHOAL_RUN_DIR, state });
-  const order = {
-    shoal: [NETS.shoal, env],
-    'shoal-nodaemon': [NETS.shoal, noDaemonEnv],
-    'shoal-chain': [NETS['shoal-chain'], env],
-    'shoal-l2': [NETS['shoal-l2'], env],
-    reference: [NETS.reference, env],
-    none: ['none', env],
-  };
+  const order = Object.fromEntries(VARIANTS.map((key) => [key, [networkOf(key), envOf(key)]]));
   const times = Object.fromEntries(Object.keys(order).map((k) => [k, []]));
   for (const [net, runEnv] of Object.values(order)) timeRun(net, runEnv); // warm-up: image layers, bridges, page cache
   const servedBefore = daemon.served();
