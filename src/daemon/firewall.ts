@@ -23,12 +23,12 @@ import type { RegistryNetwork } from '../dns/registry.js';
 
 export const DNS_CHAIN = 'dns_input';
 /**
- * Per-client rate meters (dynamic sets: one element per source address, with its own token
- * bucket, gone a minute after its last query). A flood from one container otherwise fills the
- * sockets' receive queues, and the kernel's reuseport hash puts other clients' queries in the
- * same queues: they were lost (torture dns: 0.6-7 % of a probe's queries). Dropped here, the
- * excess never reaches a queue. Only UDP: dropping TCP segments would stall connections,
- * which the server bounds itself.
+ * Per-client rate meters for --dns-client-rate (dynamic sets: one element per source address,
+ * with its own token bucket, gone a minute after its last query). The excess of one client is
+ * dropped in the kernel and never costs the server a read, a parse or an answer: it bounds the
+ * share of the server one container can take. Only UDP: dropping TCP segments would stall
+ * connections, which the server bounds itself. Off by default: a single busy client (a load
+ * test, a crawler) would otherwise be capped, and dnsmasq or Docker's resolver cap nobody.
  */
 export const RATE_SETS = { 4: 'dns_rate4', 6: 'dns_rate6' } as const;
 
@@ -58,8 +58,8 @@ export function dnsAcceptRules(network: RegistryNetwork, port: number, clientRat
   return rules;
 }
 
-/** Pure: the transaction that moves the applied state to `desired` (network -> rules). */
-export function firewallTransaction(applied: ReadonlyMap<string, string[]>, desired: ReadonlyMap<string, string[]>): NftTransaction | undefined {
+/** Pure: the transaction that moves the applied state to `desired` (network -> rules); `rateSets`: the rules use the rate meters. */
+export function firewallTransaction(applied: ReadonlyMap<string, string[]>, desired: ReadonlyMap<string, string[]>, rateSets = false): NftTransaction | undefined {
   const tx = new NftTransaction();
   let changes = 0;
   const same = (a: string[] | undefined, b: string[]) => a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
@@ -67,8 +67,10 @@ export function firewallTransaction(applied: ReadonlyMap<string, string[]>, desi
     if (same(applied.get(network), rules)) continue;
     if (changes++ === 0) {
       tx.addTable(SHOAL_TABLE).addChain(SHOAL_TABLE, DNS_CHAIN, { type: 'filter', hook: 'input', priority: 'filter', policy: 'accept' });
-      tx.addSet(SHOAL_TABLE, RATE_SETS[4], { type: 'ipv4_addr', flags: ['dynamic', 'timeout'], timeout: '1m' });
-      tx.addSet(SHOAL_TABLE, RATE_SETS[6], { type: 'ipv6_addr', flags: ['dynamic', 'timeout'], timeout: '1m' });
+      if (rateSets) {
+        tx.addSet(SHOAL_TABLE, RATE_SETS[4], { type: 'ipv4_addr', flags: ['dynamic', 'timeout'], timeout: '1m' });
+        tx.addSet(SHOAL_TABLE, RATE_SETS[6], { type: 'ipv6_addr', flags: ['dynamic', 'timeout'], timeout: '1m' });
+      }
     }
     tx.deleteRulesByOwner(SHOAL_TABLE, ownerOf(network), { chain: DNS_CHAIN });
     for (const r of rules) tx.addRule(SHOAL_TABLE, DNS_CHAIN, r, ownerOf(network));
@@ -149,7 +151,7 @@ export class DnsFirewall {
     }
     let tx: NftTransaction | undefined;
     try {
-      tx = firewallTransaction(this.applied, desired);
+      tx = firewallTransaction(this.applied, desired, this.clientRate > 0);
     } catch (err) {
       this.logger?.warn({ event: 'dns_firewall_failed', err }, `failed to build "${SHOAL_TABLE.family} ${SHOAL_TABLE.name}" DNS rules: ${(err as Error).message}`);
     }

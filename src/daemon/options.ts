@@ -99,10 +99,10 @@ Options:
   --dns-workers N              DNS worker threads, each with its own sockets (default 2; 0: main thread)
   --watch-interval MS        store poll interval (default 25)
   --no-firewall              do not add the DNS accept rules to the "inet shoal" table
-  --dns-client-rate N        UDP DNS queries per second one client address may send, above which
-                             the kernel drops them before they reach the server, so one flooding
-                             container cannot crowd out the others (default 10000; 0: no limit;
-                             needs the firewall rules)
+  --dns-client-rate N        UDP DNS queries per second one client address may send; the kernel
+                             drops the excess before it reaches the server, which bounds the work
+                             one container can make it do (default 0: no limit; needs the
+                             firewall rules)
   -h, --help                 this text
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads (re-reads the store, resyncs listeners
@@ -237,7 +237,7 @@ export function parseDaemonArgs(
       watchIntervalMs: intFlag('watch-interval', v['watch-interval'], 25, 5, 60_000),
       retryIntervalMs: 1000,
       firewall: !v['no-firewall'],
-      dnsClientRate: intFlag('dns-client-rate', v['dns-client-rate'], 10_000, 0, 10_000_000),
+      dnsClientRate: intFlag('dns-client-rate', v['dns-client-rate'], 0, 0, 10_000_000),
     },
   };
 }

@@ -26,7 +26,7 @@ describe('DNS accept rules', () => {
 
   it('renders one transaction: chain, owner-scoped replace, removal of gone networks', () => {
     const desired = new Map([['red', dnsAcceptRules(red, 5353)]]);
-    const text = firewallTransaction(new Map([['old', ['x']]]), desired)!.render(() => ({
+    const text = firewallTransaction(new Map([['old', ['x']]]), desired, true)!.render(() => ({
       family: 'inet', name: 'shoal', handle: 1, chains: [], sets: [], maps: [],
       rules: [
         { family: 'inet', table: 'shoal', chain: DNS_CHAIN, handle: 7, comment: 'dns:old', expr: [] },
@@ -49,6 +49,8 @@ describe('DNS accept rules', () => {
       ].join('\n'),
     );
     expect(firewallTransaction(desired, desired)).toBeUndefined();
+    // Without a client rate, no meters are made.
+    expect(firewallTransaction(new Map(), desired)!.render()).not.toContain('dns_rate');
     expect(ownerOf('red')).toBe('dns:red');
   });
 
