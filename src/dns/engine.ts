@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { HandlerChain, QueryContext } from './chain.js';
 import type { DnsMetricsSink } from './metrics-sink.js';
 import type { RecordSnapshot, Scope } from './snapshot.js';
-import { RCODE, type HandlerResult } from './types.js';
+import { QTYPE, RCODE, type HandlerResult } from './types.js';
 import { adaptRawResponse, buildHeaderOnly, lowerQuestion, buildResponse, isParseFailure, parseQuery, udpLimit, type ParsedQuery } from './wire.js';
 
 export type Transport = 'udp' | 'tcp';
@@ -49,6 +49,8 @@ class Context implements QueryContext {
 
 export class DnsEngine {
   private readonly opts: EngineOptions;
+  /** Where the next multi-address answer starts (rotated). */
+  private rotation = 0;
 
   constructor(options: EngineOptions) {
     this.opts = options;
@@ -92,7 +94,7 @@ export class DnsEngine {
 
   private finish(q: ParsedQuery, msg: Buffer, r: HandlerResult, limit: number, transport: Transport, started: number): Buffer {
     let out: Buffer;
-    if (r.kind === 'local') out = buildResponse(q, msg, r.rcode, r.records, limit, true);
+    if (r.kind === 'local') out = buildResponse(q, msg, r.rcode, this.rotated(q.question.type, r.records), limit, true);
     else if (r.kind === 'raw') out = adaptRawResponse(q, msg, r.message, r.optStart, limit);
     else out = buildResponse(q, msg, r.rcode, [], limit, false);
     const m = this.opts.metrics;
@@ -101,6 +103,21 @@ export class DnsEngine {
       m.observeDuration(transport, (performance.now() - started) / 1000);
     }
     return out;
+  }
+
+  /**
+   * A name with several addresses answers them in a different order each time (cyclic, BIND's
+   * `rrset-order cyclic`; Docker's resolver shuffles them). The records are kept in address
+   * order and answers are memoized, so without this every client would take the same first
+   * address: a dnsrr service's lowest replica would get the connections of every client that
+   * uses the first answer (most do).
+   */
+  private rotated(qtype: number, records: Buffer[]): Buffer[] {
+    if (records.length < 2 || (qtype !== QTYPE.A && qtype !== QTYPE.AAAA)) return records;
+    // Each record starts with a 2-byte name pointer, then its type: a CNAME chain stays as is.
+    if (!records.every((rr) => rr.length > 4 && rr.readUInt16BE(2) === qtype)) return records;
+    const k = this.rotation++ % records.length;
+    return k === 0 ? records : [...records.slice(k), ...records.slice(0, k)];
   }
 
   private failure(q: ParsedQuery, msg: Buffer, err: unknown, limit: number, transport: Transport, started: number): Buffer {

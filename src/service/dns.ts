@@ -5,7 +5,8 @@
  * For each service on a network:
  * - the replicas' alias NAME is taken off them, so NAME never answers a replica that is down;
  * - vip: NAME (and NAME.<network>, NAME.<domain>) answers the VIP(s), and the VIP's PTR is NAME;
- * - dnsrr: NAME answers the healthy replicas, shuffled on every rebuild;
+ * - dnsrr: NAME answers the healthy replicas (the DNS server rotates their order per query:
+ *   DnsEngine.rotated; the records are kept in address order, so a shuffle here would be lost);
  * - `tasks.NAME` answers every healthy replica, in both modes.
  * A service with no healthy replica still has its names (NOERROR, no address for dnsrr/tasks),
  * so a client sees "exists, nothing up" rather than NXDOMAIN.
@@ -22,15 +23,6 @@ export interface ServiceDnsView {
   healthy: readonly Replica[];
 }
 
-export function shuffled<T>(list: readonly T[], random: () => number = Math.random): T[] {
-  const out = [...list];
-  for (let i = out.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
 function synthetic(network: string, containerId: string, name: string, addresses: readonly string[]): RegistryEndpoint {
   return {
     network,
@@ -44,8 +36,8 @@ function synthetic(network: string, containerId: string, name: string, addresses
 
 const addressesOf = (replicas: readonly Replica[]) => replicas.flatMap((r) => [r.ipv4, r.ipv6].filter((a): a is string => a !== undefined));
 
-/** The registry contents with the services' names put in (pure but for the dnsrr shuffle). */
-export function withServiceRecords(contents: RegistryContents, services: readonly ServiceDnsView[], random: () => number = Math.random): DnsRecordsInput {
+/** The registry contents with the services' names put in (pure). */
+export function withServiceRecords(contents: RegistryContents, services: readonly ServiceDnsView[]): DnsRecordsInput {
   if (services.length === 0) return contents;
   const endpoints: RegistryEndpoint[] = contents.endpoints.map((e) => {
     const mine = services.filter((s) => isReplicaOf(e, s.record));
@@ -59,7 +51,7 @@ export function withServiceRecords(contents: RegistryContents, services: readonl
     const { name, network } = s.record;
     if (!networks.has(network)) continue;
     const healthy = addressesOf(s.healthy);
-    const main = s.record.endpointMode === 'vip' ? s.record.vips : shuffled(healthy, random);
+    const main = s.record.endpointMode === 'vip' ? s.record.vips : healthy;
     endpoints.push(synthetic(network, `service:${name}`, name, main));
     endpoints.push(synthetic(network, `service-tasks:${name}`, `tasks.${name}`, healthy));
   }

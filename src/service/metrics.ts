@@ -12,6 +12,8 @@ export class ServiceMetrics {
   readonly activeConnections: Gauge<'service'>;
   readonly connectErrors: Counter<'service' | 'backend'>;
   readonly bytes: Counter<'service' | 'direction'>;
+  readonly queued: Gauge<'service'>;
+  readonly refused: Counter<'service' | 'reason'>;
   /** Called when the registry is read: the proxies add the bytes they counted since. */
   private readonly byteSources = new Set<() => void>();
 
@@ -26,6 +28,14 @@ export class ServiceMetrics {
       new Counter({ name: 'shoal_lb_connections_total', help: 'Connections the proxy data path sent to a backend', labelNames: ['service', 'backend'], registers });
     this.activeConnections = new Gauge({ name: 'shoal_lb_active_connections', help: 'Connections open through the proxy data path', labelNames: ['service'], registers });
     this.connectErrors = new Counter({ name: 'shoal_lb_connect_errors_total', help: 'Failed connection attempts from the proxy data path to a backend', labelNames: ['service', 'backend'], registers });
+    // HAProxy's backend queue (haproxy_backend_current_queue) and the clients it turned away.
+    this.queued = new Gauge({ name: 'shoal_lb_queued_connections', help: 'Clients of the proxy data path waiting for a backend slot (--max-conn)', labelNames: ['service'], registers });
+    this.refused = new Counter({
+      name: 'shoal_lb_refused_connections_total',
+      help: 'Clients the proxy data path reset: no backend (none in rotation, or every retry failed), queue_full, queue_timeout',
+      labelNames: ['service', 'reason'],
+      registers,
+    });
     // Counted per chunk as plain numbers by each proxy, folded in here at scrape time: a labelled
     // inc() per chunk (a label-key string built each time) would cost the data path.
     const sources = this.byteSources;

@@ -140,18 +140,35 @@ export class BalancedTcpProxy {
     if (client.destroyed) return;
     const backend = attempt < MAX_ATTEMPTS ? this.pool.take(tried, client.remoteAddress) : undefined;
     if (backend !== undefined) return this.connect(client, backend, tried, attempt);
-    if (attempt >= MAX_ATTEMPTS || !this.pool.hasCandidates(tried)) return void client.resetAndDestroy();
+    if (attempt >= MAX_ATTEMPTS || !this.pool.hasCandidates(tried)) return this.refuse(client, 'no_backend');
+    const labels = { service: this.service };
     const cancel = this.pool.wait(
       tried,
       client.remoteAddress,
       (b) => {
-        client.off('close', cancel!);
+        this.metrics?.queued.dec(labels);
+        client.off('close', onClose);
         this.connect(client, b, tried, attempt);
       },
-      () => client.resetAndDestroy(),
+      () => {
+        this.metrics?.queued.dec(labels);
+        client.off('close', onClose);
+        this.refuse(client, 'queue_timeout');
+      },
     );
-    if (!cancel) return void client.resetAndDestroy();
-    client.once('close', cancel);
+    if (!cancel) return this.refuse(client, 'queue_full');
+    this.metrics?.queued.inc(labels);
+    // The client left while waiting: its place in the queue goes.
+    const onClose = () => {
+      cancel();
+      this.metrics?.queued.dec(labels);
+    };
+    client.once('close', onClose);
+  }
+
+  private refuse(client: net.Socket, reason: 'no_backend' | 'queue_full' | 'queue_timeout'): void {
+    this.metrics?.refused.inc({ service: this.service, reason });
+    client.resetAndDestroy();
   }
 
   /** Connects to `backend`, whose slot is already taken. */

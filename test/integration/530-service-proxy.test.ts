@@ -242,9 +242,11 @@ describe('service px on the proxy path', () => {
       await sleep(500);
       expect(cText).toBe('');
       expect(cClosed).toBe(false);
+      expect(metricValue(await metricsText(daemon!.metricsPort), 'shoal_lb_queued_connections', { service: 'px' })).toBe(1);
       a.socket.destroy();
       const cId = await waitFor('third served', () => (cText.includes('\n') ? cText.slice(0, cText.indexOf('\n')) : undefined), 3000, 10);
       expect(cId).toBe(a.id);
+      expect(metricValue(await metricsText(daemon!.metricsPort), 'shoal_lb_queued_connections', { service: 'px' })).toBe(0);
       b.socket.destroy();
       c.destroy();
       await sleep(200);
@@ -268,6 +270,8 @@ describe('service px on the proxy path', () => {
       s.on('error', () => {});
       s.on('close', () => res({ text, at: Date.now() }));
     });
+    const refusedCount = async (reason: string) => metricValue(await metricsText(daemon!.metricsPort), 'shoal_lb_refused_connections_total', { service: 'px', reason });
+    const [fullBefore, timeoutBefore] = [await refusedCount('queue_full'), await refusedCount('queue_timeout')];
     const t0 = Date.now();
     const waiting = net.connect({ host: '127.0.0.1', port: LIMIT_PORT });
     const waited = outcome(waiting);
@@ -282,6 +286,8 @@ describe('service px on the proxy path', () => {
     expect(w.text).toBe('');
     expect(w.at - t0).toBeGreaterThanOrEqual(280);
     expect(w.at - t0).toBeLessThan(2000);
+    expect([(await refusedCount('queue_full')) - fullBefore, (await refusedCount('queue_timeout')) - timeoutBefore]).toEqual([1, 1]);
+    expect(metricValue(await metricsText(daemon!.metricsPort), 'shoal_lb_queued_connections', { service: 'px' })).toBe(0);
     for (const h of held) h.socket.destroy();
     const off = cli('service', 'update', 'px', '-p', `${PORT}:80`, '--max-conn', '0');
     expect(off.status, off.stderr).toBe(0);

@@ -13,6 +13,8 @@ const snapshot = RecordSnapshot.build({
   endpoints: [
     { network: 'red', containerId: 'c1', name: 'web', ipv4: ['10.1.0.10'] },
     { network: 'red', containerId: 'c2', name: 'many', ipv4: Array.from({ length: 60 }, (_, i) => `10.1.1.${i}`) },
+    // Three replicas behind one alias (a dnsrr service's name).
+    ...[11, 12, 13].map((n) => ({ network: 'red', containerId: `r${n}`, name: `r${n}`, aliases: ['api'], ipv4: [`10.1.0.${n}`] })),
   ],
 });
 
@@ -32,6 +34,16 @@ describe('engine', () => {
     expect(Buffer.isBuffer(out)).toBe(true);
     expect(answerData(out as Buffer)).toEqual(['10.1.0.10']);
     expect(await value('shoal_dns_requests_total', { network: 'red', qtype: 'A', rcode: 'NOERROR' })).toBe(1);
+  });
+
+  it('answers a name with several addresses in a rotating order, each query a different first address', () => {
+    const { engine } = engineWith();
+    const answers = [0, 1, 2, 3].map(() => answerData(engine.handle(query('api'), '10.1.0.5', 'udp') as Buffer));
+    for (const a of answers) expect([...a].sort()).toEqual(['10.1.0.11', '10.1.0.12', '10.1.0.13']);
+    expect(new Set(answers.slice(0, 3).map((a) => a[0])).size).toBe(3);
+    expect(answers[3]).toEqual(answers[0]);
+    // A single address is not touched.
+    expect(answerData(engine.handle(query('web'), '10.1.0.5', 'udp') as Buffer)).toEqual(['10.1.0.10']);
   });
 
   it('truncates on UDP but not on TCP', () => {
