@@ -42,8 +42,9 @@ process.env.SHOAL_RUN_DIR = path.join(tmp, 'run');
 // Relative paths a mutation may produce land here, not in the project.
 process.chdir(tmp);
 
-/** `i` spreads published ports over 4 values: the executables run 4 cases at once, and two
- * containers publishing one port is a refusal, not a finding. */
+/** `i` spreads published ports and the portmap target address over 4 values: the executables
+ * run 4 cases at once, and two containers publishing one port, or two containers' mappings to
+ * one address and port, is a refusal (code 100), not a finding. */
 function baseConfig(type, i = 0) {
   const ipam = { type: 'shoal-ipam', subnet: '10.185.250.0/24', stateDir };
   const common = { cniVersion: '1.1.0', name: net, type, stateDir };
@@ -59,7 +60,7 @@ function baseConfig(type, i = 0) {
     case 'shoal-ipam':
       return { ...common, ipam };
     case 'shoal-portmap':
-      return { ...common, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18590 + (i % 4), containerPort: 80, protocol: 'tcp' }] }, prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: '10.185.252.5/24', interface: 0 }] } };
+      return { ...common, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18590 + (i % 4), containerPort: 80, protocol: 'tcp' }] }, prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: `10.185.252.${10 + (i % 4)}/24`, interface: 0 }] } };
     case 'shoal-dns':
       return { ...common, domainName: 'torture.shoal', prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: notNs }], ips: [{ address: '10.185.252.6/24', interface: 0 }] } };
   }
