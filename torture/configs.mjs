@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Figures, STACK_FRAME, bundle, storeRows, knob, linksWith, nftMentions, privatePlugins, root, runTag, seeded } from './lib/common.mjs';
+import { Figures, STACK_FRAME, bundle, storeRows, knob, linksWith, nftMentions, privatePlugins, removeRunObjects, root, runTag, seeded } from './lib/common.mjs';
 import { CLASSES, EXPECTED, mutate } from './lib/mutate.mjs';
 
 const COUNT = knob('CONFIGS_COUNT', 100_000);
@@ -234,7 +234,8 @@ async function main() {
     figures.row('leftover store records (allocations, DNS, ports)', 1, records.length, records.slice(0, 3).join(' ; '));
     for (const l of links) (await import('node:child_process')).spawnSync('ip', ['link', 'del', l]);
     figures.print();
-    rmSync(tmp, { recursive: true, force: true });
+    // The run dir, and the skeletons of Shoal tables the run created (portmap's, masquerade's).
+    removeRunObjects(`tc${runTag}x`, [tmp]);
   }
   process.exit(figures.broke ? 1 : 0);
 }

@@ -11,11 +11,11 @@
 // of all, GC with no valid attachments, and then no link, nft rule, allocation, DNS record or
 // published port is left.
 // Knobs: CRASH_COUNT (rounds, default 1000), CRASH_SECONDS (budget, default 1800), TORTURE_SEED.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Figures, ip, knob, linksWith, netnsWith, nftMentions, privatePlugins, root, runTag, seeded, storeRows } from './lib/common.mjs';
+import { Figures, ip, knob, nftMentions, privatePlugins, removeRunObjects, root, runTag, seeded, storeRows } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
 
 const COUNT = knob('CRASH_COUNT', 1000);
@@ -79,11 +79,9 @@ function setup() {
   }
 }
 
+/** The run's namespaces, links and dirs, and the skeletons of Shoal tables it created. */
 function cleanup() {
-  for (const s of netnsWith(P)) spawnSync('ip', ['netns', 'del', s]);
-  for (const l of linksWith(P)) spawnSync('ip', ['link', 'del', l]);
-  rmSync(bin, { recursive: true, force: true });
-  rmSync(tmp, { recursive: true, force: true });
+  removeRunObjects(P, [bin, tmp]);
 }
 
 const addressOf = (run) => run.json?.ips?.[0]?.address?.split('/')[0];
