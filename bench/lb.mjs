@@ -10,15 +10,16 @@
 // connections/s). Two clients, each running every target:
 //   same     wrk in a container on the service's own network. "direct" is then bridged (L2
 //            only) while a VIP is necessarily routed through the host (DNAT, and masquerade for
-//            a same-subnet client), so this ratio prices the L3 hop itself;
+//            a same-subnet client: hairpin), so this ratio prices the L3 hop itself;
 //   outside  wrk in a namespace that is in no Shoal network, routed to the host over a veth of
 //            its own (a client from elsewhere): "direct" is routed to the backend, the kernel and
 //            proxy targets are the services' published ports on the host's address on that link,
-//            HAProxy is bound there too. Same route, with and without the balancer. The backends are three HAProxy processes, one per container namespace, each
-// answering every request itself (`http-request return`, two threads): C, keep-alive, far
-// faster than busybox httpd or a Node server, so the backend is not what is measured. wrk runs in a fourth namespace
-// on the same Shoal network (a same-network client: the kernel path masquerades it, hairpin).
-// The balancing HAProxy runs with `nbthread 1`, like the Shoal proxy's one event loop. Every process gets the same environment (PATH only).
+//            HAProxy is bound there too. Same route, with and without the balancer.
+// The backends are HAProxy processes, one per container namespace, each answering every request
+// itself (`http-request return`, two threads): C, keep-alive, far faster than busybox httpd or a
+// Node server, so the backend is not what is measured. The balancing HAProxy runs with
+// `nbthread 1`, like the Shoal proxy's one event loop. Every process gets the same environment
+// (PATH only).
 //
 // Rounds are interleaved (each round runs every target once per load, in an order rotated
 // per round), each run after the same settle time; figures are medians over the rounds with
@@ -28,16 +29,16 @@
 //   BENCH_ROUNDS=5 BENCH_SECONDS=5 BENCH_SETTLE_MS=1000 BENCH_CONNECTIONS=50 BENCH_THREADS=1
 //   BENCH_TARGETS=direct,kernel,proxy,haproxy   BENCH_LOADS=keepalive,close   BENCH_BACKEND_THREADS=2
 //   BENCH_CLIENTS=same,outside   BENCH_BACKENDS=3 (1: the balancer's data path alone, see below)
-//
-// Measured (issue 16's note): with 3 backends the kernel path reaches 0.78-0.84x "direct" on
-// keep-alive, with 1 backend 0.92-0.95x. "direct" drives one HAProxy process; the balanced
-// targets spread the same load over three, which on 2 CPUs compete with each other and wrk: part
-// of the gap is the backend set, not the balancer.
 //   BENCH_VERBOSE=1 (every wrk run's rate, latency and socket errors on stderr)
 //   BENCH_PROFILE=1 (the daemon writes a --cpu-prof into node_modules/.cache/lb-profile)
 //
+// Measured (issue 16's note): with 3 backends the kernel path reaches 0.84-0.91x "direct" on
+// keep-alive, with 1 backend 0.92-0.95x. "direct" drives one HAProxy process; the balanced
+// targets spread the same load over three, which on 2 CPUs compete with each other and wrk: part
+// of the gap is the backend set, not the balancer.
+//
 // Everything lives in 10.249.<b>.0/24 (a network made by the built CLI), 10.250.<b>.0/29 (the
-// outside client's link: lbx<tag>h on the host, eth0 in its namespace; a /29) and host port 18490
+// outside client's link: lbx<tag>h on the host, eth0 in its namespace) and host port 18490
 // (HAProxy) / 18491-18492 (the services' published ports); it is all removed at the end.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -267,11 +268,11 @@ async function main() {
       console.log(`${c.padEnd(7)} | ${l.name.padEnd(25)} | ${TARGETS.map((t) => `${spread(row[t].rps)}${row[t].errors ? ` err ${row[t].errors}` : ''}`.padEnd(22)).join(' | ')}`);
     }
   }
+  const met = (x, goal) => (Number.isNaN(x) ? 'n/a' : `${x.toFixed(2)}x (goal >= ${goal}x: ${x >= goal ? 'met' : 'NOT met'})`);
   for (const c of CLIENTS) {
     for (const l of loads) {
       const row = results[c][l.name];
       const ratio = (a, d) => (row[a] && row[d] ? median(row[a].rps) / median(row[d].rps) : NaN);
-      const met = (x, goal) => (Number.isNaN(x) ? 'n/a' : `${x.toFixed(2)}x (goal >= ${goal}x: ${x >= goal ? 'met' : 'NOT met'})`);
       console.log(`${c} client, ${l.name}: kernel / direct ${met(ratio('kernel', 'direct'), 0.9)}; proxy / haproxy ${met(ratio('proxy', 'haproxy'), 1.0)}`);
     }
   }

@@ -29,33 +29,32 @@ const bin = path.join(root, 'node_modules/.cache', `shoal-torture-crash-bin-${pr
 const P = `tk${runTag}`;
 const ids = `${P}c`;
 
+/**
+ * Each kind is a conflist: its plugins' configs for a slot, run link after link, each with the
+ * previous link's result as prevResult (bridge and macvlan are lists of one).
+ */
 const plugins = {
-  bridge: {
-    type: 'shoal-bridge',
-    config: (slot) => ({
+  bridge: (slot) => [
+    {
       cniVersion: '1.1.0', name: `${P}b`, type: 'shoal-bridge', bridge: `${P}br`, isGateway: true, ipMasq: true, stateDir,
       capabilities: { portMappings: true, aliases: true },
       runtimeConfig: { portMappings: [{ hostPort: 18500 + slot, containerPort: 80, protocol: 'tcp', hostIP: '127.85.0.1' }], aliases: { [`${P}b`]: [`a${slot}`] } },
       ipam: { type: 'shoal-ipam', subnet: '10.185.10.0/24', stateDir },
       portmap: {},
       discovery: { domainName: 'crash.shoal' },
-    }),
-  },
-  chain: {
-    // A conflist: each link runs with the previous link's result as prevResult.
-    chain: (slot) => [
-      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-bridge', bridge: `${P}cb`, isGateway: true, ipMasq: true, stateDir, ipam: { type: 'shoal-ipam', subnet: '10.185.12.0/24', stateDir } },
-      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-portmap', stateDir, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18510 + slot, containerPort: 80, protocol: 'tcp', hostIP: '127.85.0.1' }] } },
-      { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-dns', stateDir, domainName: 'chain.shoal', capabilities: { aliases: true }, runtimeConfig: { aliases: { [`${P}n`]: [`c${slot}`] } } },
-    ],
-  },
-  macvlan: {
-    type: 'shoal-macvlan',
-    config: () => ({
+    },
+  ],
+  chain: (slot) => [
+    { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-bridge', bridge: `${P}cb`, isGateway: true, ipMasq: true, stateDir, ipam: { type: 'shoal-ipam', subnet: '10.185.12.0/24', stateDir } },
+    { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-portmap', stateDir, capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 18510 + slot, containerPort: 80, protocol: 'tcp', hostIP: '127.85.0.1' }] } },
+    { cniVersion: '1.1.0', name: `${P}n`, type: 'shoal-dns', stateDir, domainName: 'chain.shoal', capabilities: { aliases: true }, runtimeConfig: { aliases: { [`${P}n`]: [`c${slot}`] } } },
+  ],
+  macvlan: () => [
+    {
       cniVersion: '1.1.0', name: `${P}m`, type: 'shoal-macvlan', master: 'tkpar0', linkInContainer: true, mode: 'bridge', stateDir,
       ipam: { type: 'shoal-ipam', subnet: '10.185.11.0/24', stateDir },
-    }),
-  },
+    },
+  ],
 };
 
 const env = (command, id, slot) => ({
@@ -87,15 +86,13 @@ function cleanup() {
 const addressOf = (run) => run.json?.ips?.[0]?.address?.split('/')[0];
 
 /**
- * Runs `command` of plugin `name` for a container, killed `killAfterMs` into its life (none:
- * to completion). A chain runs link after link (ADD in order, each with the previous result;
- * DEL in reverse) and the kill lands in whichever link is running then. The result is the last
- * link's run, with `killed` and the chain's total `ms`.
+ * Runs `command` of kind `name` for a container, killed `killAfterMs` into its life (none: to
+ * completion): ADD link after link, each with the previous result; DEL in reverse. The kill
+ * lands in whichever link is running then. The result is the last link's run, with `killed` and
+ * the whole list's `ms`.
  */
 async function runVerb(name, command, id, slot, killAfterMs) {
-  const p = plugins[name];
-  if (!p.chain) return execPlugin(path.join(bin, p.type), env(command, id, slot), p.config(slot), killAfterMs);
-  const links = command === 'DEL' ? [...p.chain(slot)].reverse() : p.chain(slot);
+  const links = command === 'DEL' ? plugins[name](slot).reverse() : plugins[name](slot);
   const started = performance.now();
   let prev;
   let run;
@@ -182,8 +179,7 @@ async function main() {
     for (const [slot, { name, id }] of live) await finishDel(name, id, slot, 'the end of the run');
 
     // GC with no valid attachments: whatever a killed process left without a DEL goes now.
-    const gcConfigs = Object.entries(plugins).flatMap(([name, p]) => (p.chain ? p.chain(0).map((link) => [`${name}/${link.type}`, link]) : [[name, p.config(0)]]));
-    for (const [name, config] of gcConfigs) {
+    for (const [name, config] of Object.entries(plugins).flatMap(([kind, links]) => links(0).map((link) => [`${kind}/${link.type}`, link]))) {
       const gc = await execPlugin(path.join(bin, config.type), env('GC'), { ...config, 'cni.dev/valid-attachments': [] });
       if (gc.code !== 0) {
         bump('broke');

@@ -124,7 +124,7 @@ export class Daemon {
         this.opts.dnsPort,
         this.logger,
       );
-      if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger, undefined, undefined, this.opts.dnsClientRate);
+      if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger, { clientRate: this.opts.dnsClientRate });
       this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
       // Services (issue 16): a replica's health change syncs again, like a store change.
       this.services = new ServiceManager({

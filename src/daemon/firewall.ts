@@ -122,13 +122,20 @@ export class DnsFirewall {
   /** A conflict check was asked for and has not succeeded yet: every sync tries again. */
   private checkDue = false;
 
+  private readonly apply: (tx: NftTransaction) => unknown;
+  private readonly foreignDrops: () => ForeignDropChain[];
+  /** --dns-client-rate (0: no limit, no meters). */
+  private readonly clientRate: number;
+
   constructor(
     private readonly port: number,
     private readonly logger?: Logger,
-    private readonly apply: (tx: NftTransaction) => unknown = applyTransaction,
-    private readonly foreignDrops: () => ForeignDropChain[] = foreignInputDropChains,
-    private readonly clientRate = 0,
-  ) {}
+    opts: { clientRate?: number; apply?: (tx: NftTransaction) => unknown; foreignDrops?: () => ForeignDropChain[] } = {},
+  ) {
+    this.clientRate = opts.clientRate ?? 0;
+    this.apply = opts.apply ?? applyTransaction;
+    this.foreignDrops = opts.foreignDrops ?? foreignInputDropChains;
+  }
 
   /** Brings the rules to the networks given; failures are logged and retried on the next sync. */
   sync(networks: readonly RegistryNetwork[], opts: { force?: boolean; checkConflicts?: boolean } = {}): void {

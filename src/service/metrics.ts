@@ -16,6 +16,8 @@ export class ServiceMetrics {
   readonly refused: Counter<'service' | 'reason'>;
   /** Called when the registry is read: the proxies add the bytes they counted since. */
   private readonly byteSources = new Set<() => void>();
+  /** Called when the registry is read: each gives its services' queue lengths. */
+  private readonly queueSources = new Set<() => Iterable<[service: string, queued: number]>>();
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -28,8 +30,19 @@ export class ServiceMetrics {
       new Counter({ name: 'shoal_lb_connections_total', help: 'Connections the proxy data path sent to a backend', labelNames: ['service', 'backend'], registers });
     this.activeConnections = new Gauge({ name: 'shoal_lb_active_connections', help: 'Connections open through the proxy data path', labelNames: ['service'], registers });
     this.connectErrors = new Counter({ name: 'shoal_lb_connect_errors_total', help: 'Failed connection attempts from the proxy data path to a backend', labelNames: ['service', 'backend'], registers });
-    // HAProxy's backend queue (haproxy_backend_current_queue) and the clients it turned away.
-    this.queued = new Gauge({ name: 'shoal_lb_queued_connections', help: 'Clients of the proxy data path waiting for a backend slot (--max-conn)', labelNames: ['service'], registers });
+    // HAProxy's backend queue (haproxy_backend_current_queue), read off the pools' queues at
+    // scrape time, and the clients the proxy turned away.
+    const queueSources = this.queueSources;
+    this.queued = new Gauge({
+      name: 'shoal_lb_queued_connections',
+      help: 'Clients of the proxy data path waiting for a backend slot (--max-conn)',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset();
+        for (const source of queueSources) for (const [service, n] of source()) this.inc({ service }, n);
+      },
+    });
     this.refused = new Counter({
       name: 'shoal_lb_refused_connections_total',
       help: 'Clients the proxy data path reset: no backend (none in rotation, or every retry failed), queue_full, queue_timeout',
@@ -48,6 +61,12 @@ export class ServiceMetrics {
         for (const flush of sources) flush();
       },
     });
+  }
+
+  /** Registers a source of queue lengths (read on every scrape); the returned function unregisters it. */
+  addQueueSource(source: () => Iterable<[service: string, queued: number]>): () => void {
+    this.queueSources.add(source);
+    return () => this.queueSources.delete(source);
   }
 
   /** Registers a flush (run on every scrape); the returned function unregisters it. */

@@ -141,29 +141,18 @@ export class BalancedTcpProxy {
     const backend = attempt < MAX_ATTEMPTS ? this.pool.take(tried, client.remoteAddress) : undefined;
     if (backend !== undefined) return this.connect(client, backend, tried, attempt);
     if (attempt >= MAX_ATTEMPTS || !this.pool.hasCandidates(tried)) return this.refuse(client, 'no_backend');
-    const labels = { service: this.service };
     const cancel = this.pool.wait(
       tried,
       client.remoteAddress,
       (b) => {
-        this.metrics?.queued.dec(labels);
-        client.off('close', onClose);
+        client.off('close', cancel!);
         this.connect(client, b, tried, attempt);
       },
-      () => {
-        this.metrics?.queued.dec(labels);
-        client.off('close', onClose);
-        this.refuse(client, 'queue_timeout');
-      },
+      () => this.refuse(client, 'queue_timeout'),
     );
     if (!cancel) return this.refuse(client, 'queue_full');
-    this.metrics?.queued.inc(labels);
     // The client left while waiting: its place in the queue goes.
-    const onClose = () => {
-      cancel();
-      this.metrics?.queued.dec(labels);
-    };
-    client.once('close', onClose);
+    client.once('close', cancel);
   }
 
   private refuse(client: net.Socket, reason: 'no_backend' | 'queue_full' | 'queue_timeout'): void {
@@ -266,11 +255,15 @@ export class ProxyDataPath {
   private readonly listeners = new Map<string, Listener>();
   /** `service|protocol|target` -> the pool its listeners share. */
   private readonly pools = new Map<string, BackendPool>();
+  private readonly unregisterQueues: (() => void) | undefined;
 
   constructor(
     private readonly logger?: Logger,
     private readonly metrics?: ServiceMetrics,
-  ) {}
+  ) {
+    // shoal_lb_queued_connections: each pool's waiting clients, under its key's service.
+    this.unregisterQueues = metrics?.addQueueSource(() => [...this.pools].map(([key, pool]) => [key.slice(0, key.indexOf('|')), pool.queued]));
+  }
 
   async apply(services: readonly ServiceState[]): Promise<void> {
     const wanted = new Map<string, { state: ServiceState; at: { host: string; port: number }; target: number; protocol: 'tcp' | 'udp' }>();
@@ -328,6 +321,7 @@ export class ProxyDataPath {
   }
 
   async close(): Promise<void> {
+    this.unregisterQueues?.();
     await Promise.all([...this.listeners.values()].map((l) => l.close()));
     this.listeners.clear();
     for (const pool of this.pools.values()) pool.close();

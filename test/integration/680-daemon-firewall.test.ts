@@ -14,6 +14,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { query } from '../helpers/dns.js';
 import { ipQuiet, KernelObjects } from '../helpers/kernel-objects.js';
 import { uniqueName } from '../helpers/names.js';
 import { digIn, dnsRulesOf, RefNetwork, startDaemon, tempDirs, waitFor, type DaemonProc } from './daemon-helpers.js';
@@ -36,9 +37,9 @@ const RATE = 200;
 function queriesIn(ns: string, server: string, name: string, count: number, gapMs: number): Promise<{ sent: number; answered: number; sendMs: number }> {
   const script = `
 const dgram = require('node:dgram');
-const [server, name, count, gap] = [process.argv[1], process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
-const q = (id) => Buffer.concat([Buffer.from([id >> 8, id & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
-  ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
+const [server, hex, count, gap] = [process.argv[1], process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const base = Buffer.from(hex, 'hex');
+const q = (id) => { const b = Buffer.from(base); b.writeUInt16BE(id, 0); return b; };
 const s = dgram.createSocket('udp4');
 const seen = new Set();
 s.on('message', (m) => seen.add(m.readUInt16BE(0)));
@@ -48,7 +49,7 @@ const done = () => { const sendMs = Date.now() - t0; setTimeout(() => { console.
 const next = () => { if (i >= count) return done(); s.send(q(i++), 53, server, () => (gap ? setTimeout(next, gap) : setImmediate(next))); };
 next();`;
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, server, name, String(count), String(gapMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, server, query(name).toString('hex'), String(count), String(gapMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as { sent: number; answered: number; sendMs: number }) : reject(new Error(`query sender exited ${code}`))));

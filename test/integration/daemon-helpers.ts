@@ -336,8 +336,7 @@ setTimeout(() => { process.stdout.write('timeout\\n'); process.exit(1); }, 10000
   return { pid: child.pid!, ready, result, kill: () => child.exitCode === null && child.pid && process.kill(child.pid, 'SIGKILL') };
 }
 
-/** nft rules in `inet shoal` chain dns_input with the given owner comment (read with nft -j). */
-/** The daemon's DNS rules with comment `owner`: the accept rules, or (`kind: 'limit'`) the per-client rate limits. */
+/** The daemon's rules in `inet shoal` dns_input with comment `owner` (read with nft -j): the accept rules, or (`kind: 'limit'`) the per-client rate limits. */
 export function dnsRulesOf(owner: string, netns?: string, kind: 'accept' | 'limit' = 'accept'): number {
   const args = ['-j', 'list', 'table', 'inet', 'shoal'];
   const res = netns ? spawnSync('ip', ['netns', 'exec', netns, 'nft', ...args], { encoding: 'utf8' }) : spawnSync('nft', args, { encoding: 'utf8' });

@@ -57,10 +57,13 @@ describe('DNS accept rules', () => {
   it('applies only on change, re-applies on force, retries after a failure, and clears what it added', () => {
     const applied: NftTransaction[] = [];
     let fail = false;
-    const fw = new DnsFirewall(53, undefined, (tx) => {
-      if (fail) throw new Error('nft failed');
-      applied.push(tx);
-    }, () => []);
+    const fw = new DnsFirewall(53, undefined, {
+      apply: (tx) => {
+        if (fail) throw new Error('nft failed');
+        applied.push(tx);
+      },
+      foreignDrops: () => [],
+    });
     fw.sync([red]);
     fw.sync([red]);
     expect(applied).toHaveLength(1);
@@ -79,7 +82,7 @@ describe('DNS accept rules', () => {
 
   it('warns once per foreign input chain with policy drop, naming the rule to add there', () => {
     const warn = vi.fn();
-    const fw = new DnsFirewall(53, { warn, debug: vi.fn() } as never, () => undefined, () => [{ family: 'inet', table: 'filter', chain: 'input' }]);
+    const fw = new DnsFirewall(53, { warn, debug: vi.fn() } as never, { apply: () => undefined, foreignDrops: () => [{ family: 'inet', table: 'filter', chain: 'input' }] });
     fw.sync([red], { checkConflicts: true });
     fw.sync([red], { checkConflicts: true });
     expect(warn).toHaveBeenCalledTimes(1);
@@ -93,7 +96,7 @@ describe('DNS accept rules', () => {
     const calls: string[][] = [];
     let answer: { status: number; stdout: string; stderr: string } = { status: 1, stdout: '', stderr: 'Error: cache initialization failed: Operation not permitted' };
     const nft: NftRunner = (args) => (calls.push([...args]), answer);
-    const fw = new DnsFirewall(53, logger, () => undefined, () => foreignInputDropChains(nft));
+    const fw = new DnsFirewall(53, logger, { apply: () => undefined, foreignDrops: () => foreignInputDropChains(nft) });
 
     fw.sync([red], { checkConflicts: true });
     expect(events('dns_firewall_check_failed')).toHaveLength(1);

@@ -188,7 +188,7 @@ describe('the DNS daemon firewall', () => {
   it('a network name that cannot be a comment costs only that network its rules, with a warning', () => {
     const warn = vi.fn();
     const texts: string[] = [];
-    const fw = new DnsFirewall(53, { warn, debug: vi.fn() } as never, (tx) => texts.push(tx.render()), () => []);
+    const fw = new DnsFirewall(53, { warn, debug: vi.fn() } as never, { apply: (tx) => texts.push(tx.render()), foreignDrops: () => [] });
     const net = (name: string, n: number) => ({ name, gateways: [`10.9.${n}.1`], subnets: [`10.9.${n}.0/24`] });
     expect(() => fw.sync([net(INJECT, 1), net('x'.repeat(200), 2), net('good', 3)])).not.toThrow();
     expect(fw.networks).toEqual(['good']);
