@@ -1,25 +1,32 @@
 #!/usr/bin/env node
 // `npm run torture -- crash`: kill -9 of a plugin at random points of ADD and DEL.
 // shoal-bridge (with embedded portmap and DNS registration), shoal-macvlan (parent: a veth
-// inside the container's namespace, linkInContainer), and a conflist chain of shoal-bridge,
-// the standalone shoal-portmap and shoal-dns (each given the previous one's result, as libcni
-// does; the kill falls anywhere in the chain's life, DEL runs the chain in reverse); the built
-// executables (dist/cni/<type>, no daemon: the Node plugin in the same PID). Each round ADDs a container, killed after a
-// random delay spread over an ADD's life; a finished ADD's address must not be held by any
-// other live container; a killed ADD is DELeted to completion (as a runtime does). Live
-// containers are DELeted with a random kill too, then DEL again to completion. At the end: DEL
-// of all, GC with no valid attachments, and then no link, nft rule, allocation, DNS record or
-// published port is left.
-// Knobs: CRASH_COUNT (rounds, default 1000), CRASH_SECONDS (budget, default 1800), TORTURE_SEED.
+// inside the container's namespace, linkInContainer), a conflist chain of shoal-bridge, the
+// standalone shoal-portmap and shoal-dns (each given the previous one's result, as libcni does;
+// the kill falls anywhere in the chain's life, DEL runs the chain in reverse), all as the built
+// executables (dist/cni/<type>, no daemon: the Node plugin in the same PID); and shoal-vxlan on
+// an overlay network of a two-node cluster (lib/overlay-nodes.mjs), run inside node 0 two ways:
+// `vxlan` the Node plugin itself (the kill lands in the plugin's code), `vxlan-daemon` the
+// forwarder served by node 0's daemon (the kill cuts the runtime's side off while the daemon
+// works). Each round ADDs a container, killed after a random delay spread over an ADD's life; a
+// finished ADD's address must not be held by any other live container of its network; a killed
+// ADD is DELeted to completion (as a runtime does). Live containers are DELeted with a random
+// kill too, then DEL again to completion. At the end: DEL of all, GC with no valid attachments,
+// and then no link, nft rule, allocation, DNS record or published port is left, and for the
+// overlay no endpoint in etcd and no FDB or neighbour entry on the other node.
+// Knobs: CRASH_COUNT (rounds, default 1000), CRASH_SECONDS (budget, default 1800),
+// CRASH_OVERLAY (default 1; 0 leaves out the cluster and the vxlan kinds), TORTURE_SEED.
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Figures, ip, knob, nftMentions, privatePlugins, removeRunObjects, root, runTag, seeded, storeRows } from './lib/common.mjs';
+import { Figures, ip, knob, nftMentions, privatePlugins, removeRunObjects, root, runTag, seeded, sleep, storeRows } from './lib/common.mjs';
 import { execPlugin } from './lib/cni-exec.mjs';
+import { startOverlay } from './lib/overlay-nodes.mjs';
 
 const COUNT = knob('CRASH_COUNT', 1000);
 const SECONDS = knob('CRASH_SECONDS', 1800);
+const OVERLAY = knob('CRASH_OVERLAY', 1) > 0;
 const SLOTS = 4;
 const random = seeded();
 const figures = new Figures('crash');
@@ -31,7 +38,8 @@ const ids = `${P}c`;
 
 /**
  * Each kind is a conflist: its plugins' configs for a slot, run link after link, each with the
- * previous link's result as prevResult (bridge and macvlan are lists of one).
+ * previous link's result as prevResult (bridge and macvlan are lists of one). The vxlan kinds
+ * are added once the cluster is up (their config is the conflist node 0's daemon wrote).
  */
 const plugins = {
   bridge: (slot) => [
@@ -57,10 +65,16 @@ const plugins = {
   ],
 };
 
-const env = (command, id, slot) => ({
+/** Where a kind's plugin runs and which executable (default: the host, dist/cni/<type>). */
+const placement = {};
+/** The overlay's cluster and readers (lib/overlay-nodes.mjs), once started. */
+let overlay;
+
+const env = (command, id, slot, kind) => ({
   PATH: process.env.PATH,
   SHOAL_RUN_DIR: path.join(tmp, 'run'),
   SHOAL_STATE_DIR: stateDir,
+  ...placement[kind]?.env,
   CNI_COMMAND: command,
   CNI_PATH: bin,
   ...(id ? { CNI_CONTAINERID: id, CNI_NETNS: `/run/netns/${P}s${slot}`, CNI_IFNAME: 'eth0', CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAME=${id}` } : {}),
@@ -68,7 +82,7 @@ const env = (command, id, slot) => ({
 
 function setup() {
   mkdirSync(stateDir, { recursive: true });
-  privatePlugins(['shoal-bridge', 'shoal-macvlan', 'shoal-ipam', 'shoal-portmap', 'shoal-dns'], bin);
+  privatePlugins(['shoal-bridge', 'shoal-macvlan', 'shoal-ipam', 'shoal-portmap', 'shoal-dns', 'shoal-vxlan'], bin);
   for (let s = 0; s < SLOTS; s++) {
     ip(['netns', 'add', `${P}s${s}`]);
     // The macvlan parent: a veth pair inside the container's own namespace, never a host link.
@@ -98,11 +112,19 @@ async function runVerb(name, command, id, slot, killAfterMs) {
   let run;
   for (const link of links) {
     const left = killAfterMs === undefined ? undefined : Math.max(0, killAfterMs - (performance.now() - started));
-    run = await execPlugin(path.join(bin, link.type), env(command, id, slot), prev && command === 'ADD' ? { ...link, prevResult: prev } : link, left);
+    const where = placement[name] ?? {};
+    run = await execPlugin(path.join(bin, where.executable ?? link.type), env(command, id, slot, name), prev && command === 'ADD' ? { ...link, prevResult: prev } : link, left, where.netns);
     if (run.killed || run.code !== 0) break;
     prev = run.json;
   }
   return { ...run, ms: performance.now() - started };
+}
+
+/** `read()` again until `done` says so (default: nothing left) or 10 s pass; the last reading. */
+async function settled(read, done = (left) => left.length === 0) {
+  let left = read();
+  for (const end = Date.now() + 10_000; !done(left) && Date.now() < end; left = read()) await sleep(200);
+  return left;
 }
 
 async function main() {
@@ -111,14 +133,30 @@ async function main() {
   const stats = {};
   const bump = (k, by = 1) => (stats[k] = (stats[k] ?? 0) + by);
   try {
+    if (OVERLAY) {
+      overlay = await startOverlay({ prefix: 'tkx', network: `${P}o`, subnet: '10.185.13.0/24' });
+      const where = { netns: overlay.node.netns, env: overlay.env };
+      for (const [kind, executable] of [['vxlan', 'shoal-node/shoal-vxlan'], ['vxlan-daemon', 'shoal-vxlan']]) {
+        plugins[kind] = () => [overlay.conf];
+        placement[kind] = { ...where, executable };
+      }
+    }
     // How long an ADD and a DEL take now, so the kill delays cover their whole life.
     const life = {};
     for (const name of Object.keys(plugins)) {
       const add = await runVerb(name, 'ADD', `${ids}probe${name}`, 0);
       if (add.code !== 0) throw new Error(`probe ADD ${name} failed: ${add.stdout}${add.stderr.slice(0, 500)}`);
       // The leftover readers below must see a live container, or their "0 left" means nothing.
-      const seen = { rules: nftMentions(ids).length + nftMentions(`${P}${name[0]}/`).length, rows: storeRows(stateDir, `${ids}probe${name}`).length };
+      const seen = placement[name]
+        ? { rules: overlay.rulesMentioning(ids).length, rows: overlay.rowsMentioning(`${ids}probe${name}`).length }
+        : { rules: nftMentions(ids).length + nftMentions(`${P}${name[0]}/`).length, rows: storeRows(stateDir, `${ids}probe${name}`).length };
       if (seen.rows === 0 || (name !== 'macvlan' && seen.rules === 0)) throw new Error(`the leftover readers do not see the live probe ${name} container: ${JSON.stringify(seen)}`);
+      if (placement[name]) {
+        // And the other node's and etcd's readers see it once the daemons have acted.
+        seen.published = (await settled(() => overlay.etcdKeysMentioning(`${ids}probe${name}`), (left) => left.length > 0)).length;
+        seen.remote = (await settled(() => overlay.remoteEntries(), (left) => left.length > 0)).length;
+        if (!seen.published || !seen.remote) throw new Error(`the overlay's leftover readers do not see the live probe ${name} container: ${JSON.stringify(seen)}`);
+      }
       const del = await runVerb(name, 'DEL', `${ids}probe${name}`, 0);
       if (del.code !== 0) throw new Error(`probe DEL ${name} failed: ${del.stdout}`);
       life[name] = { add: add.ms, del: del.ms };
@@ -169,21 +207,24 @@ async function main() {
         continue;
       }
       const address = addressOf(add);
-      const twice = [...live.values()].find((c) => c.ip === address && c.name === name);
+      const network = plugins[name](slot)[0].name;
+      const twice = [...live.values()].find((c) => c.ip === address && c.network === network);
       if (twice) {
         bump('duplicates');
         figures.fail(`${address} handed to ${id} while ${twice.id} holds it`);
       }
-      live.set(slot, { name, id, ip: address });
+      live.set(slot, { name, id, ip: address, network });
     }
     for (const [slot, { name, id }] of live) await finishDel(name, id, slot, 'the end of the run');
 
-    // GC with no valid attachments: whatever a killed process left without a DEL goes now.
-    for (const [name, config] of Object.entries(plugins).flatMap(([kind, links]) => links(0).map((link) => [`${kind}/${link.type}`, link]))) {
-      const gc = await execPlugin(path.join(bin, config.type), env('GC'), { ...config, 'cni.dev/valid-attachments': [] });
+    // GC with no valid attachments: whatever a killed process left without a DEL goes now (at
+    // 1.1.0, which GC needs: the daemons write overlay conflists at 1.0.0 for podman's libcni).
+    for (const [kind, config] of Object.entries(plugins).flatMap(([k, links]) => links(0).map((link) => [k, link]))) {
+      const where = placement[kind] ?? {};
+      const gc = await execPlugin(path.join(bin, where.executable ?? config.type), env('GC', undefined, 0, kind), { ...config, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] }, undefined, where.netns);
       if (gc.code !== 0) {
         bump('broke');
-        figures.fail(`${name} GC failed: ${gc.stdout.slice(0, 300)}`);
+        figures.fail(`${kind}/${config.type} GC failed: ${gc.stdout.slice(0, 300)}`);
       }
     }
     for (const name of Object.keys(plugins)) {
@@ -203,9 +244,20 @@ async function main() {
     figures.row('leftover container links', 1, ctrLinks.length, ctrLinks.join(' '));
     figures.row('leftover nft rules/elements (masquerade, ports)', 1, rules.length, rules.slice(0, 2).join(' ; '));
     figures.row('leftover store rows (allocations, DNS records, port records)', 1, records.length, records.slice(0, 2).join(' ; '));
+    if (overlay) {
+      const node = [...overlay.bridgePorts(), ...overlay.rulesMentioning(ids), ...overlay.rowsMentioning(ids)];
+      figures.row('overlay: leftover on node 0 (bridge ports, nft rules, store rows)', 1, node.length, node.slice(0, 2).join(' ; '));
+      // The daemons act on store changes asynchronously: the etcd endpoints and node 1's
+      // entries are given a few seconds (well within the lease TTL) to follow the DELs.
+      const published = await settled(() => overlay.etcdKeysMentioning(ids));
+      figures.row('overlay: endpoints left in etcd', 1, published.length, published.slice(0, 2).join(' ; '));
+      const remote = await settled(() => overlay.remoteEntries());
+      figures.row('overlay: FDB and neighbour entries left on node 1', 1, remote.length, remote.slice(0, 2).join(' ; '));
+    }
   } finally {
     // The network's shared objects (bridge, its masquerade chain skeleton) by design outlive
     // DEL; this run owns them, so they go with it.
+    await overlay?.stop();
     cleanup();
     figures.print();
   }

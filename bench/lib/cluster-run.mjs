@@ -33,8 +33,8 @@ export class ShoalCluster {
   containers = [];
   seq = 0;
 
-  /** `nodes` node namespaces, a 3-member etcd, a daemon on each node (DNS upstream unreachable on purpose: nothing leaves the machine). */
-  static async start({ nodes, prefix, daemonArgs = [] }) {
+  /** `nodes` node namespaces, an etcd of `etcdMembers` (default 3) on the first nodes, a daemon on each node (DNS upstream unreachable on purpose: nothing leaves the machine). */
+  static async start({ nodes, prefix, daemonArgs = [], etcdMembers = 3 }) {
     if (!existsSync(VXLAN)) throw new Error('run "npm run build" first');
     const c = new ShoalCluster();
     c.work = mkdtempSync(path.join(tmpdir(), 'shoal-cluster-run-'));
@@ -42,7 +42,7 @@ export class ShoalCluster {
     const { TestCluster } = await import(pathToFileURL(path.join(c.work, 'cluster.mjs')).href);
     const resolvConf = path.join(c.work, 'resolv.conf');
     writeFileSync(resolvConf, 'nameserver 192.0.2.53\n');
-    c.cluster = await TestCluster.create({ nodes, etcdMembers: 3, prefix });
+    c.cluster = await TestCluster.create({ nodes, etcdMembers, prefix });
     for (const node of c.cluster.nodes) {
       const args = ['netns', 'exec', node.netns, process.execPath, SHOAL, 'daemon', '--store', c.cluster.storeUrl, '--node', node.name, '--advertise-addr', node.address, '--no-firewall', '--metrics-addr', 'off', '--log-level', 'warn', '--resolv-conf', resolvConf, ...daemonArgs];
       c.spawn('ip', args, { env: { ...process.env, ...node.env } }).stdout.resume();

@@ -14,7 +14,7 @@ import { IpAddr, IpPrefix } from '../addr.js';
 import { ShoalError } from '../errors.js';
 import { buildSubnetSpecs, firstOverlap, SubnetInputError } from '../network/subnet.js';
 import { NAME_RE, networkId, type NetworkRecord, type SubnetSpec } from '../network/model.js';
-import { parseAddHost, type TakenRanges } from '../network/manage.js';
+import { CONFLIST_CNI_VERSION, parseAddHost, type TakenRanges } from '../network/manage.js';
 import { dnsNameProblem } from '../dns/registry-build.js';
 import { overlayBridgeName, VNI_MAX, VNI_MIN } from '../overlay/names.js';
 import type { Store, Txn } from '../store/store.js';
@@ -250,7 +250,7 @@ export function localRecordOf(net: ClusterNetwork, facts: NodeFacts): NetworkRec
     hosts: net.hosts,
     bridge: overlayBridgeName(net.name, net.vni),
     overlay,
-    cniVersion: '1.0.0',
+    cniVersion: CONFLIST_CNI_VERSION,
     confFile: facts.confFile,
     stateDir: facts.stateDir,
     created: net.created,

@@ -32,7 +32,7 @@ async function expectNoBreakage(name: string, knobs: Record<string, string>): Pr
 
 describe('torture campaigns, short', () => {
   it('configs: mutated CNI invocations per plugin, in-process and through the executables', () => expectNoBreakage('configs', { CONFIGS_COUNT: '150', CONFIGS_EXEC: '14' }), 120_000);
-  it('crash: kill -9 of shoal-bridge, shoal-macvlan and a bridge, portmap, dns chain during ADD and DEL, then DEL and GC', () => expectNoBreakage('crash', { CRASH_COUNT: '30' }), 120_000);
+  it('crash: kill -9 of shoal-bridge, shoal-macvlan, a bridge, portmap, dns chain and shoal-vxlan on a two-node overlay during ADD and DEL, then DEL and GC', () => expectNoBreakage('crash', { CRASH_COUNT: '30' }), 120_000);
   it('soak: attach/detach cycles through the daemon, counts flat', () => expectNoBreakage('soak', { SOAK_CYCLES: '100', SOAK_SAMPLES: '6' }), 120_000);
   it('store: corrupt, truncated (file and WAL), read-only and full stores answer errors naming the file, no duplicate', () => expectNoBreakage('store', { STORE_ROUNDS: '2' }), 120_000);
   // DK_MAX_MS=5000: the 1 s goal is the full campaign's; here Node's own start on a loaded

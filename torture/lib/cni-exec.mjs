@@ -1,12 +1,13 @@
 // Runs a built CNI executable as a runtime does (env + stdin), optionally killing it with
 // SIGKILL after a delay. dist/cni/<type> execs the Node plugin in the same process when no
-// daemon answers, so the PID killed is the plugin's own.
+// daemon answers, so the PID killed is the plugin's own. In `netns` (a cluster node's namespace)
+// it runs through `ip netns exec`, which execs the plugin in place: the PID is still the plugin's.
 import { spawn } from 'node:child_process';
 
-export function execPlugin(bin, env, config, killAfterMs) {
+export function execPlugin(bin, env, config, killAfterMs, netns) {
   return new Promise((resolve) => {
     const started = performance.now();
-    const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = netns ? spawn('ip', ['netns', 'exec', netns, bin], { env, stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

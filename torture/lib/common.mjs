@@ -124,9 +124,10 @@ export function netnsWith(prefix) {
   return (JSON.parse(out || '[]') ?? []).map((n) => n.name).filter((n) => n.startsWith(prefix));
 }
 
-/** Every nft rule, set/map element and chain in Shoal's tables that mentions `needle` (comment or text). */
-export function nftMentions(needle) {
-  const out = spawnSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8', maxBuffer: 256 << 20 }).stdout || '{"nftables":[]}';
+/** Every nft rule, set/map element and chain in Shoal's tables (of `netns`, default the host's) that mentions `needle` (comment or text). */
+export function nftMentions(needle, netns) {
+  const nft = netns ? ['ip', ['netns', 'exec', netns, 'nft', '-j', 'list', 'ruleset']] : ['nft', ['-j', 'list', 'ruleset']];
+  const out = spawnSync(...nft, { encoding: 'utf8', maxBuffer: 256 << 20 }).stdout || '{"nftables":[]}';
   const hits = [];
   for (const o of JSON.parse(out).nftables) {
     const kind = Object.keys(o)[0];
