@@ -138,6 +138,13 @@ async function main() {
       const unit = key === 'rss' ? ' MiB' : '';
       figures.row(`slope of ${key} per 1,000 cycles`, samples.length, broke, `${k.toFixed(3)}${unit}; ${first0[key].toFixed?.(key === 'rss' ? 1 : 0)} -> ${last[key].toFixed?.(key === 'rss' ? 1 : 0)}`);
     }
+    // A heap that grows to its working size and stops has a slope over the whole run but none
+    // over its second half; a leak keeps its slope. The samples of the run's second half:
+    const late = samples.filter((x) => x.cycle >= done / 2);
+    if (late.length >= 3) {
+      const k = slope(late.map((x) => x.cycle), late.map((x) => x.rss)) * 1000;
+      figures.row('slope of rss per 1,000 cycles over the second half', late.length, done >= 2000 && k > 10 ? 1 : 0, `${k.toFixed(3)} MiB; ${late[0].rss.toFixed(1)} -> ${last.rss.toFixed(1)}`);
+    }
     figures.row('daemon alive at the end', 1, d.alive() ? 0 : 1);
   } finally {
     await d.stop();
