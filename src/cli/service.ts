@@ -40,7 +40,7 @@ Options:
       --proxy-protocol v1|v2     send the PROXY protocol header to backends (proxy mode)
       --drain-timeout D          connections to a replica out of rotation end after D (default 30s)
       --affinity A               none (default) or client-ip[:TIMEOUT]: a client keeps its replica
-                                 (kernel mode; TIMEOUT after its last new connection, default 3h)
+                                 (TIMEOUT after its last new connection, default 3h)
       --max-conn N               open connections per replica and port (proxy mode; 0: no limit,
                                  the default); when all are full new clients wait in a queue
       --max-queue N              clients that may wait per port (with --max-conn, default 256;

@@ -8,6 +8,12 @@
  * the connect fails or the connection closes: counting only connected sockets would let
  * simultaneous connects overshoot the limit. While a backend ramps (slow start) its limit ramps
  * with its weight, from 1 to maxConn (HAProxy does the same).
+ *
+ * Client affinity (`affinityMs`, the service's `--affinity client-ip:T`, kube-proxy's
+ * ClientIP): a client address keeps the backend it was last given while it opens a new
+ * connection (or UDP flow) within T of the previous one, as long as that backend is in rotation
+ * and has room; otherwise the policy picks again and the client sticks to the new one. Stale
+ * entries are swept whenever the table has doubled since the last sweep.
  */
 import { createPolicy, type Policy, type PolicyName } from './policy.js';
 import { SlowStart } from './slow-start.js';
@@ -20,7 +26,12 @@ export interface PoolSettings {
   maxQueue: number;
   queueTimeoutMs: number;
   slowStartMs?: number;
+  /** Client affinity: how long a client keeps its backend after its last new connection. */
+  affinityMs?: number;
 }
+
+/** Sweeps of the affinity table run when it has grown past this (then past twice its size). */
+const AFFINITY_SWEEP_MIN = 1024;
 
 interface Waiter {
   exclude: ReadonlySet<string>;
@@ -38,13 +49,18 @@ export class BackendPool {
   private readonly slowStart: SlowStart;
   private readonly queue: Waiter[] = [];
   private readonly weight = (b: string) => this.slowStart.weight(b);
+  /** Client address -> its backend and when that stops holding (affinity). */
+  private readonly affinity = new Map<string, { backend: string; until: number }>();
+  private sweepAt = AFFINITY_SWEEP_MIN;
+  private readonly now: () => number;
 
   constructor(
     private settings: PoolSettings,
     /** Backends entering rotation this soon after the pool starts are the initial set, not ramped. */
     startGraceMs: number,
-    now?: () => number,
+    now: () => number = () => performance.now(),
   ) {
+    this.now = now;
     this.policy = createPolicy(settings.policy);
     this.slowStart = new SlowStart(settings.slowStartMs, startGraceMs, now);
   }
@@ -56,6 +72,7 @@ export class BackendPool {
   update(backends: readonly string[], settings: PoolSettings): void {
     if (settings.policy !== this.settings.policy) this.policy = createPolicy(settings.policy);
     this.settings = settings;
+    if (!settings.affinityMs) this.affinity.clear();
     this.slowStart.setDuration(settings.slowStartMs);
     this.slowStart.update(backends);
     this.backends = [...backends];
@@ -82,14 +99,40 @@ export class BackendPool {
   take(exclude: ReadonlySet<string>, client?: string): string | undefined {
     const candidates = this.backends.filter((b) => !exclude.has(b) && this.hasRoom(b));
     const ctx = { active: this.active, ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) };
-    const backend = this.policy.pick(candidates, ctx);
-    if (backend !== undefined) this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
+    const backend = this.affine(client, candidates) ?? this.policy.pick(candidates, ctx);
+    if (backend !== undefined) {
+      this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
+      this.stick(client, backend);
+    }
     return backend;
   }
 
   /** Picks without taking a slot (UDP flows: no connection to count), weighted while ramping. */
   pick(client?: string): string | undefined {
-    return this.policy.pick(this.backends, { ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) });
+    const backend = this.affine(client, this.backends) ?? this.policy.pick(this.backends, { ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) });
+    if (backend !== undefined) this.stick(client, backend);
+    return backend;
+  }
+
+  /** The client's backend under affinity, when it still holds and is among `candidates`. */
+  private affine(client: string | undefined, candidates: readonly string[]): string | undefined {
+    if (!this.settings.affinityMs || client === undefined) return undefined;
+    const held = this.affinity.get(client);
+    return held && held.until > this.now() && candidates.includes(held.backend) ? held.backend : undefined;
+  }
+
+  private stick(client: string | undefined, backend: string): void {
+    if (!this.settings.affinityMs || client === undefined) return;
+    const now = this.now();
+    this.affinity.set(client, { backend, until: now + this.settings.affinityMs });
+    if (this.affinity.size <= this.sweepAt) return;
+    for (const [c, held] of this.affinity) if (held.until <= now) this.affinity.delete(c);
+    this.sweepAt = Math.max(AFFINITY_SWEEP_MIN, 2 * this.affinity.size);
+  }
+
+  /** Clients under affinity now (expired entries not yet swept included). */
+  get affinityEntries(): number {
+    return this.affinity.size;
   }
 
   /** Gives a slot back (connect failed, connection closed) and hands it to a waiting client. */

@@ -51,7 +51,7 @@ export interface ServiceSpec {
    * (records written before it existed have none).
    */
   drainTimeoutMs?: number;
-  /** Client affinity (kernel path): a client address keeps its replica for `timeoutS` after its last new connection. */
+  /** Client affinity: a client address keeps its replica for `timeoutS` after its last new connection (kernel path: timed sets; proxy: the pool's table). */
   affinity?: { kind: 'client-ip'; timeoutS: number };
   /** Proxy path: open connections per backend (HAProxy server `maxconn`); absent = no limit. */
   maxConn?: number;
@@ -276,8 +276,6 @@ export function buildSpec(input: ServiceInput, base?: ServiceSpec): ServiceSpec 
   if (base && spec.endpointMode !== base.endpointMode) throw new ServiceError(`failed to update service "${name}": the endpoint mode cannot change (remove and create it)`);
   // The kernel path balances with numgen/jhash: it cannot count connections or speak PROXY.
   if (spec.lbMode === 'kernel' && spec.lbPolicy === 'leastconn') throw new ServiceError(`failed to configure service "${name}": --lb-policy leastconn needs --lb-mode proxy`);
-  // Affinity is the kernel path's timed sets (kube-proxy's); the proxy has source-hash for it.
-  if (spec.lbMode === 'proxy' && spec.affinity) throw new ServiceError(`failed to configure service "${name}": --affinity needs --lb-mode kernel (use --lb-policy source-hash with the proxy)`);
   if (spec.lbMode === 'kernel' && spec.proxyProtocol) throw new ServiceError(`failed to configure service "${name}": --proxy-protocol needs --lb-mode proxy`);
   applyProxyLimits(spec, input, base);
   return spec;

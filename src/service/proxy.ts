@@ -39,6 +39,7 @@ function poolSettings(r: ServiceRecord, protocol: 'tcp' | 'udp'): PoolSettings {
   const s: PoolSettings = { policy: protocol === 'udp' && r.lbPolicy === 'leastconn' ? 'rr' : r.lbPolicy, maxQueue: maxQueueOf(r), queueTimeoutMs: queueTimeoutOf(r) };
   if (protocol === 'tcp' && r.maxConn !== undefined) s.maxConn = r.maxConn;
   if (r.slowStartMs !== undefined) s.slowStartMs = r.slowStartMs;
+  if (r.affinity) s.affinityMs = r.affinity.timeoutS * 1000;
   return s;
 }
 

@@ -318,4 +318,31 @@ describe('service px on the proxy path', () => {
     for (const id of ['p0', 'p1', 'p2']) expect(t2[id], JSON.stringify(t2)).toBeGreaterThanOrEqual(18);
     expect(cli('service', 'update', 'px', '--slow-start', '0').status).toBe(0);
   }, 30_000);
+
+  it('--affinity client-ip: each client keeps one replica (rr spreads the clients), until it goes out of rotation', async () => {
+    const u = cli('service', 'update', 'px', '--affinity', 'client-ip:30s', '--lb-policy', 'rr');
+    expect(u.status, u.stderr).toBe(0);
+    await waitFor('settings applied', async () => (((await api(daemon!.socket, '/v1/services?name=px')).body as Array<{ affinity?: unknown }>)[0]?.affinity ? true : undefined), 5000, 20);
+    const vip = (JSON.parse(cli('service', 'inspect', 'px').stdout) as { vips: string[] }).vips[0]!;
+    const fromClient = tally(helloFrom(dirs.root, client.name, vip, 80, 12));
+    const host: string[] = [];
+    for (let i = 0; i < 12; i += 1) host.push(await tcpHello('127.0.0.1', PORT));
+    const fromHost = tally(host);
+    expect(Object.values(fromClient), JSON.stringify(fromClient)).toEqual([12]);
+    expect(Object.values(fromHost), JSON.stringify(fromHost)).toEqual([12]);
+    // The host's replica fails: the host moves to another one and stays there.
+    const mine = Object.keys(fromHost)[0]!;
+    const i = Number(mine.slice(1));
+    const health = async () => (await serviceReplicas(daemon!.socket, 'px')).find((r) => r.name === namespaces[i]!.name)?.health;
+    await servers[i]!.setAccepting(false);
+    await waitFor(`${mine} down`, async () => ((await health()) === 'down' ? true : undefined), 5000, 20);
+    const moved: string[] = [];
+    for (let k = 0; k < 12; k += 1) moved.push(await tcpHello('127.0.0.1', PORT));
+    const t = tally(moved);
+    expect(Object.keys(t).length, JSON.stringify(t)).toBe(1);
+    expect(t[mine], JSON.stringify(t)).toBeUndefined();
+    await servers[i]!.setAccepting(true);
+    await waitFor(`${mine} up`, async () => ((await health()) === 'up' ? true : undefined), 5000, 10);
+    expect(cli('service', 'update', 'px', '--affinity', 'none').status).toBe(0);
+  }, 30_000);
 });

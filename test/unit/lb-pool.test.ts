@@ -142,3 +142,69 @@ describe('backend pool: max-conn and the queue', () => {
     expect(takeFrom('a')).toBe(8);
   });
 });
+
+describe('backend pool: client affinity', () => {
+  const settings = (over: Partial<PoolSettings> = {}): PoolSettings => ({ policy: 'rr', maxQueue: 0, queueTimeoutMs: 1000, affinityMs: 10_000, ...over });
+
+  it('keeps a client on its backend while it comes back within the timeout; others still rotate', () => {
+    const c = clock();
+    const pool = new BackendPool(settings(), 0, c.now);
+    pool.update(['a', 'b', 'c'], settings());
+    const first = pool.take(new Set(), '10.0.0.1')!;
+    const others = ['10.0.0.2', '10.0.0.3'].map((client) => pool.take(new Set(), client));
+    expect(new Set([first, ...others]).size).toBe(3); // rr still spreads new clients
+    for (let i = 0; i < 20; i += 1) {
+      c.advance(9_000); // each new connection renews the timeout
+      expect(pool.take(new Set(), '10.0.0.1')).toBe(first);
+      expect(pool.pick('10.0.0.1')).toBe(first); // UDP flows too
+    }
+  });
+
+  it('lets go after the timeout, and when the backend leaves rotation, is excluded or full', () => {
+    const c = clock();
+    const pool = new BackendPool(settings({ maxConn: 1 }), 0, c.now);
+    pool.update(['a', 'b'], settings({ maxConn: 1 }));
+    const held = pool.take(new Set(), 'x')!;
+    const other = held === 'a' ? 'b' : 'a';
+    // Full (x's own first connection holds its one slot): the second goes elsewhere and sticks.
+    expect(pool.take(new Set(), 'x')).toBe(other);
+    pool.release(held);
+    pool.release(other);
+    expect(pool.take(new Set(), 'x')).toBe(other);
+    pool.release(other);
+    expect(pool.take(new Set([other]), 'x')).toBe(held); // a retry after a failed connect excludes it
+    pool.release(held);
+    expect(pool.take(new Set(), 'x')).toBe(held);
+    pool.release(held);
+    pool.update([other], settings({ maxConn: 1 })); // held leaves rotation
+    expect(pool.take(new Set(), 'x')).toBe(other);
+    pool.release(other);
+    pool.update([held], settings({ maxConn: 1 })); // and other leaves, held returns
+    expect(pool.take(new Set(), 'x')).toBe(held);
+    pool.release(held);
+    pool.update(['a', 'b'], settings({ maxConn: 1 }));
+    c.advance(10_001); // expired: the policy picks again (rr from where it was)
+    const picks = new Set(Array.from({ length: 4 }, () => {
+      const b = pool.take(new Set(), 'x')!;
+      pool.release(b);
+      c.advance(10_001);
+      return b;
+    }));
+    expect(picks).toEqual(new Set(['a', 'b']));
+  });
+
+  it('sweeps expired clients instead of growing, and forgets all when turned off', () => {
+    const c = clock();
+    const pool = new BackendPool(settings(), 0, c.now);
+    pool.update(['a', 'b'], settings());
+    for (let i = 0; i < 5000; i += 1) {
+      pool.release(pool.take(new Set(), `c${i}`)!);
+      c.advance(100); // 100 clients live at any time
+    }
+    expect(pool.affinityEntries).toBeLessThan(2 * 1024 + 1);
+    pool.update(['a', 'b'], settings({ affinityMs: undefined }));
+    expect(pool.affinityEntries).toBe(0);
+    pool.release(pool.take(new Set(), 'z')!);
+    expect(pool.affinityEntries).toBe(0);
+  });
+});

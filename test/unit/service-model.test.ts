@@ -52,7 +52,7 @@ describe('service model', () => {
     expect(() => buildSpec({ name: 'web', drainTimeout: 'never' }, base)).toThrow(/drain timeout/);
   });
 
-  it('affinity: client-ip with kube-proxy\'s 3 h default or a timeout, kernel path only, none removes it', () => {
+  it('affinity: client-ip with kube-proxy\'s 3 h default or a timeout, on either path, none removes it', () => {
     const base = buildSpec({ name: 'web', network: 'n', ports: ['8080:80'] });
     expect(base.affinity).toBeUndefined();
     expect(buildSpec({ name: 'web', affinity: 'client-ip' }, base).affinity).toEqual({ kind: 'client-ip', timeoutS: 10_800 });
@@ -61,7 +61,7 @@ describe('service model', () => {
     expect(buildSpec({ name: 'web', lbPolicy: 'random' }, on).affinity).toEqual({ kind: 'client-ip', timeoutS: 600 });
     expect(buildSpec({ name: 'web', affinity: 'none' }, on).affinity).toBeUndefined();
     for (const bad of ['cookie', 'client-ip:0', 'client-ip:2d', 'client-ip:25h']) expect(() => buildSpec({ name: 'web', affinity: bad }, base), bad).toThrow(/affinity/);
-    expect(() => buildSpec({ name: 'web', lbMode: 'proxy' }, on)).toThrow(/--affinity needs --lb-mode kernel/);
+    expect(buildSpec({ name: 'web', lbMode: 'proxy' }, on).affinity).toEqual({ kind: 'client-ip', timeoutS: 600 });
   });
 });
 
