@@ -155,6 +155,29 @@ export function listShoalTables(prefix = 'shoal'): NftTableInfo[] {
   return parseNftJson(res.stdout, 'list ruleset').filter((t) => t.name.startsWith(prefix));
 }
 
+/** The named counters of a table: name -> bytes and packets; empty when the table does not exist. */
+export function readCounters(ref: NftTableRef): Map<string, { bytes: number; packets: number }> {
+  const res = runNft(['-j', 'list', 'counters', 'table', ref.family, ref.name]);
+  const counters = new Map<string, { bytes: number; packets: number }>();
+  if (res.status !== 0) {
+    if (/No such file or directory/.test(res.stderr)) return counters;
+    throw new NftablesError(`failed to list the counters of nftables table "${ref.family} ${ref.name}"`, res.stderr);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(res.stdout);
+  } catch {
+    throw new NftablesError(`nft printed no JSON for the counters of "${ref.family} ${ref.name}"`, res.stdout.slice(0, 200));
+  }
+  for (const item of (asObj(doc).nftables as unknown[] | undefined) ?? []) {
+    const c = asObj(item).counter;
+    if (c === undefined) continue;
+    const o = asObj(c);
+    counters.set(str(o.name), { bytes: num(o.bytes), packets: num(o.packets) });
+  }
+  return counters;
+}
+
 /** Rules of a table (optionally one chain) whose comment is `owner` (or starts with it). */
 export function rulesByOwner(table: NftTableInfo | undefined, owner: string, opts: { chain?: string; prefix?: boolean } = {}): NftRuleInfo[] {
   if (!table) return [];

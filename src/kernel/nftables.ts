@@ -70,6 +70,8 @@ export type NftOp =
   | { op: 'addSet'; table: NftTableRef; set: string; spec: SetSpec }
   | { op: 'addMap'; table: NftTableRef; map: string; spec: MapSpec }
   | { op: 'deleteSet'; table: NftTableRef; set: string; kind: 'set' | 'map' }
+  | { op: 'addCounter'; table: NftTableRef; counter: string }
+  | { op: 'deleteCounter'; table: NftTableRef; counter: string }
   | { op: 'addElements'; table: NftTableRef; set: string; elements: Array<string | [string, string]> }
   | { op: 'deleteElements'; table: NftTableRef; set: string; elements: string[]; idempotent: boolean }
   | { op: 'addRule'; table: NftTableRef; chain: string; expr: string; owner: string; insert: boolean }
@@ -155,6 +157,10 @@ function validate(op: NftOp): void {
     case 'deleteSet':
       checkName(op.kind, op.set);
       break;
+    case 'addCounter':
+    case 'deleteCounter':
+      checkName('counter', op.counter);
+      break;
     case 'addElements':
     case 'deleteElements':
       checkName('set', op.set);
@@ -216,6 +222,11 @@ function renderOp(op: NftOp, lookup: TableLookup): string[] {
     }
     case 'deleteSet':
       return [`delete ${op.kind} ${t} ${op.set}`];
+    case 'addCounter':
+      // An existing counter keeps its values (no NLM_F_EXCL, and counters have no update).
+      return [`add counter ${t} ${op.counter}`];
+    case 'deleteCounter':
+      return [`delete counter ${t} ${op.counter}`];
     case 'addElements':
       return [`add element ${t} ${op.set} { ${op.elements.map(elementText).join(', ')} }`];
     case 'deleteElements': {
@@ -279,6 +290,13 @@ export class NftTransaction {
     return this.push({ op: 'addMap', table, map, spec });
   }
   /** Fails when missing (nft 1.0.6 cannot express "if it exists" for sets). */
+  /** A named counter object (a map of type `... : counter` can point rules at it). */
+  addCounter(table: NftTableRef, counter: string): this {
+    return this.push({ op: 'addCounter', table, counter });
+  }
+  deleteCounter(table: NftTableRef, counter: string): this {
+    return this.push({ op: 'deleteCounter', table, counter });
+  }
   deleteSet(table: NftTableRef, set: string, kind: 'set' | 'map' = 'set'): this {
     return this.push({ op: 'deleteSet', table, set, kind });
   }

@@ -17,6 +17,7 @@ import { withServiceRecords } from './dns.js';
 import { buildSrvTable } from './dns-srv.js';
 import { HealthChecker, type HealthStatus, type HealthTarget, type Probe } from './health.js';
 import { ServiceMetrics } from './metrics.js';
+import { KernelByteCounters } from './kernel-bytes.js';
 import type { ServiceRecord } from './model.js';
 import { ProxyDataPath } from './proxy.js';
 import { replicasOf, type Replica } from './replicas.js';
@@ -56,6 +57,7 @@ export class ServiceManager {
   private readonly proxy: ProxyDataPath;
   private readonly metrics: ServiceMetrics | undefined;
   private views: ServiceView[] = [];
+  private readonly unregisterKernelBytes: (() => void) | undefined;
 
   constructor(private readonly opts: ServiceManagerOptions) {
     this.metrics = opts.registry ? new ServiceMetrics(opts.registry) : undefined;
@@ -71,6 +73,17 @@ export class ServiceManager {
     );
     this.kernel = new KernelDataPath(opts.logger);
     this.proxy = new ProxyDataPath(opts.logger, this.metrics);
+    if (this.metrics) {
+      const counters = new KernelByteCounters(this.metrics.bytes);
+      this.unregisterKernelBytes = this.metrics.addByteSource(() => {
+        try {
+          counters.flush(this.kernel.countedFamilies());
+        } catch (err) {
+          // A scrape must not fail for it; the bytes are read again at the next one.
+          opts.logger.warn({ event: 'lb_counters_unreadable', err }, `failed to read the kernel path's byte counters: ${(err as Error).message}`);
+        }
+      });
+    }
   }
 
   /** Services with their replicas and health, as of the last sync (the API's answer). */
@@ -143,6 +156,7 @@ export class ServiceManager {
   }
 
   async close(): Promise<void> {
+    this.unregisterKernelBytes?.();
     this.health.close();
     await this.proxy.close();
     try {

@@ -54,7 +54,7 @@ export class ServiceMetrics {
     const sources = this.byteSources;
     this.bytes = new Counter({
       name: 'shoal_lb_bytes_total',
-      help: 'Bytes the proxy data path carried: in = from clients to backends, out = from backends to clients',
+      help: 'Bytes carried to and from a service (both data paths): in = from clients to backends, out = from backends to clients',
       labelNames: ['service', 'direction'],
       registers,
       collect() {

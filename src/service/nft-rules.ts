@@ -16,7 +16,13 @@
  *   lb-snat      per overlay network: oifname <bridge> snat to this node's own address on it
  *                (src/cluster/lb-endpoint.ts; the gateway is the same on every node)
  *   input        filter/input filter - 1    VIP or published port of a service with no healthy
- *                                           replica: reject (refused at once, never a host socket)
+ *                                           replica: reject (refused at once, never a host socket);
+ *                                           DNATed packets: jump lb-bytes
+ *   count-forward, count-output  filter/forward, filter/output: DNATed packets jump lb-bytes
+ *   lb-bytes     per direction (original = in, reply = out) and protocol: the packet's bytes go
+ *                to the counter its connection's original destination names in
+ *                lb-bytes-vip-<proto>-<dir> (VIP . port), else lb-bytes-pub-<proto>-<dir>
+ *                (published port); other DNATed flows (portmap) match neither
  *
  *   map lb-vips        addr . inet_proto . inet_service : verdict
  *   map lb-published   inet_proto . inet_service : verdict
@@ -28,6 +34,9 @@
  *                      for the timeout after its last new connection (dynamic, timeout), as
  *                      kube-proxy's sessionAffinity ClientIP sets; the timeout is in the name,
  *                      so a changed timeout is a new set (a set's timeout cannot be altered)
+ *   counter bytes-<service>-in|out  the kernel path's shoal_lb_bytes_total, read at scrape time
+ *
+ * A DNATed packet passes exactly one of forward, input and output, so it is counted once.
  *
  * A packet costs two map lookups however many services exist; only a service's own chain is
  * linear (one vmap rule). Only healthy replicas are in a service chain. Updates are diffs of two
@@ -54,6 +63,12 @@ export const PUBLISHED_MAP = 'lb-published';
 export const MASQ_SET = 'lb-masq-src';
 export const NO_ENDPOINTS_SET = 'lb-no-endpoints';
 export const NO_ENDPOINTS_PUBLISHED_SET = 'lb-no-endpoints-published';
+const DIRECTIONS = [['original', 'in'], ['reply', 'out']] as const;
+const PROTOCOLS = ['tcp', 'udp'] as const;
+export const bytesCounter = (service: string, direction: 'in' | 'out') => `bytes-${service}-${direction}`;
+const vipBytesMap = (protocol: PortProtocol, direction: 'in' | 'out') => `lb-bytes-vip-${protocol}-${direction}`;
+const publishedBytesMap = (protocol: PortProtocol, direction: 'in' | 'out') => `lb-bytes-pub-${protocol}-${direction}`;
+
 /** The packet-mark bit that asks postrouting to masquerade (kube-proxy uses 0x4000 the same way). */
 export const MASQ_MARK = '0x00080000';
 
@@ -97,6 +112,9 @@ export interface LbDesired {
   noEndpointsPublished: Set<string>;
   /** Affinity sets: name -> timeout ("10800s"). */
   affinitySets: Map<string, string>;
+  /** Byte counters (one per service and direction), and the maps naming them: map -> key -> counter. */
+  counters: Set<string>;
+  byteMaps: Map<string, Map<string, string>>;
 }
 
 const ipKw = (f: Family) => (f === 4 ? 'ip' : 'ip6');
@@ -120,7 +138,8 @@ function pick(f: Family, policy: LbPolicy, n: number): string {
 
 /** The desired ruleset of one family (pure). */
 export function desiredLb(family: Family, ports: readonly LbServicePort[], masqSources: readonly string[], snat: readonly LbSnat[] = []): LbDesired {
-  const d: LbDesired = { family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(masqSources), noEndpoints: new Set(), noEndpointsPublished: new Set(), affinitySets: new Map() };
+  const d = emptyDesired(family);
+  for (const s of masqSources) d.masqSources.add(s);
   if (ports.length > 0) {
     d.masqSources.add(family === 4 ? '127.0.0.0/8' : '::1');
     const rules = [...new Map(snat.map((s) => [s.bridge, s])).values()].sort((a, b) => (a.bridge < b.bridge ? -1 : 1));
@@ -161,6 +180,12 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
     const publishedKey = `${p.protocol} . ${p.published}`;
     if (p.vip !== undefined) d.vips.set(vipKey, `goto ${svc}`);
     if (p.published !== undefined) d.published.set(publishedKey, `goto ${svc}`);
+    for (const [, dir] of DIRECTIONS) {
+      const counter = bytesCounter(p.service, dir);
+      d.counters.add(counter);
+      if (p.vip !== undefined) byteMap(d, vipBytesMap(p.protocol, dir)).set(`${p.vip} . ${p.target}`, JSON.stringify(counter));
+      if (p.published !== undefined) byteMap(d, publishedBytesMap(p.protocol, dir)).set(String(p.published), JSON.stringify(counter));
+    }
     if (backends.length === 0) {
       if (p.vip !== undefined) d.noEndpoints.add(vipKey);
       if (p.published !== undefined) d.noEndpointsPublished.add(publishedKey);
@@ -169,7 +194,15 @@ export function desiredLb(family: Family, ports: readonly LbServicePort[], masqS
   return d;
 }
 
-const emptyDesired = (family: Family): LbDesired => ({ family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set(), affinitySets: new Map() });
+function byteMap(d: LbDesired, name: string): Map<string, string> {
+  let m = d.byteMaps.get(name);
+  if (!m) d.byteMaps.set(name, (m = new Map()));
+  return m;
+}
+
+const emptyDesired = (family: Family): LbDesired => ({
+  family, chains: new Map(), vips: new Map(), published: new Map(), masqSources: new Set(), noEndpoints: new Set(), noEndpointsPublished: new Set(), affinitySets: new Map(), counters: new Set(), byteMaps: new Map(),
+});
 
 export const isEmpty = (d: LbDesired) => d.chains.size === 0 && d.vips.size === 0 && d.published.size === 0;
 
@@ -190,8 +223,26 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     // nft 1.0.6 knows "dstnat" only for prerouting; -100 is its value.
     .addChain(t, 'output', { type: 'nat', hook: 'output', priority: -100 })
     .addChain(t, 'postrouting', { type: 'nat', hook: 'postrouting', priority: 'srcnat' })
-    .addChain(t, 'input', { type: 'filter', hook: 'input', priority: 'filter - 1' });
-  for (const c of ['services', 'masquerading', SNAT_CHAIN, 'prerouting', 'output', 'postrouting', 'input']) tx.flushChain(t, c);
+    .addChain(t, 'input', { type: 'filter', hook: 'input', priority: 'filter - 1' })
+    .addChain(t, 'count-forward', { type: 'filter', hook: 'forward', priority: 'filter' })
+    .addChain(t, 'count-output', { type: 'filter', hook: 'output', priority: 'filter' })
+    .addChain(t, 'lb-bytes');
+  for (const proto of PROTOCOLS) {
+    for (const [, dir] of DIRECTIONS) {
+      tx.addMap(t, vipBytesMap(proto, dir), { type: `${addrType(family)} . inet_service`, valueType: 'counter' });
+      tx.addMap(t, publishedBytesMap(proto, dir), { type: 'inet_service', valueType: 'counter' });
+    }
+  }
+  for (const c of ['services', 'masquerading', SNAT_CHAIN, 'prerouting', 'output', 'postrouting', 'input', 'count-forward', 'count-output', 'lb-bytes']) tx.flushChain(t, c);
+  for (const c of ['count-forward', 'count-output', 'input']) tx.addRule(t, c, 'ct status dnat jump lb-bytes', INFRA_OWNER);
+  // The protocol in the rule gives `ct original proto-dst` its type (nft cannot concatenate it otherwise).
+  for (const [ct, dir] of DIRECTIONS) {
+    for (const proto of PROTOCOLS) {
+      const match = `ct direction ${ct} meta l4proto ${proto} counter name`;
+      tx.addRule(t, 'lb-bytes', `${match} ct original ${ip} daddr . ct original proto-dst map @${vipBytesMap(proto, dir)} return`, INFRA_OWNER);
+      tx.addRule(t, 'lb-bytes', `${match} ct original proto-dst map @${publishedBytesMap(proto, dir)} return`, INFRA_OWNER);
+    }
+  }
   // ::1 is left alone: a DNATed reply to ::1 from a bridge is dropped (no route_localnet in v6).
   const local = family === 4 ? 'fib daddr type local' : 'fib daddr type local ip6 daddr != ::1';
   return tx
@@ -242,6 +293,9 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
   }
   const base: LbDesired = prev ?? emptyDesired(next.family);
   if (prev === undefined) addInfra(tx, next.family);
+  // Counters before the map elements naming them; stale ones after those elements are gone.
+  for (const c of next.counters) if (!base.counters.has(c)) tx.addCounter(t, c);
+  for (const name of new Set([...base.byteMaps.keys(), ...next.byteMaps.keys()])) mapDiff(tx, t, name, base.byteMaps.get(name) ?? new Map(), next.byteMaps.get(name) ?? new Map());
   // Affinity sets before the rules that use them; stale ones after the rules that used them.
   for (const [name, timeout] of next.affinitySets) {
     if (!base.affinitySets.has(name)) tx.addSet(t, name, { type: addrType(next.family), flags: ['dynamic', 'timeout'], timeout });
@@ -269,5 +323,6 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
   setDiff(tx, t, NO_ENDPOINTS_SET, base.noEndpoints, next.noEndpoints);
   setDiff(tx, t, NO_ENDPOINTS_PUBLISHED_SET, base.noEndpointsPublished, next.noEndpointsPublished);
   for (const name of base.affinitySets.keys()) if (!next.affinitySets.has(name)) tx.deleteSet(t, name);
+  for (const c of base.counters) if (!next.counters.has(c)) tx.deleteCounter(t, c);
   return tx;
 }

@@ -129,6 +129,41 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(Object.keys(counts).sort()).toEqual(['r0', 'r1', 'r2']);
   });
 
+  it('shoal_lb_bytes_total counts both ways of VIP and published-port connections, not direct ones to a replica', async () => {
+    const bytes = async () => {
+      const text = await metricsText(daemon!.metricsPort);
+      return { in: metricValue(text, 'shoal_lb_bytes_total', { service: 'web', direction: 'in' }), out: metricValue(text, 'shoal_lb_bytes_total', { service: 'web', direction: 'out' }) };
+    };
+    const b0 = await bytes();
+    // Straight to a replica's address: no DNAT, not the service's traffic.
+    expect(helloFrom(dirs.root, client.name, replicaIp['r1']!, 80, 10)).toEqual(Array(10).fill('r1'));
+    const b1 = await bytes();
+    expect(b1).toEqual(b0);
+    // Each TCP connection is at least three packets of at least 40 bytes (IP + TCP headers) each
+    // way: SYN, ACK, FIN in; SYN-ACK, the greeting, FIN out; and far from twice what it carries
+    // (measured: 268 bytes in, 185 out), which a packet counted in two hooks would be.
+    expect(helloFrom(dirs.root, client.name, vip, 80, 20).filter((id) => id.startsWith('ERR'))).toEqual([]);
+    const b2 = await bytes();
+    for (const way of ['in', 'out'] as const) {
+      expect(b2[way] - b1[way]).toBeGreaterThanOrEqual(20 * 120);
+      expect(b2[way] - b1[way]).toBeLessThan(20 * 400);
+    }
+    // From the host through the published port: the output hook one way, input the other.
+    for (let i = 0; i < 10; i += 1) expect(await tcpHello('127.0.0.1', TCP_PORT)).toMatch(/^r\d$/);
+    const b3 = await bytes();
+    for (const way of ['in', 'out'] as const) {
+      expect(b3[way] - b2[way]).toBeGreaterThanOrEqual(10 * 120);
+      expect(b3[way] - b2[way]).toBeLessThan(10 * 400);
+    }
+    // UDP too: 10 datagrams and their answers, each at least 28 bytes of headers (30 measured).
+    expect(helloFrom(dirs.root, client.name, vip, 5353, 10, 'udp').filter((id) => id.startsWith('ERR'))).toEqual([]);
+    const b4 = await bytes();
+    for (const way of ['in', 'out'] as const) {
+      expect(b4[way] - b3[way]).toBeGreaterThanOrEqual(10 * 28);
+      expect(b4[way] - b3[way]).toBeLessThan(10 * 50);
+    }
+  });
+
   it('DNS: web is the VIP, tasks.web every healthy replica, SRV the ports', async () => {
     const a = await digIn(client.name, subnet.gateway, ['web', 'A']);
     expect(a.answers).toEqual([vip]);

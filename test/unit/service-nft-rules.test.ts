@@ -64,6 +64,29 @@ describe('kernel data path: desired state', () => {
     expect(diffLb(desiredLb(4, [], []), desiredLb(4, [], [])).isEmpty).toBe(true);
   });
 
+  it('byte counters: one per service and direction, named by the VIP and published-port maps; made before, removed after', () => {
+    const a = desiredLb(4, [web(['10.183.0.2']), web(['10.183.0.2'], { protocol: 'udp', target: 53, published: undefined })], []);
+    expect([...a.counters].sort()).toEqual(['bytes-web-in', 'bytes-web-out']);
+    expect(a.byteMaps.get('lb-bytes-vip-tcp-in')?.get('10.183.0.200 . 80')).toBe('"bytes-web-in"');
+    expect(a.byteMaps.get('lb-bytes-vip-udp-out')?.get('10.183.0.200 . 53')).toBe('"bytes-web-out"');
+    expect(a.byteMaps.get('lb-bytes-pub-tcp-out')?.get('18380')).toBe('"bytes-web-out"');
+    expect(a.byteMaps.has('lb-bytes-pub-udp-in')).toBe(false);
+    const first = diffLb(undefined, a).render();
+    expect(first).toContain('add counter ip shoal-lb bytes-web-in');
+    expect(first).toContain('add map ip shoal-lb lb-bytes-vip-tcp-in { type ipv4_addr . inet_service : counter ; }');
+    expect(first).toContain('add rule ip shoal-lb count-forward ct status dnat jump lb-bytes');
+    expect(first).toContain('add rule ip shoal-lb lb-bytes ct direction reply meta l4proto udp counter name ct original ip daddr . ct original proto-dst map @lb-bytes-vip-udp-out return');
+    expect(first.indexOf('add counter ip shoal-lb bytes-web-in')).toBeLessThan(first.indexOf('add element ip shoal-lb lb-bytes-vip-tcp-in'));
+    // A replica change touches no counter; the service's removal (another one stays) removes its
+    // elements, then its counters.
+    expect(diffLb(a, desiredLb(4, [web(['10.183.0.3'])], [])).render()).not.toMatch(/counter|lb-bytes-vip-tcp/);
+    const other = web(['10.183.0.9'], { service: 'api', vip: '10.183.0.201', published: 18381 });
+    const gone = diffLb(desiredLb(4, [web(['10.183.0.2']), other], []), desiredLb(4, [other], [])).render();
+    expect(gone).toContain('delete element ip shoal-lb lb-bytes-pub-tcp-in { 18380 }');
+    expect(gone.indexOf('delete element ip shoal-lb lb-bytes-vip-tcp-out')).toBeLessThan(gone.indexOf('delete counter ip shoal-lb bytes-web-out'));
+    expect(gone).not.toContain('bytes-api');
+  });
+
   it('client affinity: a timed set per endpoint, looked up before the pick, updated on the way in', () => {
     const ep2 = endpointChain(web([]), '10.183.0.2');
     const ep3 = endpointChain(web([]), '10.183.0.3');
