@@ -17,9 +17,10 @@
  *                (src/cluster/lb-endpoint.ts; the gateway is the same on every node)
  *   input        filter/input filter - 1    VIP or published port of a service with no healthy
  *                                           replica: reject (refused at once, never a host socket);
- *                                           DNATed packets: jump lb-bytes
- *   count-forward, count-output  filter/forward, filter/output: DNATed packets jump lb-bytes
- *   lb-bytes     per direction (original = in, reply = out) and protocol: the packet's bytes go
+ *                                           DNATed packets: jump lb-bytes-in|out
+ *   count-forward, count-output  filter/forward, filter/output: DNATed packets jump
+ *                lb-bytes-in (ct direction original) or lb-bytes-out (reply)
+ *   lb-bytes-in|out  per protocol: the packet's bytes go
  *                to the counter its connection's original destination names in
  *                lb-bytes-vip-<proto>-<dir> (VIP . port), else lb-bytes-pub-<proto>-<dir>
  *                (published port); other DNATed flows (portmap) match neither
@@ -226,21 +227,23 @@ export function addInfra(tx: NftTransaction, family: Family): NftTransaction {
     .addChain(t, 'input', { type: 'filter', hook: 'input', priority: 'filter - 1' })
     .addChain(t, 'count-forward', { type: 'filter', hook: 'forward', priority: 'filter' })
     .addChain(t, 'count-output', { type: 'filter', hook: 'output', priority: 'filter' })
-    .addChain(t, 'lb-bytes');
+    .addChain(t, 'lb-bytes-in')
+    .addChain(t, 'lb-bytes-out');
   for (const proto of PROTOCOLS) {
     for (const [, dir] of DIRECTIONS) {
       tx.addMap(t, vipBytesMap(proto, dir), { type: `${addrType(family)} . inet_service`, valueType: 'counter' });
       tx.addMap(t, publishedBytesMap(proto, dir), { type: 'inet_service', valueType: 'counter' });
     }
   }
-  for (const c of ['services', 'masquerading', SNAT_CHAIN, 'prerouting', 'output', 'postrouting', 'input', 'count-forward', 'count-output', 'lb-bytes']) tx.flushChain(t, c);
-  for (const c of ['count-forward', 'count-output', 'input']) tx.addRule(t, c, 'ct status dnat jump lb-bytes', INFRA_OWNER);
+  for (const c of ['services', 'masquerading', SNAT_CHAIN, 'prerouting', 'output', 'postrouting', 'input', 'count-forward', 'count-output', 'lb-bytes-in', 'lb-bytes-out']) tx.flushChain(t, c);
+  // One verdict-map lookup per DNATed packet picks its direction's chain; there, TCP first.
+  for (const c of ['count-forward', 'count-output', 'input']) tx.addRule(t, c, 'ct status dnat ct direction vmap { original : jump lb-bytes-in, reply : jump lb-bytes-out }', INFRA_OWNER);
   // The protocol in the rule gives `ct original proto-dst` its type (nft cannot concatenate it otherwise).
-  for (const [ct, dir] of DIRECTIONS) {
+  for (const [, dir] of DIRECTIONS) {
     for (const proto of PROTOCOLS) {
-      const match = `ct direction ${ct} meta l4proto ${proto} counter name`;
-      tx.addRule(t, 'lb-bytes', `${match} ct original ${ip} daddr . ct original proto-dst map @${vipBytesMap(proto, dir)} return`, INFRA_OWNER);
-      tx.addRule(t, 'lb-bytes', `${match} ct original proto-dst map @${publishedBytesMap(proto, dir)} return`, INFRA_OWNER);
+      const match = `meta l4proto ${proto} counter name`;
+      tx.addRule(t, `lb-bytes-${dir}`, `${match} ct original ${ip} daddr . ct original proto-dst map @${vipBytesMap(proto, dir)} return`, INFRA_OWNER);
+      tx.addRule(t, `lb-bytes-${dir}`, `${match} ct original proto-dst map @${publishedBytesMap(proto, dir)} return`, INFRA_OWNER);
     }
   }
   // ::1 is left alone: a DNATed reply to ::1 from a bridge is dropped (no route_localnet in v6).

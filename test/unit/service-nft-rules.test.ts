@@ -74,8 +74,8 @@ describe('kernel data path: desired state', () => {
     const first = diffLb(undefined, a).render();
     expect(first).toContain('add counter ip shoal-lb bytes-web-in');
     expect(first).toContain('add map ip shoal-lb lb-bytes-vip-tcp-in { type ipv4_addr . inet_service : counter ; }');
-    expect(first).toContain('add rule ip shoal-lb count-forward ct status dnat jump lb-bytes');
-    expect(first).toContain('add rule ip shoal-lb lb-bytes ct direction reply meta l4proto udp counter name ct original ip daddr . ct original proto-dst map @lb-bytes-vip-udp-out return');
+    expect(first).toContain('add rule ip shoal-lb count-forward ct status dnat ct direction vmap { original : jump lb-bytes-in, reply : jump lb-bytes-out }');
+    expect(first).toContain('add rule ip shoal-lb lb-bytes-out meta l4proto udp counter name ct original ip daddr . ct original proto-dst map @lb-bytes-vip-udp-out return');
     expect(first.indexOf('add counter ip shoal-lb bytes-web-in')).toBeLessThan(first.indexOf('add element ip shoal-lb lb-bytes-vip-tcp-in'));
     // A replica change touches no counter; the service's removal (another one stays) removes its
     // elements, then its counters.
