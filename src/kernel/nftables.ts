@@ -289,7 +289,6 @@ export class NftTransaction {
   addMap(table: NftTableRef, map: string, spec: MapSpec): this {
     return this.push({ op: 'addMap', table, map, spec });
   }
-  /** Fails when missing (nft 1.0.6 cannot express "if it exists" for sets). */
   /** A named counter object (a map of type `... : counter` can point rules at it). */
   addCounter(table: NftTableRef, counter: string): this {
     return this.push({ op: 'addCounter', table, counter });
@@ -297,6 +296,7 @@ export class NftTransaction {
   deleteCounter(table: NftTableRef, counter: string): this {
     return this.push({ op: 'deleteCounter', table, counter });
   }
+  /** Fails when missing (nft 1.0.6 cannot express "if it exists" for sets). */
   deleteSet(table: NftTableRef, set: string, kind: 'set' | 'map' = 'set'): this {
     return this.push({ op: 'deleteSet', table, set, kind });
   }

@@ -15,7 +15,7 @@
  * and has room; otherwise the policy picks again and the client sticks to the new one. Stale
  * entries are swept whenever the table has doubled since the last sweep.
  */
-import { createPolicy, type Policy, type PolicyName } from './policy.js';
+import { createPolicy, type PickContext, type Policy, type PolicyName } from './policy.js';
 import { SlowStart } from './slow-start.js';
 
 export interface PoolSettings {
@@ -98,8 +98,7 @@ export class BackendPool {
   /** Picks a backend not in `exclude` that has room, and takes a slot on it; undefined when none has. */
   take(exclude: ReadonlySet<string>, client?: string): string | undefined {
     const candidates = this.backends.filter((b) => !exclude.has(b) && this.hasRoom(b));
-    const ctx = { active: this.active, ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) };
-    const backend = this.affine(client, candidates) ?? this.policy.pick(candidates, ctx);
+    const backend = this.affine(client, candidates) ?? this.policy.pick(candidates, { active: this.active, ...this.pickContext(client) });
     if (backend !== undefined) {
       this.active.set(backend, (this.active.get(backend) ?? 0) + 1);
       this.stick(client, backend);
@@ -109,9 +108,14 @@ export class BackendPool {
 
   /** Picks without taking a slot (UDP flows: no connection to count), weighted while ramping. */
   pick(client?: string): string | undefined {
-    const backend = this.affine(client, this.backends) ?? this.policy.pick(this.backends, { ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) });
+    const backend = this.affine(client, this.backends) ?? this.policy.pick(this.backends, this.pickContext(client));
     if (backend !== undefined) this.stick(client, backend);
     return backend;
+  }
+
+  /** The client (source-hash) and, while a backend ramps, the weights. */
+  private pickContext(client: string | undefined): PickContext {
+    return { ...(client !== undefined ? { client } : {}), ...(this.slowStart.ramping ? { weight: this.weight } : {}) };
   }
 
   /** The client's backend under affinity, when it still holds and is among `candidates`. */

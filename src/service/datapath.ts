@@ -202,12 +202,12 @@ export class KernelDataPath {
     }
   }
 
-  /** Stop: the tables and VIP addresses go (a stopped daemon balances nothing). */
   /** Families whose table holds byte counters now (kernel-bytes.ts reads only those). */
   countedFamilies(): Family[] {
     return [...this.applied].filter(([, a]) => a.desired.counters.size > 0).map(([f]) => f);
   }
 
+  /** Stop: the tables and VIP addresses go (a stopped daemon balances nothing). */
   close(): void {
     for (const d of this.drains.values()) clearTimeout(d.timer);
     this.drains.clear();

@@ -7,9 +7,7 @@
  */
 import type { Counter } from 'prom-client';
 import { readCounters } from '../kernel/nftables-reader.js';
-import { lbTable, type Family } from './nft-rules.js';
-
-const NAME_RE = /^bytes-(.+)-(in|out)$/;
+import { bytesCounterOf, lbTable, type Family } from './nft-rules.js';
 
 export class KernelByteCounters {
   /** "family|counter" -> bytes at the last read. */
@@ -22,14 +20,14 @@ export class KernelByteCounters {
     const seen = new Set<string>();
     for (const family of families) {
       for (const [name, { bytes }] of readCounters(lbTable(family))) {
-        const m = NAME_RE.exec(name);
-        if (!m) continue;
+        const labels = bytesCounterOf(name);
+        if (!labels) continue;
         const key = `${family}|${name}`;
         seen.add(key);
         const before = this.last.get(key) ?? 0;
         const grown = bytes >= before ? bytes - before : bytes;
         this.last.set(key, bytes);
-        if (grown > 0) this.bytes.inc({ service: m[1]!, direction: m[2]! }, grown);
+        if (grown > 0) this.bytes.inc(labels, grown);
       }
     }
     // A counter gone (service removed, family emptied) starts from 0 should it come back.

@@ -67,6 +67,11 @@ export const NO_ENDPOINTS_PUBLISHED_SET = 'lb-no-endpoints-published';
 const DIRECTIONS = [['original', 'in'], ['reply', 'out']] as const;
 const PROTOCOLS = ['tcp', 'udp'] as const;
 export const bytesCounter = (service: string, direction: 'in' | 'out') => `bytes-${service}-${direction}`;
+/** The service and direction a byte counter's name carries (bytesCounter's inverse); undefined for other names. */
+export function bytesCounterOf(name: string): { service: string; direction: 'in' | 'out' } | undefined {
+  const m = /^bytes-(.+)-(in|out)$/.exec(name);
+  return m ? { service: m[1]!, direction: m[2] as 'in' | 'out' } : undefined;
+}
 const vipBytesMap = (protocol: PortProtocol, direction: 'in' | 'out') => `lb-bytes-vip-${protocol}-${direction}`;
 const publishedBytesMap = (protocol: PortProtocol, direction: 'in' | 'out') => `lb-bytes-pub-${protocol}-${direction}`;
 

@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 export function execPlugin(bin, env, config, killAfterMs, netns) {
   return new Promise((resolve) => {
     const started = performance.now();
-    const child = netns ? spawn('ip', ['netns', 'exec', netns, bin], { env, stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, args] = netns ? ['ip', ['netns', 'exec', netns, bin]] : [bin, []];
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
