@@ -12,13 +12,15 @@
 // DNS_WARMUP packets (caches, memos and V8's heaps reach their size: measured, RSS grew 174 ->
 // 363 MiB over the first 1.5 million packets and 2 MiB over the next 1.5 million); the name wrong
 // after it all.
-// The daemon runs with its firewall rules; DNS_CLIENT_RATE > 0 adds its per-client rate limit
-// (--dns-client-rate), which keeps most of the flood from the server (measured: with 10000, 124k
-// of 1M packets reached it).
+// The daemon runs as shipped: its firewall rules and their per-client rate limit (10,000/s by
+// default), which keeps most of the flood from the server (with 10000, 124k of 1M packets
+// reached it). DNS_CLIENT_RATE sets the limit (--dns-client-rate; 0: none, the whole flood
+// reaches the server). DNS_TARGET=dnsmasq sends the same flood and probe to a dnsmasq on the
+// gateway instead (same name, the host's upstreams), for comparison; its RSS is the one shown.
 // Knobs: DNS_PACKETS (1000000, measured), DNS_WARMUP (1000000), DNS_SLOW (200), DNS_SECONDS (600,
-// each flood's time bound), DNS_P99_MS (10), DNS_RSS_MIB (32), DNS_CLIENT_RATE (0: no
-// limit), TORTURE_SEED.
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+// each flood's time bound), DNS_P99_MS (10), DNS_RSS_MIB (32), DNS_CLIENT_RATE (the daemon's
+// default), DNS_TARGET (shoal), DNS_PROBE_LOG (a file for the probe's lines), TORTURE_SEED.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,9 +34,10 @@ const SLOW = knob('DNS_SLOW', 200);
 const SECONDS = knob('DNS_SECONDS', 600);
 const P99_MS = knob('DNS_P99_MS', 10);
 const RSS_MIB = knob('DNS_RSS_MIB', 32);
-// The daemon's per-client limit (--dns-client-rate); 0 (the default): none, so the whole flood
-// reaches the server, which is what this campaign tests.
-const CLIENT_RATE = knob('DNS_CLIENT_RATE', 0);
+// The daemon's per-client limit (--dns-client-rate): its default unless set; 0: none.
+const CLIENT_RATE = process.env.DNS_CLIENT_RATE;
+const TARGET = process.env.DNS_TARGET ?? 'shoal';
+if (TARGET !== 'shoal' && TARGET !== 'dnsmasq') throw new Error(`DNS_TARGET must be shoal or dnsmasq, not ${TARGET}`);
 const DNS_PORT = 18586;
 const random = seeded();
 const figures = new Figures('dns');
@@ -108,7 +111,8 @@ process.on('exit', () => console.error('flood: ' + sent + ' packets in ' + (Date
 
 // The victim's neighbour, in container 0: asks probe.fz.shoal every 10 ms until stdin closes,
 // each query with its own ID (a slow answer must not be taken for the next query's, nor its
-// timer left to report a later query lost); prints one line per query: "<ms> <answer or ERR>".
+// timer left to report a later query lost); prints one line per query: "<ms> <answer or ERR>"
+// and, for answers, the wall-clock time it came (DNS_PROBE_LOG keeps the lines in a file).
 const PROBE = `
 const dgram = require('node:dgram');
 const [host, port] = process.argv.slice(1);
@@ -122,7 +126,7 @@ sock.on('message', (m) => {
   pending.delete(m.readUInt16BE(0));
   clearTimeout(p.timer);
   const a = m.length >= 16 ? m.subarray(m.length - 4).join('.') : 'short';
-  console.log((performance.now() - p.t).toFixed(3) + ' ' + a);
+  console.log((performance.now() - p.t).toFixed(3) + ' ' + a + ' ' + Date.now());
 });
 let stop = false;
 process.stdin.on('end', () => (stop = true)).resume();
@@ -141,10 +145,13 @@ const rssOf = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/s
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 async function main() {
-  console.log(`dns: seed ${random.seed}, ${PACKETS} packets (at most ${SECONDS} s), ${SLOW} slow TCP clients, client rate limit ${CLIENT_RATE || 'off'}, prefix ${P}`);
+  console.log(`dns: seed ${random.seed}, ${PACKETS} packets (at most ${SECONDS} s), ${SLOW} slow TCP clients, client rate limit ${CLIENT_RATE ?? "the daemon's default"}, target ${TARGET}, prefix ${P}`);
   mkdirSync(state, { recursive: true });
   privatePlugins(['shoal-bridge', 'shoal-ipam'], bin);
-  const d = await startDaemon({ run: runDir, state, firewall: true, args: ['--dns-port', String(DNS_PORT), '--dns-client-rate', String(CLIENT_RATE)] });
+  // With dnsmasq as the target, the daemon (which the plugins still need) serves on the next port.
+  const daemonPort = TARGET === 'dnsmasq' ? DNS_PORT + 1 : DNS_PORT;
+  const d = await startDaemon({ run: runDir, state, firewall: true, args: ['--dns-port', String(daemonPort), ...(CLIENT_RATE === undefined ? [] : ['--dns-client-rate', CLIENT_RATE])] });
+  let dnsmasq;
   try {
     const addrs = [];
     for (const [i, name] of ['probe', 'attacker'].entries()) {
@@ -153,6 +160,11 @@ async function main() {
       if (add.code !== 0) throw new Error(`ADD ${name} failed: ${add.stdout}`);
       addrs.push(add.json.ips[0].address.split('/')[0]);
     }
+    if (TARGET === 'dnsmasq') {
+      const args = ['-k', `--port=${DNS_PORT}`, `--listen-address=${GW}`, '--bind-interfaces', `--address=/probe.fz.shoal/${addrs[0]}`, '--resolv-file=/etc/resolv.conf', '--no-hosts', '--log-facility=/dev/null', '--pid-file=', '--user=root'];
+      dnsmasq = spawn('dnsmasq', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    }
+    const server = { pid: () => (dnsmasq ? dnsmasq.pid : d.pid), alive: () => (dnsmasq ? dnsmasq.exitCode === null : d.alive()) };
     // The answer's address; when there is none, what dig said (its stderr, or its full output).
     const dig = () => {
       const r = spawnSync('ip', ['netns', 'exec', `${P}s0`, 'dig', `@${GW}`, '-p', String(DNS_PORT), '+time=1', '+tries=1', '+short', 'probe.fz.shoal'], { encoding: 'utf8' });
@@ -177,19 +189,20 @@ async function main() {
       flood.stdout.on('data', (c) => (out += c));
       await new Promise((r) => flood.once('exit', r));
       await sleep(2000);
-      return { sent: JSON.parse(out.trim().split('\n').at(-1) || '{"sent":0}').sent, rss: d.alive() ? rssOf(d.pid) : 0 };
+      return { sent: JSON.parse(out.trim().split('\n').at(-1) || '{"sent":0}').sent, rss: server.alive() ? rssOf(server.pid()) : 0 };
     };
-    const rssStart = rssOf(d.pid);
+    const rssStart = rssOf(server.pid());
     const t0 = performance.now();
     const first = await half(WARMUP);
-    const second = d.alive() ? await half(PACKETS) : { sent: 0, rss: 0 };
+    const second = server.alive() ? await half(PACKETS) : { sent: 0, rss: 0 };
     const floodMs = performance.now() - t0 - 4000;
     probe.stdin.end();
     await new Promise((r) => probe.once('exit', r));
     const sent = first.sent + second.sent;
-    const alive = d.alive();
+    const alive = server.alive() && d.alive();
     const [rssBefore, rssAfter] = [first.rss, second.rss];
 
+    if (process.env.DNS_PROBE_LOG) writeFileSync(process.env.DNS_PROBE_LOG, probeOut);
     const lines = probeOut.split('\n').filter(Boolean).map((l) => l.split(' '));
     const during = lines.slice(baselineLines);
     const lost = during.filter(([, a]) => a === 'ERR');
@@ -202,7 +215,7 @@ async function main() {
     figures.row(`slow, partial and never-reading TCP clients held during the flood`, SLOW, alive ? 0 : 1);
     figures.row('probe queries during the flood answered right', during.length, wrong.length, `${lost.length} lost (no answer within 1 s)${wrong.length ? `; wrong: ${wrong.slice(0, 3).map((w) => w.join(' ')).join(', ')}` : ''}`);
     figures.row(`probe p99 during the flood <= ${P99_MS} ms`, 1, p99 <= P99_MS ? 0 : 1, `lost as 1 s: p50 ${quantile(ms, 0.5)?.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (alone before: p50 ${quantile(base, 0.5)?.toFixed(2)}, p99 ${quantile(base, 0.99)?.toFixed(2)} ms)`);
-    figures.row(`daemon RSS growth over the measured flood <= ${RSS_MIB} MiB`, 1, alive && rssAfter - rssBefore <= RSS_MIB ? 0 : 1, `${rssStart.toFixed(0)} MiB before, ${rssBefore.toFixed(0)} after the warm-up, ${rssAfter.toFixed(0)} after`);
+    figures.row(`${TARGET === 'dnsmasq' ? 'dnsmasq' : 'daemon'} RSS growth over the measured flood <= ${RSS_MIB} MiB`, 1, alive && rssAfter - rssBefore <= RSS_MIB ? 0 : 1, `${rssStart.toFixed(0)} MiB before, ${rssBefore.toFixed(0)} after the warm-up, ${rssAfter.toFixed(0)} after`);
     const after = dig();
     figures.row('the name answers right after it all', 1, after === addrs[0] ? 0 : 1, after === addrs[0] ? '' : `dig: ${after}`);
     if (!alive) figures.fail(`daemon exited ${JSON.stringify(await d.exited)}: ${d.log().slice(-1500)}`);
@@ -211,6 +224,7 @@ async function main() {
       if (del.code !== 0) figures.fail(`DEL ${name}: ${del.stdout}`);
     }
   } finally {
+    dnsmasq?.kill();
     await d.stop();
     removeRunObjects(P, [bin, tmp]);
     figures.print();

@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ResponseCache } from './cache.js';
 import type { DnsMetricsSink } from './metrics-sink.js';
+import { LogInterval } from './log-interval.js';
 import { rcodeName } from './metrics.js';
 import { scanResponse } from './scan.js';
 import { parseUpstream, type Upstream, type UpstreamTransport } from './upstream.js';
@@ -22,7 +23,12 @@ export interface ForwarderOptions {
   defaultUpstreams: () => readonly string[];
   /** Per attempt, milliseconds (default 2000). */
   timeoutMs?: number;
-  /** Upstream queries in flight at most; more are answered REFUSED (default 1024). */
+  /**
+   * Upstream queries in flight at most; more are answered REFUSED (default 150, dnsmasq's
+   * dns-forward-max). Each waits up to the timeout for an upstream that may never answer, and
+   * all that time it is live memory the worker's GC copies: at 1024, a flood of foreign names
+   * doubled the worker's GC time (torture dns).
+   */
   maxConcurrent?: number;
   /** How long a failed upstream is tried last, milliseconds (default 5000). */
   failureHoldMs?: number;
@@ -57,22 +63,7 @@ export class Forwarder {
     return this.opts.cache.deleteWhere((key) => names.has(key.slice(0, key.indexOf('\x01'))));
   }
 
-  private refusedSinceLog = 0;
-  private refusedLoggedAt = -Infinity;
-
-  /**
-   * One log line per 10 s at most, with the count: a flood of queries for names that are not
-   * local (torture dns: 66,000 a second) logged one line each, and the log itself became the
-   * load and the memory growth.
-   */
-  private noteRefused(name: string, limit: number): void {
-    this.refusedSinceLog += 1;
-    const now = performance.now();
-    if (now - this.refusedLoggedAt < 10_000) return;
-    this.opts.logger?.warn({ event: 'dns_forward_refused', name, limit, refused: this.refusedSinceLog }, 'too many concurrent forwards, answering REFUSED');
-    this.refusedSinceLog = 0;
-    this.refusedLoggedAt = now;
-  }
+  private readonly logs = new LogInterval();
 
   /** A cached answer comes back synchronously (no promise on the warm-cache path), the rest as a promise. */
   forward(questionBytes: Buffer, q: Question, dnssecOk: boolean, own: readonly string[] | undefined, network: string): ForwardResult | Promise<ForwardResult> {
@@ -85,10 +76,12 @@ export class Forwarder {
     this.opts.metrics?.countCache(false);
     const same = this.pending.get(key);
     if (same) return same.then((r) => ({ ...r, network }));
-    const max = this.opts.maxConcurrent ?? 1024;
+    const max = this.opts.maxConcurrent ?? 150;
     if (this.active >= max) {
-      this.noteRefused(q.name, max);
-      return Promise.resolve({ kind: 'rcode', rcode: RCODE.REFUSED, network });
+      // Synchronous, so the REFUSED leaves in the batch's sendmmsg like a local answer.
+      const refused = this.logs.due('refused');
+      if (refused) this.opts.logger?.warn({ event: 'dns_forward_refused', name: q.name, limit: max, refused }, 'too many concurrent forwards, answering REFUSED');
+      return { kind: 'rcode', rcode: RCODE.REFUSED, network };
     }
     const upstreams = this.upstreams(own);
     const run = this.exchange(buildUpstreamQuery(questionBytes, dnssecOk), upstreams, q).then((r) => {
@@ -139,7 +132,8 @@ export class Forwarder {
         if (scan.optStart !== undefined) result.optStart = scan.optStart;
         if (scan.rcode === RCODE.SERVFAIL || scan.rcode === RCODE.REFUSED) {
           this.markDown(up);
-          this.opts.logger?.warn({ event: 'dns_upstream_failure', upstream: up.label, name: q.name, rcode: rcodeName(scan.rcode) }, 'upstream answered with an error');
+          const count = this.logs.due(`${up.label} ${scan.rcode}`);
+          if (count) this.opts.logger?.warn({ event: 'dns_upstream_failure', upstream: up.label, name: q.name, rcode: rcodeName(scan.rcode), count }, 'upstream answered with an error');
           fallback ??= result;
           continue;
         }
@@ -148,11 +142,15 @@ export class Forwarder {
       } catch (err) {
         const timedOut = (err as { code?: string }).code === 'DNS_UPSTREAM_TIMEOUT';
         this.opts.metrics?.countForward(up.label, timedOut ? 'timeout' : 'error');
-        this.opts.logger?.warn({ event: 'dns_upstream_failure', upstream: up.label, name: q.name, err }, 'upstream query failed');
+        const count = this.logs.due(`${up.label} ${timedOut ? 'timeout' : 'error'}`);
+        if (count) this.opts.logger?.warn({ event: 'dns_upstream_failure', upstream: up.label, name: q.name, error: (err as Error).message, count }, 'upstream query failed');
         this.markDown(up);
       }
     }
-    if (upstreams.length === 0) this.opts.logger?.warn({ event: 'dns_no_upstream', name: q.name }, 'no upstream resolver configured');
+    if (upstreams.length === 0) {
+      const count = this.logs.due('no upstream');
+      if (count) this.opts.logger?.warn({ event: 'dns_no_upstream', name: q.name, count }, 'no upstream resolver configured');
+    }
     return fallback ?? { kind: 'rcode', rcode: RCODE.SERVFAIL, network: '' };
   }
 

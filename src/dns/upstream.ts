@@ -1,14 +1,13 @@
 /**
  * One exchange with one upstream over UDP or TCP. Sockets are opened by the daemon's process in
  * the host namespace, so loopback resolvers (systemd-resolved's 127.0.0.53) are reachable.
- * Each UDP exchange uses its own connected ephemeral socket (a fresh source port per query)
- * and accepts only a reply from the upstream with the query's id.
+ * UDP goes over a few pooled connected sockets per upstream (./upstream-udp.ts says why and
+ * what a reply must match); TCP opens a connection per exchange (only truncated answers take it).
  */
-import dgram from 'node:dgram';
 import net from 'node:net';
-import { isIPv6 } from '../addr.js';
 import { ShoalError } from '../errors.js';
 import type { Upstream } from './ip.js';
+import { UdpUpstreamPool } from './upstream-udp.js';
 
 // The text form is parsed in ./ip.ts, which plugins load without node:net and node:dgram.
 export { parseUpstream, type Upstream } from './ip.js';
@@ -34,36 +33,7 @@ function matches(query: Buffer, reply: Buffer): boolean {
   return reply.length >= 12 && reply.readUInt16BE(0) === query.readUInt16BE(0) && (reply.readUInt16BE(2) & 0x8000) !== 0;
 }
 
-function udpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket(isIPv6(upstream.host) ? 'udp6' : 'udp4');
-    let done = false;
-    const finish = (err: Error | undefined, reply?: Buffer): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.close();
-      if (err) reject(err);
-      else resolve(reply as Buffer);
-    };
-    const timer = setTimeout(() => finish(new UpstreamTimeout(upstream, 'udp', timeoutMs)), timeoutMs);
-    sock.on('error', (err) => finish(failed(upstream, err)));
-    sock.on('message', (msg) => {
-      if (matches(query, msg)) finish(undefined, msg); // else stray: keep waiting
-    });
-    // Connected: the kernel delivers only the upstream's datagrams, and an ICMP unreachable
-    // surfaces at once as ECONNREFUSED instead of a timeout.
-    // A failed connect (no route to the upstream: ENETUNREACH) calls back with the error, and a
-    // send on the unconnected socket would throw out of this callback and end the process.
-    sock.connect(upstream.port, upstream.host, (err?: Error) => {
-      if (done) return;
-      if (err) return finish(failed(upstream, err));
-      sock.send(query, (err) => {
-        if (err) finish(failed(upstream, err));
-      });
-    });
-  });
-}
+const udpPool = new UdpUpstreamPool({ timeout: (u, ms) => new UpstreamTimeout(u, 'udp', ms), failed });
 
 function tcpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -102,6 +72,6 @@ function tcpExchange(upstream: Upstream, query: Buffer, timeoutMs: number): Prom
 
 export const socketTransport: UpstreamTransport = {
   exchange(upstream, query, protocol, timeoutMs) {
-    return protocol === 'udp' ? udpExchange(upstream, query, timeoutMs) : tcpExchange(upstream, query, timeoutMs);
+    return protocol === 'udp' ? udpPool.exchange(upstream, query, timeoutMs) : tcpExchange(upstream, query, timeoutMs);
   },
 };

@@ -15,7 +15,7 @@ export interface WorkerDnsOptions {
   resolvConfCheckMs?: number;
   /** Per-upstream attempt timeout, ms (default 2000). */
   forwardTimeoutMs?: number;
-  /** Concurrent upstream queries at most; past it, REFUSED (default 1024). */
+  /** Concurrent upstream queries at most; past it, REFUSED (default 150). */
   maxConcurrentForwards?: number;
   /** Forward cache: entries (default 10000), TTL caps in seconds (3600 / 1800). */
   cacheSize?: number;

@@ -17,9 +17,9 @@ describe('DNS accept rules', () => {
 
   it("with a client rate, drops a source address's UDP queries above it before the accept", () => {
     expect(dnsAcceptRules(red, 53, 500)).toEqual([
-      'ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 udp dport 53 update @dns_rate4 { ip saddr limit rate over 500/second burst 500 packets } drop',
+      'ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 udp dport 53 update @dns_rate4 { ip saddr limit rate over 500/second burst 50 packets } drop',
       'ip saddr 10.88.0.0/16 ip daddr 10.88.0.1 meta l4proto { tcp, udp } th dport 53 accept',
-      'ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 udp dport 53 update @dns_rate6 { ip6 saddr limit rate over 500/second burst 500 packets } drop',
+      'ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 udp dport 53 update @dns_rate6 { ip6 saddr limit rate over 500/second burst 50 packets } drop',
       'ip6 saddr fd00:88::/64 ip6 daddr fd00:88::1 meta l4proto { tcp, udp } th dport 53 accept',
     ]);
   });

@@ -41,7 +41,8 @@ describe('shoal daemon flags', () => {
       logLevel: 'debug', dnsPort: 5353, resolvConf: '/tmp/resolv', localTtl: 7, maxConcurrentForwards: 10, watchIntervalMs: 50, firewall: false, dnsWorkers: 3, dnsClientRate: 500,
     });
     expect(opts([]).dnsWorkers).toBe(2);
-    expect(opts([]).dnsClientRate).toBe(0);
+    expect(opts([]).dnsClientRate).toBe(10_000);
+    expect(opts(['--dns-client-rate', '0']).dnsClientRate).toBe(0);
     expect(() => opts(['--dns-client-rate', '-1'])).toThrow(/--dns-client-rate/);
     expect(opts(['--metrics-addr', 'off']).metrics).toBeUndefined();
     expect(parseDaemonArgs(['--help'])).toEqual({ help: true });
