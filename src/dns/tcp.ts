@@ -40,6 +40,10 @@ export function serveTcpConnection(sock: Socket, engine: Pick<DnsEngine, 'handle
 
   sock.on('data', (chunk: Buffer) => {
     buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    // The answers of one chunk leave in one writev, not a write each: 67 clients pipelining 50
+    // queries at once (torture dns) made 3,350 writes in one turn, and other clients' UDP
+    // queries waited behind them for up to 99 ms.
+    sock.cork();
     while (buf.length >= 2) {
       const len = buf.readUInt16BE(0);
       if (buf.length < len + 2) break;
@@ -62,5 +66,6 @@ export function serveTcpConnection(sock: Socket, engine: Pick<DnsEngine, 'handle
         write(answer);
       }
     }
+    sock.uncork();
   });
 }
