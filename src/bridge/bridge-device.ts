@@ -94,8 +94,12 @@ function pinBridgeMac(host: Rtnl, link: Link): void {
  */
 export function ensureGatewayAddress(host: Rtnl, bridge: Link, gateway: IpPrefix, forceAddress: boolean): void {
   const v6 = gateway.family === 6;
-  for (const a of listAddresses(host, { link: bridge.index, family: afOf(gateway.family) })) {
-    if (a.prefix.equals(gateway)) return;
+  const present = listAddresses(host, { link: bridge.index, family: afOf(gateway.family) });
+  // Checked first: the kernel lists IPv6 addresses newest first, so a service VIP added later
+  // came before the gateway and was taken for a rival (the mesh's dual-stack test, 819).
+  if (present.some((a) => a.prefix.equals(gateway))) return;
+  for (const a of present) {
+    if (a.prefix.length === a.prefix.bits) continue; // a host address: a service VIP, not a gateway
     if (v6 && a.scope !== 0) continue; // link-local fe80:: addresses
     if (v6 && !a.prefix.overlaps(gateway)) continue;
     if (!forceAddress) {

@@ -102,7 +102,11 @@ export async function claimBlockIn(txn: Txn, network: string, subnet: IpPrefix, 
   const indexOf = (cidr: string): bigint => (IpPrefix.parse(cidr).network().value - base.value) / stride;
   const blocks = await listBlocks(txn, network);
   const taken = new Set(blocks.map((b) => b.cidr));
-  const start = claimStart(node, count, blocks.filter((b) => b.node === node).map((b) => indexOf(b.cidr)));
+  // Only the node's blocks of this subnet: a dual-stack network keeps both families' blocks under
+  // one prefix, and the index of an IPv4 block in the IPv6 subnet is negative, which put the
+  // node's next IPv6 block outside the subnet, where no allocation could use it.
+  const own = blocks.filter((b) => b.node === node && subnet.overlaps(IpPrefix.parse(b.cidr)));
+  const start = claimStart(node, count, own.map((b) => indexOf(b.cidr)));
   for (let i = 0n; i < count; i++) {
     const block = IpPrefix.of(base.offset(((start + i) % count) * stride), length);
     if (taken.has(block.toString())) continue;

@@ -9,7 +9,8 @@
  * mesh gives each node an address on the ingress network for the same reason.
  *
  * Shape: a veth pair, "lp-…" a port of the overlay bridge and "lb-…" in the host with the
- * address as a /32 and the MAC derived from it (bridge/mac.ts). The address is allocated from
+ * addresses (one per family of the network: a /32, a /128) and the MAC derived from them
+ * (bridge/mac.ts). The address is allocated from
  * this node's own blocks (so it is unique in the cluster) and published to etcd like a
  * container's endpoint, so the other nodes program it as a VXLAN peer: a replica's reply to it
  * is answered by the other node's bridge (neigh_suppress) and carried back here, where it
@@ -36,14 +37,16 @@ export const lbAttachment = (node: string) => ({ containerId: `node:${node}`, if
 
 export interface LbEndpoint {
   network: string;
-  address: string;
+  /** This node's addresses on the network, one per family of its subnets. */
+  v4?: string;
+  v6?: string;
   mac: string;
   /** The overlay bridge: the SNAT rule matches packets leaving through it. */
   bridge: string;
 }
 
 /** Makes (or repairs) the overlay plumbing and the endpoint of `net` on this node. Idempotent. */
-export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: string, address: IpAddr): LbEndpoint {
+export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: string, addresses: readonly IpAddr[]): LbEndpoint {
   const overlay = net.overlay!;
   const underlay = resolveUnderlay(nl, { address: advertiseAddr });
   const device = ensureOverlayDevice(nl, { network: net.name, vni: overlay.vni, bridge: net.bridge!, underlay, mtu: overlay.mtu });
@@ -52,7 +55,7 @@ export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: st
   enableForwarding({ v4: true, v6: net.subnets.some((s) => s.subnet.includes(':')) });
 
   const names = lbEndpointNames(net.name, overlay.vni);
-  const mac = containerMac([address])!;
+  const mac = containerMac(addresses)!;
   let host = findLink(nl, names.host);
   if (host && host.mac !== mac) {
     // Another address than the one this node holds now (its blocks were reaped while away).
@@ -64,13 +67,18 @@ export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: st
   if (port.masterIndex !== bridge.index) setLinkMaster(nl, port, bridge);
   if (!port.up) setLinkUp(nl, port);
   if (!host.up) setLinkUp(nl, host);
-  const cidr = IpPrefix.of(address, address.family === 4 ? 32 : 128);
-  if (!listAddresses(nl, { link: host }).some((a) => a.prefix.equals(cidr))) addAddress(nl, host, cidr, { nodad: address.family === 6 });
+  const have = listAddresses(nl, { link: host });
+  for (const address of addresses) {
+    const cidr = IpPrefix.of(address, address.family === 4 ? 32 : 128);
+    if (!have.some((a) => a.prefix.equals(cidr))) addAddress(nl, host, cidr, { nodad: address.family === 6 });
+  }
   // Replies from replicas arrive here while the route back to them is the bridge: strict
   // reverse-path filtering would drop them. The kernel uses max(all, this), so 2 is loose.
   const rp = interfaceSysctlKey('ipv4', names.host, 'rp_filter');
   if (readSysctl(rp).trim() !== '2') writeSysctl(rp, 2);
-  return { network: net.name, address: address.toString(), mac, bridge: net.bridge! };
+  const v4 = addresses.find((a) => a.family === 4);
+  const v6 = addresses.find((a) => a.family === 6);
+  return { network: net.name, ...(v4 ? { v4: v4.toString() } : {}), ...(v6 ? { v6: v6.toString() } : {}), mac, bridge: net.bridge! };
 }
 
 /** Removes the endpoint's veth pair (the network left this node). */

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { IpAddr } from '../addr.js';
 import type { RegistryEndpoint } from '../dns/registry.js';
-import { allocateClaimingBlocks, heldBy } from '../ipam/allocator.js';
+import { allocateClaimingBlocks, heldBy, release } from '../ipam/allocator.js';
 import { parseIpamConfig } from '../ipam/config.js';
 import { withRtnl } from '../kernel/rtnl.js';
 import { loadConflist } from '../network/manage.js';
@@ -47,9 +47,11 @@ export class ClusterMesh {
     return this.records;
   }
 
-  snat(network: string): LbSnat | undefined {
+  /** The SNAT to this node's own `family` address on `network`'s bridge (none when it has no such address). */
+  snat(network: string, family: 4 | 6): LbSnat | undefined {
     const e = this.endpoints.get(network);
-    return e && { bridge: e.bridge, address: e.address };
+    const address = family === 4 ? e?.v4 : e?.v6;
+    return e && address !== undefined ? { bridge: e.bridge, address } : undefined;
   }
 
   /**
@@ -62,8 +64,8 @@ export class ClusterMesh {
       try {
         const net = await getNetwork(this.o.local, network);
         if (!net?.overlay) continue;
-        const address = await this.address(net);
-        this.endpoints.set(network, withRtnl(undefined, (nl) => ensureLbEndpoint(nl, net, this.o.advertiseAddr, address)));
+        const addresses = await this.addresses(net);
+        this.endpoints.set(network, withRtnl(undefined, (nl) => ensureLbEndpoint(nl, net, this.o.advertiseAddr, addresses)));
       } catch (err) {
         this.o.logger.warn({ event: 'lb_endpoint_failed', network, err: (err as Error).message }, `failed to set up this node's load-balancer endpoint on "${network}": ${(err as Error).message}`);
       }
@@ -71,7 +73,7 @@ export class ClusterMesh {
     const { containerId, ifname } = lbAttachment(this.o.node);
     return [...this.endpoints.values()]
       .filter((e) => wanted.has(e.network))
-      .map((e) => ({ network: e.network, containerId, ifname, name: `node-${this.o.node}`, ipv4: [e.address], mac: e.mac }));
+      .map((e) => ({ network: e.network, containerId, ifname, name: `node-${this.o.node}`, ...(e.v4 ? { ipv4: [e.v4] } : {}), ...(e.v6 ? { ipv6: [e.v6] } : {}), mac: e.mac }));
   }
 
   /** The network left this node: the veth goes, the address is released with the network's local state. */
@@ -80,15 +82,22 @@ export class ClusterMesh {
     withRtnl(undefined, (nl) => removeLbEndpoint(nl, network, vni));
   }
 
-  /** This node's address on `net`: held from an earlier run, else allocated from its blocks (a new block when they are full). */
-  private async address(net: NetworkRecord): Promise<IpAddr> {
+  /**
+   * This node's addresses on `net`, one per family of its subnets: held from an earlier run, else
+   * allocated from its blocks (a new block when they are full).
+   */
+  private async addresses(net: NetworkRecord): Promise<IpAddr[]> {
     const attachment = lbAttachment(this.o.node);
-    const held = (await heldBy(this.o.local, net.name, attachment))?.find((a) => a.family === 4);
-    if (held) return held;
+    const held = (await heldBy(this.o.local, net.name, attachment)) ?? [];
+    const families = new Set(net.subnets.map((s) => (s.subnet.includes(':') ? 6 : 4)));
+    if (held.length > 0 && [...families].every((f) => held.some((a) => a.family === f))) return held;
+    // An endpoint made by a build that took only IPv4 lacks its IPv6 address: it is allocated
+    // again, asking for the addresses it holds, so those stay the same.
+    if (held.length > 0) await this.o.local.transaction((txn) => release(txn, net.name, attachment));
+    const requested = held.map((address) => ({ address, text: address.toString(), field: 'lb endpoint' }));
     const config = parseIpamConfig((loadConflist(net).plugins[0] as { ipam?: unknown }).ipam);
-    const allocations = await allocateClaimingBlocks(this.o.local, net.name, config, attachment, [], (family) => this.o.claimBlock(net.name, family), 3);
-    const v4 = allocations.find((a) => a.address.family === 4);
-    if (!v4) throw new Error(`network "${net.name}" has no IPv4 subnet for the load-balancer endpoint`);
-    return v4.address;
+    const allocations = await allocateClaimingBlocks(this.o.local, net.name, config, attachment, requested, (family) => this.o.claimBlock(net.name, family), 3);
+    if (allocations.length === 0) throw new Error(`network "${net.name}" has no subnet for the load-balancer endpoint`);
+    return allocations.map((a) => a.address);
   }
 }

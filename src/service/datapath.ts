@@ -17,8 +17,8 @@ export interface ServiceState {
   record: ServiceRecord;
   network: NetworkRecord | undefined;
   healthy: readonly Replica[];
-  /** On an overlay: this node's own address there (IPv4), the source for replicas on other nodes. */
-  snat?: LbSnat;
+  /** On an overlay: this node's own addresses there, by family, the source for replicas on other nodes. */
+  snat?: { 4?: LbSnat; 6?: LbSnat };
 }
 
 const familyOf = (a: string): Family => (a.includes(':') ? 6 : 4);
@@ -29,9 +29,9 @@ export function kernelPorts(family: Family, services: readonly ServiceState[]): 
   const out: LbServicePort[] = [];
   for (const s of services) {
     if (s.record.lbMode !== 'kernel') continue;
-    // A replica on another node is reachable only with this node's own overlay address as the
-    // source (lb-endpoint.ts); there is one for IPv4 only.
-    const reachable = s.healthy.filter((r) => r.local || (family === 4 && s.snat !== undefined));
+    // A replica on another node is reachable only with this node's own overlay address of the
+    // family as the source (lb-endpoint.ts).
+    const reachable = s.healthy.filter((r) => r.local || s.snat?.[family] !== undefined);
     const addresses = (rs: readonly Replica[]) => rs.map((r) => addressOf(r, family)).filter((a): a is string => a !== undefined);
     const all = addresses(reachable);
     const local = addresses(reachable.filter((r) => r.local));
@@ -111,7 +111,10 @@ export class KernelDataPath {
     this.placeVips(services);
     for (const family of [4, 6] as const) {
       const ports = kernelPorts(family, services);
-      const snat = family === 4 ? services.flatMap((s) => (s.record.lbMode === 'kernel' && s.snat ? [s.snat] : [])) : [];
+      const snat = services.flatMap((s) => {
+        const own = s.snat?.[family];
+        return s.record.lbMode === 'kernel' && own ? [own] : [];
+      });
       const next = desiredLb(family, ports, masqSources(family, services), snat);
       const prev = this.applied.get(family);
       let tx = diffLb(this.dirty.has(family) ? undefined : prev?.desired, next);

@@ -46,7 +46,7 @@ export interface ServiceManagerOptions {
 
 export interface ClusterServices {
   services(): readonly ServiceRecord[];
-  snat(network: string): LbSnat | undefined;
+  snat(network: string, family: 4 | 6): LbSnat | undefined;
 }
 
 const healthKey = (service: string, r: Replica) => `${service}/${r.id}`;
@@ -101,13 +101,14 @@ export class ServiceManager {
       const mine = replicasOf(r, contents.endpoints, this.opts.node);
       replicas.set(r.name, mine);
       const port = r.ports[0]?.target ?? 0;
-      const source = this.opts.cluster?.snat(r.network)?.address;
+      const sources = { 4: this.opts.cluster?.snat(r.network, 4)?.address, 6: this.opts.cluster?.snat(r.network, 6)?.address };
       for (const rep of mine) {
         const address = rep.ipv4 ?? rep.ipv6!;
         const backend = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
         const target: HealthTarget = { key: healthKey(r.name, rep), service: r.name, backend, address, port, check: r.health };
         // A replica on another node answers this node's own overlay address, not the gateway.
-        if (!rep.local && source !== undefined && !address.includes(':')) target.source = source;
+        const source = sources[address.includes(':') ? 6 : 4];
+        if (!rep.local && source !== undefined) target.source = source;
         targets.push(target);
       }
     }
@@ -115,8 +116,8 @@ export class ServiceManager {
     this.views = records.map((r) => ({ ...r, replicas: (replicas.get(r.name) ?? []).map((rep) => ({ ...rep, health: this.health.status(healthKey(r.name, rep)) })) }));
     const states: ServiceState[] = this.views.map((v) => {
       const state: ServiceState = { record: v, network: networks.get(v.network), healthy: v.replicas.filter((rep) => rep.health === 'up') };
-      const snat = this.opts.cluster?.snat(v.network);
-      if (snat) state.snat = snat;
+      const [snat4, snat6] = [this.opts.cluster?.snat(v.network, 4), this.opts.cluster?.snat(v.network, 6)];
+      if (snat4 || snat6) state.snat = { ...(snat4 ? { 4: snat4 } : {}), ...(snat6 ? { 6: snat6 } : {}) };
       return state;
     });
     try {

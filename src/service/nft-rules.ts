@@ -299,8 +299,12 @@ export function diffLb(prev: LbDesired | undefined, next: LbDesired): NftTransac
     if (prev !== undefined && !isEmpty(prev)) tx.deleteTable(t);
     return tx;
   }
-  const base: LbDesired = prev ?? emptyDesired(next.family);
-  if (prev === undefined) addInfra(tx, next.family);
+  // After an empty state there is no table (it was deleted, or never made): start from nothing.
+  // Diffing against the empty state instead sent rules into a table that did not exist, so the
+  // first service after a sync without any failed to apply once (seen in 819's daemon logs).
+  const fromNothing = prev === undefined || isEmpty(prev);
+  const base: LbDesired = fromNothing ? emptyDesired(next.family) : prev;
+  if (fromNothing) addInfra(tx, next.family);
   // Counters before the map elements naming them; stale ones after those elements are gone.
   for (const c of next.counters) if (!base.counters.has(c)) tx.addCounter(t, c);
   for (const name of new Set([...base.byteMaps.keys(), ...next.byteMaps.keys()])) mapDiff(tx, t, name, base.byteMaps.get(name) ?? new Map(), next.byteMaps.get(name) ?? new Map());

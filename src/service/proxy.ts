@@ -248,7 +248,7 @@ function udpListener(at: { host: string; port: number }, target: number, pool: B
 /** Replicas on other nodes only through this node's own overlay address (as the kernel path). */
 const backendsOf = (s: ServiceState): string[] =>
   s.healthy
-    .filter((r) => r.local || s.snat?.address !== undefined)
+    .filter((r) => r.local || s.snat?.[4] !== undefined)
     .map((r) => r.ipv4)
     .filter((a): a is string => a !== undefined);
 
@@ -296,7 +296,7 @@ export class ProxyDataPath {
       pool.close();
     }
     for (const [key, w] of wanted) {
-      const source = w.state.snat?.address;
+      const source = w.state.snat?.[4]?.address;
       const backends = backendsOf(w.state);
       const pool = this.pools.get(poolKey(w))!;
       let l = this.listeners.get(key);

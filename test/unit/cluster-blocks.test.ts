@@ -43,6 +43,17 @@ describe('address blocks of overlay networks', () => {
     expect((await claimBlock(store, 'db', subnet, 'n2')).toString()).toBe(`10.197.0.${Number(claimStart('n2', 4n, [])) * 64}/26`);
   });
 
+  it('dual-stack: a node\'s IPv6 blocks lie in the IPv6 subnet and follow its IPv6 blocks, whatever IPv4 blocks it holds', async () => {
+    const v6 = IpPrefix.parse('fd89:5348:4f42::/64');
+    await claimBlock(store, 'dual', subnet, 'n1');
+    const a = await claimBlock(store, 'dual', v6, 'n1');
+    await claimBlock(store, 'dual', subnet, 'n1');
+    const b = await claimBlock(store, 'dual', v6, 'n1');
+    for (const block of [a, b]) expect(v6.overlaps(block), block.toString()).toBe(true);
+    // The second follows the first (as for IPv4), not a place derived from the IPv4 blocks.
+    expect(b.addr.value - a.addr.value).toBe(64n);
+  });
+
   it('claimStart: after the node\'s last block, else spread by name', () => {
     expect(claimStart('a', 16n, [3n, 7n])).toBe(8n);
     expect(claimStart('a', 16n, [15n])).toBe(0n);

@@ -62,6 +62,10 @@ describe('kernel data path: desired state', () => {
     expect(diffLb(undefined, desiredLb(4, [], [])).isEmpty).toBe(true);
     // No service before, none now: nothing to do (every daemon sync takes this path).
     expect(diffLb(desiredLb(4, [], []), desiredLb(4, [], [])).isEmpty).toBe(true);
+    // The first service after such a sync: there is no table, so the diff makes it whole.
+    const afterEmpty = diffLb(desiredLb(4, [], []), a).render();
+    expect(afterEmpty).toBe(diffLb(undefined, a).render());
+    expect(afterEmpty).toContain('add table ip shoal-lb');
   });
 
   it('byte counters: one per service and direction, named by the VIP and published-port maps; made before, removed after', () => {
@@ -171,14 +175,27 @@ describe('kernel data path across nodes', () => {
     const rec = record({ ports: [{ published: 18380, target: 80, protocol: 'tcp', mode: 'ingress' }, { published: 18381, target: 81, protocol: 'tcp', mode: 'host' }] });
     const without = kernelPorts(4, [{ record: rec, network: undefined, healthy: [local, remote] }]);
     expect(without.map((p) => p.backends)).toEqual([[local.ipv4], [local.ipv4]]);
-    const withSnat = kernelPorts(4, [{ record: rec, network: undefined, healthy: [local, remote], snat }]);
+    const withSnat = kernelPorts(4, [{ record: rec, network: undefined, healthy: [local, remote], snat: { 4: snat } }]);
     expect(withSnat.map((p) => [p.published, p.backends, p.remote])).toEqual([
       [18380, [local.ipv4, remote.ipv4], [remote.ipv4]],
       [18381, [local.ipv4], undefined],
     ]);
     // No local replica: a mode=host port is not published on this node at all.
-    const onlyRemote = kernelPorts(4, [{ record: rec, network: undefined, healthy: [remote], snat }]);
+    const onlyRemote = kernelPorts(4, [{ record: rec, network: undefined, healthy: [remote], snat: { 4: snat } }]);
     expect(onlyRemote.map((p) => p.published)).toEqual([18380, undefined]);
+  });
+
+  it('IPv6: remote replicas are balanced with this node\'s own IPv6 address as the source, and only with one', () => {
+    const remote6 = { ...remote, ipv6: 'fd00:100::70' };
+    const local6 = { ...local, ipv6: 'fd00:100::5' };
+    const snat6 = { bridge: snat.bridge, address: 'fd00:100::66' };
+    const rec = record({ ports: [{ published: 18380, target: 80, protocol: 'tcp', mode: 'ingress' }] });
+    const v4Only = kernelPorts(6, [{ record: rec, network: undefined, healthy: [local6, remote6], snat: { 4: snat } }]);
+    expect(v4Only.map((p) => p.backends)).toEqual([[local6.ipv6]]);
+    const both = kernelPorts(6, [{ record: rec, network: undefined, healthy: [local6, remote6], snat: { 4: snat, 6: snat6 } }]);
+    expect(both.map((p) => [p.backends, p.remote])).toEqual([[[local6.ipv6, remote6.ipv6], [remote6.ipv6]]]);
+    const d = desiredLb(6, both, ['fd00:100::/64'], [snat6]);
+    expect(d.chains.get('lb-snat')!.map((r) => r.expr)).toEqual(['oifname "vb-001000-abcde" snat ip6 to fd00:100::66']);
   });
 });
 
