@@ -27,6 +27,7 @@ import type { ClusterSession, NodeInfo } from '../cluster/session.js';
 import type { ClusterOverlay } from '../cluster/overlay.js';
 import { clusterApiError } from './cluster-api.js';
 import type { ServiceInput } from '../service/model.js';
+import { serviceLoopbackTargets } from '../service/loopback6.js';
 import { ServiceManager } from '../service/manager.js';
 import { ApiError, startApiServer } from './api.js';
 import { startCniFastPath, type CniServer } from './cni-server.js';
@@ -125,7 +126,7 @@ export class Daemon {
         this.logger,
       );
       if (this.opts.firewall) this.firewall = new DnsFirewall(this.opts.dnsPort, this.logger, { clientRate: this.opts.dnsClientRate });
-      this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry);
+      this.proxies = new LoopbackProxies(this.opts.stateDir, this.logger, this.registry, () => serviceLoopbackTargets(this.services?.list() ?? []));
       // Services (issue 16): a replica's health change syncs again, like a store change.
       this.services = new ServiceManager({
         store,

@@ -4,6 +4,9 @@
  * under `<stateDir>/portmap/`: the directory's mtime changes whenever shoal-portmap adds or
  * removes a record (files are renamed into place), so a cheap stat on a short timer is enough.
  *
+ * Services' published ports join them (`extraTargets`, src/service/loopback6.ts): those change
+ * with the store, not the directory, so their set is compared at every sync.
+ *
  * A proxy whose port is taken (another process holds [::1]:port) is retried on the next
  * change and logged once, like a DNS listener whose gateway is not up yet.
  */
@@ -30,12 +33,15 @@ export class LoopbackProxies {
   private readonly running = new Map<string, RunningProxy>();
   private readonly failing = new Map<string, string>();
   private lastMtime = -1;
+  private lastExtra = '';
   private readonly connections: Counter<'service' | 'backend'> | undefined;
 
   constructor(
     stateDir: string,
     private readonly logger: Logger,
     registry?: Registry,
+    /** More targets than the portmap records' (the services' published ports). */
+    private readonly extraTargets: () => LoopbackProxyTarget[] = () => [],
   ) {
     this.dir = portmapDir(stateDir);
     this.connections = registry
@@ -71,9 +77,14 @@ export class LoopbackProxies {
     } catch {
       mtime = 0; // no directory: no records
     }
-    if (!force && mtime === this.lastMtime && this.failing.size === 0) return;
+    const extra = this.extraTargets();
+    const extraText = JSON.stringify(extra);
+    if (!force && mtime === this.lastMtime && extraText === this.lastExtra && this.failing.size === 0) return;
     this.lastMtime = mtime;
-    const wanted = new Map(loopbackProxyTargets(listRecords(this.dir)).map((t) => [t.key, t]));
+    this.lastExtra = extraText;
+    // A container's published port first: a port has one owner (ADD refuses a second).
+    const wanted = new Map<string, LoopbackProxyTarget>();
+    for (const t of [...loopbackProxyTargets(listRecords(this.dir)), ...extra]) if (!wanted.has(t.key)) wanted.set(t.key, t);
     for (const [key, running] of this.running) {
       const target = wanted.get(key);
       if (target && sameTarget(target, running.target)) continue;

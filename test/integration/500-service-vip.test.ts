@@ -118,6 +118,21 @@ describe('service web behind a VIP (kernel path)', () => {
     for (const n of Object.values(counts)) expect(n).toBeGreaterThanOrEqual(7);
   });
 
+  it('the published port answers on [::1] too (the daemon\'s proxy hands it to 127.0.0.1), balanced the same way, TCP and UDP', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i += 1) ids.push(await tcpHello('::1', TCP_PORT));
+    const counts = tally(ids);
+    expect(Object.keys(counts).sort()).toEqual(['r0', 'r1', 'r2']);
+    for (const n of Object.values(counts)) expect(n).toBeGreaterThanOrEqual(7);
+    const udp6 = dgram.createSocket('udp6');
+    await new Promise<void>((r) => udp6.bind(0, '::1', () => r()));
+    try {
+      expect(await udpHello('::1', UDP_PORT, udp6)).toMatch(/^r\d$/);
+    } finally {
+      udp6.close();
+    }
+  });
+
   it('hairpin: a replica reaches its own VIP, itself included', () => {
     const ids = helloFrom(dirs.root, replicaNs[0]!.name, vip, 80, 6);
     expect(ids.every((id) => !id.startsWith('ERR')), ids.join()).toBe(true);
@@ -336,5 +351,7 @@ describe('service web behind a VIP (kernel path)', () => {
     expect(addrs).not.toContain(vip);
     await waitFor('web no longer resolves to the VIP', async () => ((await digIn(client.name, subnet.gateway, ['web', 'A'])).answers.includes(vip) ? undefined : true), 5000, 100);
     expect(await tcpHello('127.0.0.1', TCP_PORT, 1000)).toMatch(/^ERR/);
+    // The [::1] proxy went with it.
+    await waitFor('[::1] proxy removed', async () => ((await tcpHello('::1', TCP_PORT, 500)).startsWith('ERR') ? true : undefined), 5000);
   });
 });
