@@ -19,9 +19,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
-import { uniqueName } from '../helpers/names.js';
 import type { DaemonProc } from './daemon-helpers.js';
-import { conflistOn, pluginConf, shoalOn, startNodeDaemon } from './overlay-helpers.js';
+import { addOverlayContainer, conflistOn, pluginConf, shoalOn, startNodeDaemon, type OverlayAttachment } from './overlay-helpers.js';
 import { startServer, type IdentityServer } from './service-helpers.js';
 import { execCni, privateBundles } from '../e2e/helpers/cni-exec.js';
 
@@ -39,7 +38,7 @@ let bin: { dir: string; remove(): void };
 const objects = new KernelObjects(PREFIX);
 const daemons: DaemonProc[] = [];
 const servers: IdentityServer[] = [];
-const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
+const attached: OverlayAttachment[] = [];
 
 interface Ctr {
   node: ClusterNode;
@@ -50,18 +49,8 @@ interface Ctr {
 const shoal = (node: ClusterNode, args: string[]) => shoalOn(cluster, node, args);
 
 async function addContainer(node: ClusterNode, aliases: string[]): Promise<Ctr> {
-  const list = await until(`conflist of ${NET} on ${node.name}`, () => conflistOn(node, NET), 10_000);
-  const conf = { ...pluginConf(list), runtimeConfig: { aliases: { [NET]: aliases } } };
-  const ns = objects.netns();
-  const id = uniqueName(PREFIX);
-  const run = await execCni(
-    'ip',
-    { command: 'ADD', containerId: id, netns: ns.path, ifname: 'eth0', path: [bin.dir], config: conf, cniArgs: `IgnoreUnknown=1;K8S_POD_NAME=${id}` },
-    ['netns', 'exec', node.netns, path.join(bin.dir, 'shoal-vxlan')],
-  );
-  expect(run.code, run.stdout + run.stderr).toBe(0);
-  attached.push({ node, conf, id, netns: ns.path });
-  return { node, ns, ip: (run.json!['ips'] as Array<{ address: string }>)[0]!.address.split('/')[0]! };
+  const c = await addOverlayContainer({ node, network: NET, aliases, binDir: bin.dir, objects, prefix: PREFIX, attached });
+  return { node, ns: c.ns, ip: c.ips[0]! };
 }
 
 /**

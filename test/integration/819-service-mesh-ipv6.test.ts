@@ -16,9 +16,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, until, type ClusterNode } from '../helpers/cluster.js';
 import { KernelObjects } from '../helpers/kernel-objects.js';
-import { uniqueName } from '../helpers/names.js';
 import type { DaemonProc } from './daemon-helpers.js';
-import { conflistOn, pluginConf, shoalOn, startNodeDaemon } from './overlay-helpers.js';
+import { addOverlayContainer, shoalOn, startNodeDaemon, type OverlayAttachment } from './overlay-helpers.js';
 import { execCni, privateBundles } from '../e2e/helpers/cni-exec.js';
 
 const PREFIX = 'msh6';
@@ -31,26 +30,15 @@ let bin: { dir: string; remove(): void };
 const objects = new KernelObjects(PREFIX);
 const daemons: DaemonProc[] = [];
 const servers: ChildProcess[] = [];
-const attached: Array<{ node: ClusterNode; conf: Record<string, unknown>; id: string; netns: string }> = [];
+const attached: OverlayAttachment[] = [];
 
 interface Ctr {
   ns: { name: string; path: string };
   ips: string[];
 }
 
-async function addContainer(node: ClusterNode, aliases: string[]): Promise<Ctr> {
-  const list = await until(`conflist of ${NET} on ${node.name}`, () => conflistOn(node, NET), 10_000);
-  const conf = { ...pluginConf(list), runtimeConfig: { aliases: { [NET]: aliases } } };
-  const ns = objects.netns();
-  const id = uniqueName(PREFIX);
-  const run = await execCni(
-    'ip',
-    { command: 'ADD', containerId: id, netns: ns.path, ifname: 'eth0', path: [bin.dir], config: conf, cniArgs: `IgnoreUnknown=1;K8S_POD_NAME=${id}` },
-    ['netns', 'exec', node.netns, path.join(bin.dir, 'shoal-vxlan')],
-  );
-  expect(run.code, run.stdout + run.stderr).toBe(0);
-  attached.push({ node, conf, id, netns: ns.path });
-  return { ns, ips: (run.json!['ips'] as Array<{ address: string }>).map((i) => i.address.split('/')[0]!) };
+function addContainer(node: ClusterNode, aliases: string[]): Promise<Ctr> {
+  return addOverlayContainer({ node, network: NET, aliases, binDir: bin.dir, objects, prefix: PREFIX, attached });
 }
 
 /** Listens on [::]:80 (both families: the health check connects over IPv4); each connection gets "<id> <the client address it sees>". */
