@@ -14,7 +14,7 @@ import { withRtnl } from '../kernel/rtnl.js';
 import { loadConflist } from '../network/manage.js';
 import { getNetwork, type NetworkRecord } from '../network/model.js';
 import type { ServiceRecord } from '../service/model.js';
-import type { LbSnat } from '../service/nft-rules.js';
+import type { LbSnats } from '../service/nft-rules.js';
 import type { Store } from '../store/store.js';
 import { ensureLbEndpoint, lbAttachment, removeLbEndpoint, type LbEndpoint } from './lb-endpoint.js';
 import { listClusterServices } from './services.js';
@@ -47,11 +47,11 @@ export class ClusterMesh {
     return this.records;
   }
 
-  /** The SNAT to this node's own `family` address on `network`'s bridge (none when it has no such address). */
-  snat(network: string, family: 4 | 6): LbSnat | undefined {
+  /** The SNAT to this node's own addresses on `network`'s bridge, by family. */
+  snat(network: string): LbSnats | undefined {
     const e = this.endpoints.get(network);
-    const address = family === 4 ? e?.v4 : e?.v6;
-    return e && address !== undefined ? { bridge: e.bridge, address } : undefined;
+    if (!e) return undefined;
+    return { ...(e.v4 ? { 4: { bridge: e.bridge, address: e.v4 } } : {}), ...(e.v6 ? { 6: { bridge: e.bridge, address: e.v6 } } : {}) };
   }
 
   /**

@@ -134,7 +134,7 @@ export class Daemon {
         registry: this.registry,
         onChange: () => void this.requestSync('health'),
         // Services of overlay networks come from etcd, through the overlay (made just below).
-        ...(this.opts.cluster ? { cluster: { services: () => this.overlay?.mesh.services() ?? [], snat: (network: string, family: 4 | 6) => this.overlay?.mesh.snat(network, family) } } : {}),
+        ...(this.opts.cluster ? { cluster: { services: () => this.overlay?.mesh.services() ?? [], snat: (network: string) => this.overlay?.mesh.snat(network) } } : {}),
       });
       if (this.opts.cluster) {
         const c = this.opts.cluster;

@@ -22,6 +22,7 @@ import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { isIPv6 } from '../addr.js';
 import type { Upstream } from './ip.js';
+import { skipName } from './wire.js';
 
 export interface UdpPoolOptions {
   /** Sockets in use per upstream (default 4). */
@@ -45,22 +46,11 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** Bytes of the question section that starts at offset 12, or -1 when it runs past the end. */
-function questionEnd(msg: Buffer): number {
-  let at = 12;
-  while (at < msg.length) {
-    const len = msg[at] as number;
-    if (len === 0) return at + 5 <= msg.length ? at + 5 : -1;
-    if (len >= 0xc0) return -1; // a query we built has no pointers
-    at += len + 1;
-  }
-  return -1;
-}
-
 /** The reply's first question equals the query's, ASCII case aside (some servers re-case). */
 function sameQuestion(query: Buffer, reply: Buffer): boolean {
-  const end = questionEnd(query);
-  if (end < 0 || reply.length < end) return false;
+  const nameEnd = skipName(query, 12);
+  const end = nameEnd + 4; // type and class
+  if (nameEnd < 0 || end > query.length || reply.length < end) return false;
   for (let i = 12; i < end; i += 1) {
     let a = query[i] as number;
     let b = reply[i] as number;

@@ -9,7 +9,7 @@ import { deleteConntrack, IPPROTO, type ConntrackFilter } from '../kernel/conntr
 import { applyTransaction, NftTransaction } from '../kernel/nftables.js';
 import type { NetworkRecord } from '../network/model.js';
 import { DRAIN_TIMEOUT_DEFAULT_MS, drainTimeoutOf, type ServiceRecord } from './model.js';
-import { desiredLb, diffLb, lbTable, serviceChain, type Family, type LbDesired, type LbServicePort, type LbSnat } from './nft-rules.js';
+import { desiredLb, diffLb, lbTable, serviceChain, type Family, type LbDesired, type LbServicePort, type LbSnats } from './nft-rules.js';
 import type { Replica } from './replicas.js';
 import { enableRouteLocalnet, ensureVipAddresses, removeVipAddresses } from './vip.js';
 
@@ -18,7 +18,7 @@ export interface ServiceState {
   network: NetworkRecord | undefined;
   healthy: readonly Replica[];
   /** On an overlay: this node's own addresses there, by family, the source for replicas on other nodes. */
-  snat?: { 4?: LbSnat; 6?: LbSnat };
+  snat?: LbSnats;
 }
 
 const familyOf = (a: string): Family => (a.includes(':') ? 6 : 4);

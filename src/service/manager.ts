@@ -12,7 +12,7 @@ import type { DnsRecordsInput } from '../dns/types.js';
 import { getNetwork, type NetworkRecord } from '../network/model.js';
 import type { Store } from '../store/store.js';
 import { KernelDataPath, type ServiceState } from './datapath.js';
-import type { LbSnat } from './nft-rules.js';
+import type { LbSnats } from './nft-rules.js';
 import { withServiceRecords } from './dns.js';
 import { buildSrvTable } from './dns-srv.js';
 import { HealthChecker, type HealthStatus, type HealthTarget, type Probe } from './health.js';
@@ -46,7 +46,7 @@ export interface ServiceManagerOptions {
 
 export interface ClusterServices {
   services(): readonly ServiceRecord[];
-  snat(network: string, family: 4 | 6): LbSnat | undefined;
+  snat(network: string): LbSnats | undefined;
 }
 
 const healthKey = (service: string, r: Replica) => `${service}/${r.id}`;
@@ -101,13 +101,13 @@ export class ServiceManager {
       const mine = replicasOf(r, contents.endpoints, this.opts.node);
       replicas.set(r.name, mine);
       const port = r.ports[0]?.target ?? 0;
-      const sources = { 4: this.opts.cluster?.snat(r.network, 4)?.address, 6: this.opts.cluster?.snat(r.network, 6)?.address };
+      const snat = this.opts.cluster?.snat(r.network);
       for (const rep of mine) {
         const address = rep.ipv4 ?? rep.ipv6!;
         const backend = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
         const target: HealthTarget = { key: healthKey(r.name, rep), service: r.name, backend, address, port, check: r.health };
         // A replica on another node answers this node's own overlay address, not the gateway.
-        const source = sources[address.includes(':') ? 6 : 4];
+        const source = snat?.[address.includes(':') ? 6 : 4]?.address;
         if (!rep.local && source !== undefined) target.source = source;
         targets.push(target);
       }
@@ -116,8 +116,8 @@ export class ServiceManager {
     this.views = records.map((r) => ({ ...r, replicas: (replicas.get(r.name) ?? []).map((rep) => ({ ...rep, health: this.health.status(healthKey(r.name, rep)) })) }));
     const states: ServiceState[] = this.views.map((v) => {
       const state: ServiceState = { record: v, network: networks.get(v.network), healthy: v.replicas.filter((rep) => rep.health === 'up') };
-      const [snat4, snat6] = [this.opts.cluster?.snat(v.network, 4), this.opts.cluster?.snat(v.network, 6)];
-      if (snat4 || snat6) state.snat = { ...(snat4 ? { 4: snat4 } : {}), ...(snat6 ? { 6: snat6 } : {}) };
+      const snat = this.opts.cluster?.snat(v.network);
+      if (snat) state.snat = snat;
       return state;
     });
     try {

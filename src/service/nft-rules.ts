@@ -106,6 +106,9 @@ export interface LbSnat {
   address: string;
 }
 
+/** This node's SNAT on one overlay network, by family (a family it holds no address of: none). */
+export type LbSnats = { 4?: LbSnat; 6?: LbSnat };
+
 export interface LbDesired {
   family: Family;
   /** Regular chains: name -> rule expressions, each with its owner comment. */
