@@ -35,6 +35,7 @@ import {
   IFLA_VXLAN_GROUP6,
   IFLA_VXLAN_ID,
   IFLA_VXLAN_LEARNING,
+  IFLA_VXLAN_PROXY,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
   IFLA_VXLAN_LOCAL6,
@@ -87,6 +88,11 @@ export interface VxlanInfo {
   port?: number;
   /** MAC learning from received packets; overlays programmed from a store turn it off. */
   learning?: boolean;
+  /**
+   * ARP/ND reduction: the device answers ARP requests and neighbour solicitations for addresses
+   * in its own neighbour table instead of sending them. Fixed at creation (no changelink).
+   */
+  proxy?: boolean;
   /** ifindex of the underlay device. */
   underlayIndex?: number;
   ttl?: number;
@@ -157,6 +163,7 @@ function vxlanAttrs(v: VxlanInfo): Attr[] {
   }
   if (v.port !== undefined) attrs.push(attr.be16(IFLA_VXLAN_PORT, v.port));
   if (v.learning !== undefined) attrs.push(attr.u8(IFLA_VXLAN_LEARNING, v.learning ? 1 : 0));
+  if (v.proxy !== undefined) attrs.push(attr.u8(IFLA_VXLAN_PROXY, v.proxy ? 1 : 0));
   if (v.underlayIndex !== undefined) attrs.push(attr.u32(IFLA_VXLAN_LINK, v.underlayIndex));
   if (v.ttl !== undefined) attrs.push(attr.u8(IFLA_VXLAN_TTL, v.ttl));
   return attrs;
@@ -241,6 +248,8 @@ function decodeLinkInfo(info: AttrSet, link: Link): void {
     if (port !== undefined) vx.port = port;
     const learning = data.u8(IFLA_VXLAN_LEARNING);
     if (learning !== undefined) vx.learning = learning !== 0;
+    const proxy = data.u8(IFLA_VXLAN_PROXY);
+    if (proxy !== undefined) vx.proxy = proxy !== 0;
     const underlay = data.u32(IFLA_VXLAN_LINK);
     if (underlay) vx.underlayIndex = underlay;
     const ttl = data.u8(IFLA_VXLAN_TTL);

@@ -62,7 +62,7 @@ export type CreateLinkSpec = {
 
 /** Kind options that can be changed on an existing link (RTM_NEWLINK without NLM_F_CREATE). */
 export type ChangeLinkInfoSpec =
-  | ({ kind: 'vxlan' } & Partial<Omit<VxlanInfo, 'vni' | 'underlayIndex'>> & { vni: number; dev?: LinkRef })
+  | ({ kind: 'vxlan' } & Partial<Omit<VxlanInfo, 'vni' | 'underlayIndex' | 'proxy'>> & { vni: number; dev?: LinkRef })
   | { kind: 'macvlan'; mode: MacvlanMode }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag };
 
@@ -136,9 +136,9 @@ export function createLink(nl: Rtnl, spec: CreateLinkSpec): Link {
       break;
     }
     case 'vxlan': {
-      const { kind, dev, vni, local, group, port, learning, ttl } = spec;
+      const { kind, dev, vni, local, group, port, learning, proxy, ttl } = spec;
       const underlayIndex = dev === undefined ? undefined : linkIndex(nl, dev);
-      send({ kind, vni, local, group, port, learning, ttl, underlayIndex });
+      send({ kind, vni, local, group, port, learning, proxy, ttl, underlayIndex });
       break;
     }
     case 'macvlan':
