@@ -245,8 +245,8 @@ async function main() {
     figures.row('leftover nft rules/elements (masquerade, ports)', 1, rules.length, rules.slice(0, 2).join(' ; '));
     figures.row('leftover store rows (allocations, DNS records, port records)', 1, records.length, records.slice(0, 2).join(' ; '));
     if (overlay) {
-      const node = [...overlay.bridgePorts(), ...overlay.rulesMentioning(ids), ...overlay.rowsMentioning(ids)];
-      figures.row('overlay: leftover on node 0 (bridge ports, nft rules, store rows)', 1, node.length, node.slice(0, 2).join(' ; '));
+      const node = [...overlay.hostLinks(), ...overlay.rulesMentioning(ids), ...overlay.rowsMentioning(ids)];
+      figures.row('overlay: leftover on node 0 (macvlans in the host, nft rules, store rows)', 1, node.length, node.slice(0, 2).join(' ; '));
       // The daemons act on store changes asynchronously: the etcd endpoints and node 1's
       // entries are given a few seconds (well within the lease TTL) to follow the DELs.
       const published = await settled(() => overlay.etcdKeysMentioning(ids));

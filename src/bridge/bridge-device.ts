@@ -67,7 +67,7 @@ export function ensureBridge(host: Rtnl, o: BridgeOptions): Link {
  * own a link-local address on a bridge Shoal just made, so DAD is off before carrier comes.
  * Without IPv6 (the conf directory is missing) there is nothing to do.
  */
-function skipLinkLocalDad(host: Rtnl, name: string): void {
+export function skipLinkLocalDad(host: Rtnl, name: string): void {
   try {
     writeSysctl(interfaceSysctlKey('ipv6', name, 'accept_dad'), '0', { netns: host.netns });
   } catch (err) {

@@ -31,14 +31,52 @@ import { collectStaleRules } from './gc.js';
 import { addEmbedded, checkEmbedded, delEmbedded, gcEmbedded, hasEmbedded } from './embedded.js';
 import { throwFirst } from '../../cni/chain.js';
 
-/** Index of the container interface in the result: [bridge, host veth, container]. */
-const CONTAINER_INDEX = 2;
+/**
+ * How the container's link is made where it is not a veth on the bridge: shoal-vxlan gives a
+ * macvlan on the network's VXLAN device (src/overlay/attachment.ts). The rest of the attachment
+ * (IPAM, addresses, routes, gateway addresses, rules, the embedded steps, rollback) is the same.
+ */
+export interface ContainerLinkMaker {
+  /** The kind of the container's link (DEL deletes only a link of this kind). */
+  kind: string;
+  /** The host link that holds the gateway addresses, ensured. */
+  gateway(host: Rtnl): Link;
+  /** Makes `req.ifname` in the container, down, with `mtu` and `mac`; pushes its undo. Returns the host-side interfaces of the result. */
+  make(host: Rtnl, ctr: Rtnl, req: CniRequest, o: { mtu: number | undefined; mac: string | undefined }, undo: Undo): CniInterface[];
+  /** CHECK: throws AttachmentCheckError when the container's link (read back) is not this maker's. */
+  verify(host: Rtnl, link: Link): void;
+}
+
+type Undo = { push(what: string, fn: () => unknown): void };
 
 function closeAll(...handles: Array<Rtnl | undefined>): void {
   for (const h of handles) h?.close();
 }
 
-export async function add(req: CniRequest): Promise<CniResult> {
+/** The veth pair whose host end is a port of the bridge (shoal-bridge's own link). */
+function makeVeth(conf: BridgeConf, bridge: Link, host: Rtnl, ctr: Rtnl, req: CniRequest, mac: string | undefined, undo: Undo): CniInterface[] {
+  const vethName = hostVethName(conf.network, req.containerId, req.ifname);
+  let hostLink: Link;
+  try {
+    hostLink = createLink(host, {
+      kind: 'veth',
+      name: vethName,
+      mtu: conf.mtu,
+      master: bridge.index,
+      up: true,
+      peer: { name: req.ifname, netns: req.netns, mtu: conf.mtu, mac },
+    });
+  } catch (err) {
+    if (!(err instanceof LinkExistsError)) throw err;
+    const where = findLink(ctr, req.ifname) ? `"${req.ifname}" already exists in ${req.netns}` : `host link "${vethName}" already exists (a DEL for this container was missed)`;
+    throw new LinkConflictError(`failed to create veth "${vethName}" for "${req.ifname}": ${where}`, { cause: err });
+  }
+  undo.push(`delete veth "${vethName}"`, () => deleteLinkIfExists(host, vethName));
+  if (conf.hairpinMode) setBridgePortFlags(host, vethName, { hairpin: true });
+  return [withMtu({ name: vethName, mac: hostLink.mac }, hostLink.mtu)];
+}
+
+export async function add(req: CniRequest, maker?: ContainerLinkMaker): Promise<CniResult> {
   const conf = parseBridgeConf(req.config);
   const mac = requestedMac(req);
   // The container's socket first: a missing netns fails before anything is allocated.
@@ -47,25 +85,8 @@ export async function add(req: CniRequest): Promise<CniResult> {
   try {
     return await withRollback(async (undo) => {
       refuseVlan(host, conf);
-      const bridge = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promiscMode: conf.promiscMode });
-      const vethName = hostVethName(conf.network, req.containerId, req.ifname);
-      let hostLink: Link;
-      try {
-        hostLink = createLink(host, {
-          kind: 'veth',
-          name: vethName,
-          mtu: conf.mtu,
-          master: bridge.index,
-          up: true,
-          peer: { name: req.ifname, netns: req.netns, mtu: conf.mtu, mac },
-        });
-      } catch (err) {
-        if (!(err instanceof LinkExistsError)) throw err;
-        const where = findLink(ctr, req.ifname) ? `"${req.ifname}" already exists in ${req.netns}` : `host link "${vethName}" already exists (a DEL for this container was missed)`;
-        throw new LinkConflictError(`failed to create veth "${vethName}" for "${req.ifname}": ${where}`, { cause: err });
-      }
-      undo.push(`delete veth "${vethName}"`, () => deleteLinkIfExists(host, vethName));
-      if (conf.hairpinMode) setBridgePortFlags(host, vethName, { hairpin: true });
+      const bridge = maker ? maker.gateway(host) : ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promiscMode: conf.promiscMode });
+      const hostInterfaces = maker ? maker.make(host, ctr, req, { mtu: conf.mtu, mac }, undo) : makeVeth(conf, bridge, host, ctr, req, mac, undo);
 
       const allocated = await ipam.allocate(req, undo);
       // The IPAM result's text is parsed here, once; values from here on (addressing.ts).
@@ -80,16 +101,18 @@ export async function add(req: CniRequest): Promise<CniResult> {
       if (conf.isGateway) enableForwarding({ v4: addresses.some((a) => a.family === 4), v6: addresses.some((a) => a.family === 6) });
 
       // Both ends as they were read back (createLink, configureInterface): MAC and MTU are final.
-      applyRules(conf, req, addresses, vethName, ctrLink.mac, undo);
+      const hostVeth = maker ? undefined : hostVethName(conf.network, req.containerId, req.ifname);
+      applyRules(conf, req, addresses, hostVeth, ctrLink.mac, undo);
 
       // Re-read the bridge: its MAC follows its ports' until it is set, as the reference notes.
       const bridgeNow = getLink(host, bridge.index);
+      // [bridge, host veth, container], or [gateway, container] for a maker's link.
       const interfaces: CniInterface[] = [
         withMtu({ name: bridgeNow.name, mac: bridgeNow.mac }, bridgeNow.mtu),
-        withMtu({ name: vethName, mac: hostLink.mac }, hostLink.mtu),
+        ...hostInterfaces,
         withMtu({ name: req.ifname, mac: ctrLink.mac, sandbox: req.netns }, ctrLink.mtu),
       ];
-      const result: CniResult = { interfaces, ips: resultIps(plan.ips, CONTAINER_INDEX), routes: resultRoutes(plan.routes) };
+      const result: CniResult = { interfaces, ips: resultIps(plan.ips, interfaces.length - 1), routes: resultRoutes(plan.routes) };
       if (allocated.dns) result.dns = allocated.dns;
       if (!hasEmbedded(conf)) return result;
       return await addEmbedded(req, conf, result, undo);
@@ -104,28 +127,30 @@ function withMtu(iface: CniInterface, mtu: number | undefined): CniInterface {
 }
 
 /** One nft transaction for the network's policy and this container's rules (no call when empty). */
-function applyRules(conf: BridgeConf, req: CniRequest, addresses: IpPrefix[], vethName: string, mac: string | undefined, undo: { push(what: string, fn: () => unknown): void }): void {
+function applyRules(conf: BridgeConf, req: CniRequest, addresses: IpPrefix[], vethName: string | undefined, mac: string | undefined, undo: Undo): void {
   const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
   const tx = new NftTransaction();
   addNetworkPolicy(tx, { network: conf.network, bridge: conf.bridge, isolate: conf.isolate, internal: conf.internal });
   const masquerade = conf.ipMasq && !conf.internal ? addresses : [];
-  const macspoof = conf.macspoofchk && mac ? { hostVeth: vethName, mac } : undefined;
+  // Without a host veth (a maker's link) there is no port to check the source MAC on.
+  const macspoof = conf.macspoofchk && mac && vethName ? { hostVeth: vethName, mac } : undefined;
   addAttachmentRules(tx, { owner, masquerade, macspoof });
   if (tx.isEmpty) return;
   applyTransaction(tx);
   if (masquerade.length || macspoof) undo.push(`delete nftables rules of "${owner}"`, () => deleteAttachmentRules((o) => o === owner));
 }
 
-export async function del(req: CniRequest): Promise<void> {
+/** `containerKind`: the kind of link the attachment gave the container (a maker's kind, or veth). */
+export async function del(req: CniRequest, containerKind = 'veth'): Promise<void> {
   const conf = parseBridgeConfForDel(req.config);
   // Reverse chain order: the embedded steps (dns, portmap) before the bridge's own DEL, which
   // runs even when one of them failed; their first error is raised after it.
   const errors = hasEmbedded(conf) ? await delEmbedded(req, conf) : [];
-  await delBridge(req, conf);
+  await delBridge(req, conf, containerKind);
   throwFirst(errors);
 }
 
-async function delBridge(req: CniRequest, conf: BridgeConf): Promise<void> {
+async function delBridge(req: CniRequest, conf: BridgeConf, containerKind: string): Promise<void> {
   // IPAM first and always (DESIGN §4.2): a missing netns or link must not leak the address.
   if (req.config.ipam?.type) await ipam.release(req);
   const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
@@ -143,18 +168,18 @@ async function delBridge(req: CniRequest, conf: BridgeConf): Promise<void> {
   const ctr = openRtnl(req.netns);
   try {
     const link = findLink(ctr, req.ifname);
-    if (link?.kind === 'veth') deleteLinkIfExists(ctr, link.index);
+    if (link?.kind === containerKind) deleteLinkIfExists(ctr, link.index);
   } finally {
     ctr.close();
   }
 }
 
-/** What of the attachment the kernel has: its container interface, its host veth. */
-function bridgeTraces(req: CniRequest, conf: BridgeConf): KernelTraces {
+/** What of the attachment the kernel has: its container interface, its host veth (none for a maker's link). */
+function bridgeTraces(req: CniRequest, conf: BridgeConf, hasHostVeth: boolean): KernelTraces {
   const vethName = hostVethName(conf.network, req.containerId, req.ifname);
   const missing: string[] = [];
-  const hostVeth = withRtnl(undefined, (host) => findLink(host, vethName));
-  if (!hostVeth) missing.push(`no host veth "${vethName}"`);
+  const hostVeth = hasHostVeth ? withRtnl(undefined, (host) => findLink(host, vethName)) : undefined;
+  if (hasHostVeth && !hostVeth) missing.push(`no host veth "${vethName}"`);
   let inside = false;
   if (!req.netns || !netnsExists(req.netns)) missing.push(`no network namespace "${req.netns}"`);
   else {
@@ -165,13 +190,13 @@ function bridgeTraces(req: CniRequest, conf: BridgeConf): KernelTraces {
 }
 
 /** Unknown (code 3) before anything else when no part of it exists; see check-known.ts. */
-export async function checkKnown(req: CniRequest): Promise<void> {
-  await checkAttachmentKnown(req, bridgeTraces(req, parseBridgeConf(req.config)));
+export async function checkKnown(req: CniRequest, maker?: ContainerLinkMaker): Promise<void> {
+  await checkAttachmentKnown(req, bridgeTraces(req, parseBridgeConf(req.config), !maker));
 }
 
-export async function check(req: CniRequest, options: { knownChecked?: boolean } = {}): Promise<void> {
+export async function check(req: CniRequest, options: { knownChecked?: boolean; maker?: ContainerLinkMaker } = {}): Promise<void> {
   const conf = parseBridgeConf(req.config);
-  if (!options.knownChecked) await checkAttachmentKnown(req, bridgeTraces(req, conf));
+  if (!options.knownChecked) await checkAttachmentKnown(req, bridgeTraces(req, conf, !options.maker));
   const prev = req.prevResult ?? {};
   const ifaces = prev.interfaces ?? [];
   const index = ifaces.findIndex((i) => i.name === req.ifname && i.sandbox === req.netns);
@@ -182,14 +207,10 @@ export async function check(req: CniRequest, options: { knownChecked?: boolean }
   const host = openRtnl();
   const ctr = openRtnl(req.netns);
   try {
-    const bridge = findLink(host, conf.bridge);
-    if (bridge?.kind !== 'bridge') throw new AttachmentCheckError(`failed to check bridge "${conf.bridge}": ${bridge ? `it is a ${bridge.kind ?? 'non-bridge'} link` : 'it does not exist'}`);
-    const hostVeth = findLink(host, vethName);
-    if (!hostVeth) throw new AttachmentCheckError(`failed to check veth "${vethName}": it does not exist`);
-    if (hostVeth.masterIndex !== bridge.index) throw new AttachmentCheckError(`failed to check veth "${vethName}": it is not attached to bridge "${conf.bridge}"`);
-    if (!hostVeth.up) throw new AttachmentCheckError(`failed to check veth "${vethName}": the link is down`);
+    const hostVeth = options.maker ? undefined : checkBridgePort(host, conf.bridge, vethName);
     const link = verifyInterface(ctr, req.ifname, { ips, routes, mac: ifaces[index]?.mac });
-    if (link.kind !== 'veth' || link.parentIndex !== hostVeth.index) {
+    if (options.maker) options.maker.verify(host, link);
+    else if (link.kind !== 'veth' || link.parentIndex !== hostVeth?.index) {
       throw new AttachmentCheckError(`failed to check "${req.ifname}": it is not the peer of host veth "${vethName}"`);
     }
     const owner = attachmentOwner(conf.network, req.containerId, req.ifname);
@@ -209,6 +230,17 @@ export async function check(req: CniRequest, options: { knownChecked?: boolean }
     closeAll(host, ctr);
   }
   if (hasEmbedded(conf)) await checkEmbedded(req, conf);
+}
+
+/** CHECK of the bridge and the host veth on it; returns the veth. */
+function checkBridgePort(host: Rtnl, bridgeName: string, vethName: string): Link {
+  const bridge = findLink(host, bridgeName);
+  if (bridge?.kind !== 'bridge') throw new AttachmentCheckError(`failed to check bridge "${bridgeName}": ${bridge ? `it is a ${bridge.kind ?? 'non-bridge'} link` : 'it does not exist'}`);
+  const hostVeth = findLink(host, vethName);
+  if (!hostVeth) throw new AttachmentCheckError(`failed to check veth "${vethName}": it does not exist`);
+  if (hostVeth.masterIndex !== bridge.index) throw new AttachmentCheckError(`failed to check veth "${vethName}": it is not attached to bridge "${bridgeName}"`);
+  if (!hostVeth.up) throw new AttachmentCheckError(`failed to check veth "${vethName}": the link is down`);
+  return hostVeth;
 }
 
 export async function status(req: CniRequest): Promise<void> {

@@ -6,7 +6,7 @@
  * keep sending to the old one until their ARP entry goes stale (~20 s of silence). A MAC set
  * explicitly (at creation or later) is kept by the kernel (addr_assign_type "set"). Shoal
  * creates its bridges with a MAC derived from the bridge name: stable across re-creation, and
- * the same on every node for an overlay's bridge (an anycast gateway).
+ * the same on every node for an overlay's gateway link (an anycast gateway).
  *
  * A container: its MAC is derived from its address, as Docker does, instead of a random one.
  * When an address is released and handed to a new container, neighbours that still hold the

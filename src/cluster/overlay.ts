@@ -28,7 +28,7 @@ import { conflistFileName, renderConflist } from '../network/conflist.js';
 import { writeFileAtomic, type TakenRanges } from '../network/manage.js';
 import { getNetwork, listNetworks, networkKey, type NetworkRecord } from '../network/model.js';
 import { removeOverlayDevice } from '../overlay/device.js';
-import { overlayBridgeName, vxlanDeviceName } from '../overlay/names.js';
+import { vxlanDeviceName } from '../overlay/names.js';
 import { overlayTarget, syncPeers } from '../overlay/peers.js';
 import type { Store } from '../store/store.js';
 import { StoreConflictError, StoreUnavailableError } from '../store/errors.js';
@@ -290,11 +290,10 @@ export class ClusterOverlay {
   private programPeers(): void {
     withRtnl(undefined, (nl) => {
       for (const net of this.networks.values()) {
-        const bridge = localBridge(net);
-        if (!findLink(nl, vxlanDeviceName(net.name, net.vni)) || !findLink(nl, bridge)) continue; // no container here yet
+        if (!findLink(nl, vxlanDeviceName(net.name, net.vni))) continue; // no container here yet
         const peers = this.remote.filter((e) => e.network === net.name).flatMap(asPeers);
         try {
-          const report = syncPeers(nl, overlayTarget(net.name, net.vni, bridge), peers, { localVtep: this.o.advertiseAddr });
+          const report = syncPeers(nl, overlayTarget(net.name, net.vni), peers, { localVtep: this.o.advertiseAddr });
           this.peerCounts.set(net.name, peers.length);
           if (report.ops.length) this.o.logger.debug({ event: 'overlay_peers_synced', network: net.name, ops: report.ops.length }, 'overlay peers synced');
           for (const p of report.problems) this.o.logger.warn({ event: 'overlay_peer_problem', network: net.name, problem: p }, p);
@@ -332,11 +331,6 @@ export class ClusterOverlay {
   status(): Record<string, unknown> {
     return { networks: [...this.networks.keys()].sort(), remoteEndpoints: this.remote.length, publishedEndpoints: this.publisher.count };
   }
-}
-
-/** The bridge of an overlay network on every node (the conflist's default). */
-function localBridge(net: ClusterNetwork): string {
-  return overlayBridgeName(net.name, net.vni);
 }
 
 /** An error with the API status it answers with. */

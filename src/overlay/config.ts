@@ -1,6 +1,6 @@
 /**
  * shoal-vxlan's network config: the overlay's own fields (valibot, code 7 naming the field),
- * and the shoal-bridge config the attachment itself runs with (veth, addresses, routes,
+ * and the shoal-bridge config the attachment itself runs with (addresses, routes,
  * masquerade, embedded portmap/discovery: the bridge plugin's code, see plugin.ts).
  */
 import * as v from 'valibot';
@@ -8,6 +8,7 @@ import { interfaceName, intRange, ipAddress, parseConfig, pluginConfig } from '.
 import type { NetConf } from '../../cni/config.js';
 import { overlayBridgeName, VNI_MAX, VNI_MIN } from './names.js';
 import type { UnderlaySpec } from './underlay.js';
+import { OverlayConfigError } from './errors.js';
 
 const ipamSection = v.looseObject({ type: v.pipe(v.string(), v.minLength(1, 'must not be empty')) });
 
@@ -38,6 +39,11 @@ export interface VxlanConf {
 
 export function parseVxlanConf(config: unknown): VxlanConf {
   const c = parseConfig(vxlanSchema, config);
+  // Containers attach with a macvlan on the VXLAN device (device.ts): there is no host port to
+  // check a source MAC on, and nothing to hairpin.
+  if ((config as Record<string, unknown>)['macspoofchk'] === true) {
+    throw new OverlayConfigError('macspoofchk', true, 'is not available on an overlay: containers attach with a macvlan on the VXLAN device, which has no host port to check');
+  }
   const internal = c.internal ?? false;
   return {
     network: c.name,
@@ -64,10 +70,10 @@ export function parseVxlanConfForDel(config: NetConf): Pick<VxlanConf, 'network'
 
 /**
  * The shoal-bridge config the attachment runs with: the user's config (its bridge options, such
- * as `isolate`, `macspoofchk`, `hairpinMode`, `portmap`, `discovery`, are the bridge's own),
- * with the overlay's bridge and MTU, and the node's bridge as the gateway: every node's bridge
- * holds the same gateway address and MAC, and a container's traffic off the overlay leaves
- * through its own node.
+ * as `isolate`, `portmap`, `discovery`, are the bridge's own), with the overlay's gateway link
+ * (as `bridge`) and MTU, and the node's gateway as the container's: every node's gateway holds
+ * the same address and MAC, and a container's traffic off the overlay leaves through its own
+ * node.
  */
 export function bridgeConfig(config: NetConf, conf: Pick<VxlanConf, 'bridge' | 'ipMasq' | 'isDefaultGateway'>, mtu: number | undefined): NetConf {
   const out: Record<string, unknown> = { ...config, bridge: conf.bridge, isGateway: true, isDefaultGateway: conf.isDefaultGateway, ipMasq: conf.ipMasq };

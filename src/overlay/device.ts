@@ -1,41 +1,41 @@
 /**
- * The per-network VXLAN device of a node, enslaved to the network's bridge:
+ * The per-network devices of a node: the VXLAN device and, on it, macvlans in bridge mode.
  *
- *   container veth ─┐
- *   container veth ─┼─ bridge (gateway address, MAC derived from its name) ── vx-<vni>-<net>
- *                   │                                                  (VNI, UDP 4789,
- *                                                                        local = underlay address,
- *                                                                        dev = underlay,
- *                                                                        learning off, proxy off)
+ *   container eth0 (macvlan) ─┐
+ *   container eth0 (macvlan) ─┼─ vx-<vni>-<net>  (VNI, UDP 4789, local = underlay address,
+ *   gateway "vb-…" (macvlan) ─┤                   dev = underlay, learning off, proxy on)
+ *   lb endpoint "lb-…" (macvlan)┘
  *
- * As bridge port, the VXLAN device has learning off (remote MACs are programmed, never learned)
- * and neigh_suppress on: the bridge answers ARP/ND for remote containers from the neighbour
- * entries peers.ts writes on it, so those requests never cross the underlay (README.md says
- * why this replaces flooding).
+ * Why macvlans and not a bridge with veths (issue 14): a host with br_netfilter loaded (every
+ * Docker or Kubernetes host) sends every frame crossing a Linux bridge through the host's
+ * netfilter hooks (conntrack, NAT, filter chains), once on each node. Container-to-container
+ * traffic across nodes then ran at 0.81-0.84x the bare underlay; macvlans on the VXLAN device
+ * switch frames below netfilter (0.94x, README.md has the numbers). Frames between containers of
+ * the node are switched by macvlan's bridge mode; frames for other MACs go to the VXLAN device,
+ * which sends them to the VTEP its FDB names.
  *
- * `ensureOverlayDevice` is desired state for the device itself: it creates what is missing and
- * corrects what can be corrected in place (local address and underlay dev after a node was
- * re-addressed, learning, MTU, port flags, master, up); what cannot (the VNI, the port, a
- * foreign link under the name) is an error naming it. Idempotent under concurrent ADDs: a
- * creator that loses the race (EEXIST) uses the winner's device, as ensureBridge does. Like
- * the bridge, DEL never removes it; `removeOverlayDevice` is for network removal.
+ * The gateway is a macvlan in the host holding the gateway addresses, under the name the bridge
+ * had ("vb-…", or the config's `bridge`), with the MAC derived from that name: the same address
+ * and MAC on every node (an anycast gateway), in Shoal's device group, so the host's rules
+ * (isolation, masquerade, the load balancer's) see it as they saw the bridge.
+ *
+ * The VXLAN device has learning off (remote MACs are programmed, never learned) and proxy on: it
+ * answers ARP requests and neighbour solicitations for remote containers from the neighbour
+ * entries peers.ts writes on it, so those never cross the underlay.
+ *
+ * `ensureOverlayDevice` is desired state: it creates what is missing and corrects what can be
+ * corrected in place (local address and underlay dev after a node was re-addressed, learning,
+ * MTU, up); what cannot (the VNI, the port, proxy, a foreign link under a name) is an error
+ * naming it. Idempotent under concurrent ADDs: a creator that loses the race (EEXIST) uses the
+ * winner's device. DEL never removes them; `removeOverlayDevice` is for network removal.
  */
 import { LinkExistsError, NetlinkError } from '../kernel/errors.js';
-import {
-  changeLinkInfo,
-  createLink,
-  deleteLinkIfExists,
-  findLink,
-  getLink,
-  setBridgePortFlags,
-  setLinkMaster,
-  setLinkMtu,
-  setLinkUp,
-  type Link,
-} from '../kernel/link.js';
+import { changeLinkInfo, createLink, deleteLinkIfExists, findLink, getLink, listLinks, setLinkGroup, setLinkMtu, setLinkUp, type Link } from '../kernel/link.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import { ensureBridge } from '../bridge/bridge-device.js';
+import { skipLinkLocalDad } from '../bridge/bridge-device.js';
 import { LinkConflictError } from '../bridge/errors.js';
+import { SHOAL_BRIDGE_GROUP } from '../bridge/firewall.js';
+import { bridgeMac } from '../bridge/mac.js';
 import { OverlayConfigError } from './errors.js';
 import { VXLAN_PORT, vxlanDeviceName } from './names.js';
 import { vxlanOverhead, type Underlay } from './underlay.js';
@@ -44,8 +44,8 @@ export interface OverlayDeviceSpec {
   /** Network name: with the VNI, it names the VXLAN device. */
   network: string;
   vni: number;
-  /** The network's bridge (created if missing, with its derived MAC). */
-  bridge: string;
+  /** The network's gateway link (the config's `bridge`): created if missing, with the MAC derived from its name. */
+  gateway: string;
   underlay: Underlay;
   /** MTU of the VXLAN device, of a bridge created here, and what containers should get. Default: underlay MTU − overhead. */
   mtu?: number | undefined;
@@ -53,8 +53,9 @@ export interface OverlayDeviceSpec {
 
 export interface OverlayDevice {
   vxlan: Link;
-  bridge: Link;
-  /** The overlay MTU in effect (give it to the containers' veths). */
+  /** The gateway macvlan (holds the gateway addresses). */
+  gateway: Link;
+  /** The overlay MTU in effect (give it to the containers' links). */
   mtu: number;
 }
 
@@ -96,6 +97,7 @@ function createOrFind(nl: Rtnl, spec: OverlayDeviceSpec, name: string, mtu: numb
       local: spec.underlay.address,
       port: VXLAN_PORT,
       learning: false,
+      proxy: true,
       dev: spec.underlay.link.index,
       mtu,
     });
@@ -121,6 +123,9 @@ function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): 
   const vx = link.vxlan;
   if (!vx || vx.vni !== spec.vni) throw new LinkConflictError(`failed to use vxlan "${name}": it has VNI ${vx?.vni ?? 'unknown'}, not ${spec.vni}`);
   if (vx.port !== VXLAN_PORT) throw new LinkConflictError(`failed to use vxlan "${name}": it uses UDP port ${vx.port ?? 'unknown'}, not ${VXLAN_PORT} (the kernel cannot change it in place)`);
+  if (vx.proxy !== true || link.masterIndex !== undefined) {
+    throw new LinkConflictError(`failed to use vxlan "${name}": it is an older Shoal's (a bridge port without ARP/ND proxy, which the kernel cannot turn on in place); remove the network's containers on this node and delete the link`);
+  }
   const change: { local?: string; dev?: number; learning?: boolean } = {};
   if (vx.local !== spec.underlay.address) change.local = spec.underlay.address;
   if (vx.underlayIndex !== spec.underlay.link.index) change.dev = spec.underlay.link.index;
@@ -136,38 +141,58 @@ function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): 
   if (link.mtu !== mtu) setLinkMtu(nl, link, mtu);
 }
 
+/** What a link found under the gateway's name is, for the refusal. */
+function foreignGateway(link: Link): string {
+  if (link.kind === 'bridge') return "an older Shoal's overlay bridge (remove the network's containers on this node and delete it)";
+  return link.kind === 'macvlan' ? 'a macvlan on another link' : `a link of kind ${link.kind ?? 'unknown'}`;
+}
+
 /**
- * Makes the network's VXLAN device and bridge exist as `spec` says, the device enslaved to the
- * bridge with learning off and neigh_suppress on, up. See the module comment.
+ * The gateway macvlan on `vxlan`: created if missing (DAD off before it is up, as for a bridge),
+ * up, in Shoal's device group, with the derived MAC and the overlay MTU.
+ */
+function ensureGateway(nl: Rtnl, name: string, vxlan: Link, mtu: number): Link {
+  let link = findLink(nl, name);
+  if (!link) {
+    // One gateway per network: another one on the device means the network's `bridge` changed.
+    const other = listLinks(nl).find((l) => l.kind === 'macvlan' && l.parentIndex === vxlan.index && l.group === SHOAL_BRIDGE_GROUP);
+    if (other) throw new LinkConflictError(`failed to add gateway "${name}" to vxlan "${vxlan.name}": its gateway is "${other.name}" (did the network's bridge change?)`);
+    try {
+      link = createLink(nl, { kind: 'macvlan', name, parent: vxlan.index, mode: 'bridge', mac: bridgeMac(name), mtu });
+    } catch (err) {
+      if (!(err instanceof LinkExistsError)) throw err;
+      link = getLink(nl, name);
+    }
+  }
+  if (link.kind !== 'macvlan' || link.parentIndex !== vxlan.index) throw new LinkConflictError(`failed to use gateway "${name}": it is ${foreignGateway(link)}`);
+  if (!link.up) {
+    skipLinkLocalDad(nl, name);
+    setLinkUp(nl, link.index);
+  }
+  if (link.group !== SHOAL_BRIDGE_GROUP) setLinkGroup(nl, link.index, SHOAL_BRIDGE_GROUP);
+  if (link.mtu !== mtu) setLinkMtu(nl, link.index, mtu);
+  return getLink(nl, link.index);
+}
+
+/**
+ * Makes the network's VXLAN device (learning off, proxy on, up) and its gateway macvlan exist
+ * as `spec` says. See the module comment.
  */
 export function ensureOverlayDevice(nl: Rtnl, spec: OverlayDeviceSpec): OverlayDevice {
   const name = vxlanDeviceName(spec.network, spec.vni);
   const mtu = overlayMtu(spec.underlay, spec.mtu);
-  // A foreign link under the bridge's name fails before anything is made.
-  const existingBridge = findLink(nl, spec.bridge);
-  if (existingBridge && existingBridge.kind !== 'bridge') {
-    throw new LinkConflictError(`failed to use bridge "${spec.bridge}": a link of kind ${existingBridge.kind ?? 'unknown'} already has that name`);
-  }
-  // The VXLAN device before the bridge: the kernel's refusals (a VNI clash) leave nothing behind.
+  // A foreign link under the gateway's name fails before anything is made.
+  const existingGateway = findLink(nl, spec.gateway);
+  if (existingGateway && existingGateway.kind !== 'macvlan') throw new LinkConflictError(`failed to use gateway "${spec.gateway}": it is ${foreignGateway(existingGateway)}`);
+  // The VXLAN device first: the kernel's refusals (a VNI clash) leave nothing behind.
   let vxlan = findLink(nl, name);
   let created = false;
   if (!vxlan) ({ link: vxlan, created } = createOrFind(nl, spec, name, mtu));
   try {
     if (!created) reconcile(nl, vxlan, spec, mtu);
-    const bridge = ensureBridge(nl, { name: spec.bridge, mtu, promiscMode: false });
-    if (vxlan.masterIndex !== bridge.index) {
-      if (vxlan.masterIndex !== undefined) {
-        const other = findLink(nl, vxlan.masterIndex)?.name ?? `ifindex ${vxlan.masterIndex}`;
-        throw new LinkConflictError(`failed to attach vxlan "${name}" to bridge "${spec.bridge}": it is attached to "${other}" (did the network's bridge change?)`);
-      }
-      setLinkMaster(nl, vxlan, bridge);
-    }
-    const port = getLink(nl, vxlan.index);
-    if (port.bridgePort?.learning !== false || port.bridgePort.neighSuppress !== true) {
-      setBridgePortFlags(nl, port, { learning: false, neighSuppress: true });
-    }
-    if (!port.up) setLinkUp(nl, port);
-    return { vxlan: getLink(nl, vxlan.index), bridge, mtu };
+    if (!vxlan.up) setLinkUp(nl, vxlan.index);
+    const gateway = ensureGateway(nl, spec.gateway, vxlan, mtu);
+    return { vxlan: getLink(nl, vxlan.index), gateway, mtu };
   } catch (err) {
     // Made here and not usable: leave nothing (a racing ADD that found it fails the same way).
     if (created) deleteLinkIfExists(nl, vxlan.index);
@@ -175,7 +200,7 @@ export function ensureOverlayDevice(nl: Rtnl, spec: OverlayDeviceSpec): OverlayD
   }
 }
 
-/** CHECK: the device exists as ensureOverlayDevice leaves it. Returns what differs (empty: fine). */
+/** CHECK: the devices exist as ensureOverlayDevice leaves them. Returns what differs (empty: fine). */
 export function overlayDeviceProblems(nl: Rtnl, spec: Omit<OverlayDeviceSpec, 'mtu'>): string[] {
   const name = vxlanDeviceName(spec.network, spec.vni);
   const link = findLink(nl, name);
@@ -188,14 +213,18 @@ export function overlayDeviceProblems(nl: Rtnl, spec: Omit<OverlayDeviceSpec, 'm
   if (vx.local !== spec.underlay.address) problems.push(`local address is ${vx.local ?? 'unset'}, not ${spec.underlay.address}`);
   if (vx.underlayIndex !== spec.underlay.link.index) problems.push(`underlay dev is not "${spec.underlay.link.name}"`);
   if (vx.learning !== false) problems.push('learning is on');
+  if (vx.proxy !== true) problems.push('ARP/ND proxy is off');
   if (!link.up) problems.push('it is down');
-  const bridge = findLink(nl, spec.bridge);
-  if (!bridge || link.masterIndex !== bridge.index) problems.push(`it is not attached to bridge "${spec.bridge}"`);
-  else if (link.bridgePort?.learning !== false || link.bridgePort.neighSuppress !== true) problems.push('its bridge port needs learning off and neigh_suppress on');
+  const gateway = findLink(nl, spec.gateway);
+  if (gateway?.kind !== 'macvlan' || gateway.parentIndex !== link.index) problems.push(`its gateway "${spec.gateway}" is not a macvlan on it`);
+  else if (!gateway.up) problems.push(`its gateway "${spec.gateway}" is down`);
   return problems.map((p) => `vxlan "${name}": ${p}`);
 }
 
-/** Deletes the network's VXLAN device (network removal; DEL never does). False when it was gone. */
+/**
+ * Deletes the network's VXLAN device (network removal; DEL never does), and with it every
+ * macvlan on it: the gateway, the load-balancer endpoint. False when it was gone.
+ */
 export function removeOverlayDevice(nl: Rtnl, network: string, vni: number): boolean {
   const name = vxlanDeviceName(network, vni);
   const link = findLink(nl, name);

@@ -42,18 +42,19 @@ export function vxlanDeviceName(network: string, vni: number): string {
 }
 
 /**
- * The bridge of an overlay network when the config names none: "vb-" + VNI + network hash, as
- * the VXLAN device. The same on every node, so the bridge MAC derived from it (src/bridge/mac.ts)
- * is too: the gateway is one address and one MAC on every node (an anycast gateway).
+ * The gateway link of an overlay network when the config names none ("bridge" in the config,
+ * the name it had when it was one): "vb-" + VNI + network hash, as the VXLAN device. The same on
+ * every node, so the MAC derived from it (src/bridge/mac.ts) is too: the gateway is one address
+ * and one MAC on every node (an anycast gateway).
  */
 export function overlayBridgeName(network: string, vni: number): string {
   return derivedName('vb', network, vni);
 }
 
 /**
- * The veth pair of a node's load-balancer endpoint on an overlay network (src/cluster/lb-endpoint.ts):
- * "lb-…" holds the node's own address on the network, "lp-…" is its port on the bridge.
+ * The link of a node's load-balancer endpoint on an overlay network (src/cluster/lb-endpoint.ts):
+ * "lb-…", a macvlan on the VXLAN device holding the node's own address on the network.
  */
-export function lbEndpointNames(network: string, vni: number): { host: string; port: string } {
-  return { host: derivedName('lb', network, vni), port: derivedName('lp', network, vni) };
+export function lbEndpointName(network: string, vni: number): string {
+  return derivedName('lb', network, vni);
 }

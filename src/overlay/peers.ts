@@ -1,21 +1,20 @@
 /**
  * Remote endpoints of an overlay network on this node, as desired state diffed against the
  * kernel (DESIGN §4.13). Given every remote endpoint {vtep, mac, ip} of the network, the sync
- * reads what Shoal has programmed on the network's VXLAN device and bridge, computes the
+ * reads what Shoal has programmed on the network's VXLAN device, computes the
  * difference (a pure function, unit-tested) and applies only that.
  *
- * Per remote endpoint, three entries (README.md explains the layout):
+ * Per remote endpoint, two entries on the network's VXLAN device (README.md explains the layout):
  *
- * | entry | where | marked as Shoal's by |
- * |---|---|---|
- * | FDB `mac dst <vtep> self permanent` (where the frame goes) | the VXLAN device's table | `extern_learn` |
- * | FDB `mac master` (which port the MAC is behind) | the bridge's table, port = VXLAN device | `extern_learn` |
- * | neighbour `ip lladdr mac permanent` (ARP/ND answer) | the bridge | `proto 83` (SHOAL_NEIGH_PROTOCOL) |
+ * | entry | marked as Shoal's by |
+ * |---|---|
+ * | FDB `mac dst <vtep> self permanent` (where the frame goes) | `extern_learn` |
+ * | neighbour `ip lladdr mac permanent` (the device's ARP/ND proxy answers from it) | `proto 83` (SHOAL_NEIGH_PROTOCOL) |
  *
- * No all-zeros (flood) FDB entries: with the bridge port's neigh_suppress the bridge answers
- * ARP/ND for remote endpoints itself, so nothing needs to be flooded to other nodes, and a
- * broadcast or an unknown unicast reaching the VXLAN device is dropped there (counted in its
- * tx_dropped) instead of being copied to every node.
+ * No all-zeros (flood) FDB entries: the VXLAN device's proxy answers ARP/ND for remote
+ * endpoints itself, so nothing needs to be flooded to other nodes, and a broadcast or an unknown
+ * unicast reaching the VXLAN device is dropped there (counted in its tx_dropped) instead of
+ * being copied to every node.
  *
  * Only entries carrying Shoal's mark are ever changed or removed; an entry someone else made
  * for a MAC or IP the sync wants (a static FDB entry, a permanent neighbour without the mark)
@@ -23,11 +22,10 @@
  * is neither Shoal's nor in the way: the sync overwrites a dynamic neighbour with its own.
  *
  * Order of application, so that no intermediate state answers ARP for a MAC that cannot be
- * reached: additions FDB (remote, then port) before neighbours; removals neighbours before FDB.
+ * reached: additions FDB before neighbours; removals neighbours before FDB.
  * Netlink has no transaction over these; every operation is attempted, failures are collected
  * and raised together (PeerSyncError) after the rest were applied, and the next sync retries.
  */
-import { NUD } from '../kernel/netlink/constants.js';
 import { deleteFdbEntry, deleteNeighbour, ignoreMissing, listFdbEntries, listNeighbours, setFdbEntry, setNeighbour } from '../kernel/neighbour.js';
 import { getLink, type Link } from '../kernel/link.js';
 import type { LinkRef, Rtnl } from '../kernel/rtnl.js';
@@ -44,15 +42,14 @@ export interface RemoteEndpoint {
   ip: string;
 }
 
-/** The two devices of an overlay network on this node. */
+/** The device of an overlay network on this node that holds its peers. */
 export interface PeerTarget {
   vxlan: LinkRef;
-  bridge: LinkRef;
 }
 
-/** The devices of (network, VNI, bridge) by name, as ensureOverlayDevice makes them. */
-export function overlayTarget(network: string, vni: number, bridge: string): PeerTarget {
-  return { vxlan: vxlanDeviceName(network, vni), bridge };
+/** The VXLAN device of (network, VNI) by name, as ensureOverlayDevice makes it. */
+export function overlayTarget(network: string, vni: number): PeerTarget {
+  return { vxlan: vxlanDeviceName(network, vni) };
 }
 
 /** What should be programmed: one VTEP per MAC, one MAC per IP. */
@@ -67,22 +64,18 @@ export interface DesiredPeers {
 export interface CurrentPeers {
   /** Shoal's VXLAN FDB entries: MAC → VTEPs (the kernel allows several per MAC). */
   remotes: Map<string, string[]>;
-  /** Shoal's bridge FDB entries on the VXLAN port. */
-  ports: Set<string>;
-  /** Shoal's neighbours on the bridge: IP → MAC. */
+  /** Shoal's neighbours on the VXLAN device: IP → MAC. */
   neighbours: Map<string, string>;
   /** MACs with a static FDB entry that Shoal did not make (left alone). */
   foreignMacs: Set<string>;
-  /** IPs with a permanent neighbour on the bridge that Shoal did not make (left alone). */
+  /** IPs with a permanent neighbour on the VXLAN device that Shoal did not make (left alone). */
   foreignIps: Set<string>;
 }
 
 export type PeerOp =
   | { op: 'set-remote'; mac: string; vtep: string; from?: string }
-  | { op: 'set-port'; mac: string }
   | { op: 'set-neighbour'; ip: string; mac: string; from?: string }
   | { op: 'del-neighbour'; ip: string; mac: string }
-  | { op: 'del-port'; mac: string }
   | { op: 'del-remote'; mac: string; vtep: string };
 
 export interface PeerPlan {
@@ -93,7 +86,7 @@ export interface PeerPlan {
 }
 
 export function emptyPeers(): CurrentPeers {
-  return { remotes: new Map(), ports: new Set(), neighbours: new Map(), foreignMacs: new Set(), foreignIps: new Set() };
+  return { remotes: new Map(), neighbours: new Map(), foreignMacs: new Set(), foreignIps: new Set() };
 }
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -114,7 +107,7 @@ const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The desired state from the network's endpoints: malformed records and endpoints on the local
- * VTEP (this node's own, already on the bridge) are left out. Conflicts are settled the same
+ * VTEP (this node's own, reached through macvlan's bridge mode) are left out. Conflicts are settled the same
  * way on every node and reported: a MAC announced by two VTEPs goes to the lowest VTEP (as
  * text), an IP announced with two MACs to the lowest MAC.
  */
@@ -154,10 +147,8 @@ export function desiredPeers(endpoints: Iterable<RemoteEndpoint>, options: { loc
 export function diffPeers(current: CurrentPeers, desired: DesiredPeers): PeerPlan {
   const problems: string[] = [];
   const setRemote: PeerOp[] = [];
-  const setPort: PeerOp[] = [];
   const setNeigh: PeerOp[] = [];
   const delNeigh: PeerOp[] = [];
-  const delPort: PeerOp[] = [];
   const delRemote: PeerOp[] = [];
 
   for (const mac of [...desired.remotes.keys()].sort(byText)) {
@@ -174,7 +165,6 @@ export function diffPeers(current: CurrentPeers, desired: DesiredPeers): PeerPla
     } else {
       for (const other of have) if (other !== vtep) delRemote.push({ op: 'del-remote', mac, vtep: other });
     }
-    if (!current.ports.has(mac)) setPort.push({ op: 'set-port', mac });
   }
   for (const ip of [...desired.neighbours.keys()].sort(byText)) {
     const mac = desired.neighbours.get(ip)!;
@@ -188,20 +178,17 @@ export function diffPeers(current: CurrentPeers, desired: DesiredPeers): PeerPla
   for (const ip of [...current.neighbours.keys()].sort(byText)) {
     if (!desired.neighbours.has(ip)) delNeigh.push({ op: 'del-neighbour', ip, mac: current.neighbours.get(ip)! });
   }
-  for (const mac of [...current.ports].sort(byText)) {
-    if (!desired.remotes.has(mac)) delPort.push({ op: 'del-port', mac });
-  }
   for (const mac of [...current.remotes.keys()].sort(byText)) {
     if (desired.remotes.has(mac)) continue;
     for (const vtep of current.remotes.get(mac)!) delRemote.push({ op: 'del-remote', mac, vtep });
   }
-  return { ops: [...setRemote, ...setPort, ...setNeigh, ...delNeigh, ...delPort, ...delRemote], problems };
+  return { ops: [...setRemote, ...setNeigh, ...delNeigh, ...delRemote], problems };
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
-/** Shoal's entries (and others' in the way) on the network's VXLAN device and bridge. */
-export function readPeers(nl: Rtnl, vxlan: Link, bridge: Link): CurrentPeers {
+/** Shoal's entries (and others' in the way) on the network's VXLAN device. */
+export function readPeers(nl: Rtnl, vxlan: Link): CurrentPeers {
   const current = emptyPeers();
   for (const e of listFdbEntries(nl, { dev: vxlan })) {
     // Flood entries are never Shoal's (it makes none) and never a container's MAC.
@@ -215,13 +202,9 @@ export function readPeers(nl: Rtnl, vxlan: Link, bridge: Link): CurrentPeers {
       } else {
         current.foreignMacs.add(e.mac);
       }
-    } else if (e.master) {
-      if (e.externLearned) current.ports.add(e.mac);
-      // permanent = the device's own (local) MAC; dynamic = learned: neither is in the way.
-      else if (!e.permanent && (e.state & NUD.noarp) !== 0) current.foreignMacs.add(e.mac);
     }
   }
-  for (const n of listNeighbours(nl, { dev: bridge })) {
+  for (const n of listNeighbours(nl, { dev: vxlan })) {
     if (n.ip === undefined) continue;
     const ip = canonicalIp(n.ip) ?? n.ip;
     if (n.protocol === SHOAL_NEIGH_PROTOCOL && n.mac) current.neighbours.set(ip, n.mac);
@@ -234,21 +217,17 @@ function opText(o: PeerOp): string {
   switch (o.op) {
     case 'set-remote':
       return `set FDB ${o.mac} dst ${o.vtep}${o.from ? ` (was ${o.from})` : ''}`;
-    case 'set-port':
-      return `set bridge FDB ${o.mac}`;
     case 'set-neighbour':
       return `set neighbour ${o.ip} lladdr ${o.mac}${o.from ? ` (was ${o.from})` : ''}`;
     case 'del-neighbour':
       return `delete neighbour ${o.ip}`;
-    case 'del-port':
-      return `delete bridge FDB ${o.mac}`;
     case 'del-remote':
       return `delete FDB ${o.mac} dst ${o.vtep}`;
   }
 }
 
 /** Applies `ops` in order; every one is attempted. Returns the failures (empty: all applied). */
-export function applyPeerOps(nl: Rtnl, vxlan: Link, bridge: Link, ops: readonly PeerOp[]): string[] {
+export function applyPeerOps(nl: Rtnl, vxlan: Link, ops: readonly PeerOp[]): string[] {
   const failures: string[] = [];
   for (const o of ops) {
     try {
@@ -256,17 +235,11 @@ export function applyPeerOps(nl: Rtnl, vxlan: Link, bridge: Link, ops: readonly 
         case 'set-remote':
           setFdbEntry(nl, { dev: vxlan, mac: o.mac, dst: o.vtep, state: 'permanent', externLearned: true }, 'replace');
           break;
-        case 'set-port':
-          setFdbEntry(nl, { dev: vxlan, mac: o.mac, on: 'master', state: 'noarp', externLearned: true }, 'replace');
-          break;
         case 'set-neighbour':
-          setNeighbour(nl, { dev: bridge, ip: o.ip, mac: o.mac, state: 'permanent', protocol: SHOAL_NEIGH_PROTOCOL }, 'replace');
+          setNeighbour(nl, { dev: vxlan, ip: o.ip, mac: o.mac, state: 'permanent', protocol: SHOAL_NEIGH_PROTOCOL }, 'replace');
           break;
         case 'del-neighbour':
-          ignoreMissing(() => deleteNeighbour(nl, { dev: bridge, ip: o.ip }));
-          break;
-        case 'del-port':
-          ignoreMissing(() => deleteFdbEntry(nl, { dev: vxlan, mac: o.mac, on: 'master' }));
+          ignoreMissing(() => deleteNeighbour(nl, { dev: vxlan, ip: o.ip }));
           break;
         case 'del-remote':
           ignoreMissing(() => deleteFdbEntry(nl, { dev: vxlan, mac: o.mac, dst: o.vtep }));
@@ -294,10 +267,9 @@ export interface PeerSyncReport {
  */
 export function syncPeers(nl: Rtnl, target: PeerTarget, endpoints: Iterable<RemoteEndpoint>, options: { localVtep?: string } = {}): PeerSyncReport {
   const vxlan = getLink(nl, target.vxlan);
-  const bridge = getLink(nl, target.bridge);
   const { desired, problems } = desiredPeers(endpoints, options);
-  const plan = diffPeers(readPeers(nl, vxlan, bridge), desired);
-  const failures = applyPeerOps(nl, vxlan, bridge, plan.ops);
+  const plan = diffPeers(readPeers(nl, vxlan), desired);
+  const failures = applyPeerOps(nl, vxlan, plan.ops);
   if (failures.length > 0) throw new PeerSyncError(vxlan.name, failures);
   return { ops: plan.ops, problems: [...problems, ...plan.problems] };
 }

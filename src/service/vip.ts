@@ -1,7 +1,7 @@
 /**
  * Where a VIP lives in the kernel. The VIP comes from the network's own subnet (store.ts), so a
  * client on the network thinks it is on-link and asks ARP/ND for it: the host answers because
- * the VIP is a /32 (/128) address on the network's bridge. Packets to it are then routed by
+ * the VIP is a /32 (/128) address on the network's bridge (an overlay's gateway link). Packets to it are then routed by
  * the host, where `ip shoal-lb` DNATs them to a replica (nft-rules.ts). Host processes reach it
  * the same way (a local address, through the nat/output hook).
  *

@@ -247,7 +247,7 @@ describe('routing mesh across nodes', () => {
     const lb0 = (etcdJson(`endpoints/${NET}/${n0.name}/`).find((e) => e['containerId'] === `node:${n0.name}`)!['ipv4'] as string[])[0]!;
     const viaN0 = new Set(hellos(n1.netns, n0.address, MESH_PORT, 6, true));
     expect(viaN0).toEqual(new Set([`r0 ${n1.address}`, `r1 ${lb0}`]));
-    // The address is node 2's: one of its blocks, on its lb- veth.
+    // The address is node 2's: one of its blocks, on its lb- link.
     expect(cluster.exec(n2, 'ip', ['-br', 'addr', 'show']).stdout).toMatch(new RegExp(`^lb-\\S+\\s+UP\\s+${lbAddress.replaceAll('.', '\\.')}/32`, 'm'));
   });
 

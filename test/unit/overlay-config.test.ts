@@ -57,7 +57,7 @@ describe('shoal-vxlan config', () => {
     expect(parseVxlanConfForDel({ ...base, bridge: 'ovl0', ipMasq: false } as NetConf)).toMatchObject({ bridge: 'ovl0', ipMasq: false });
   });
 
-  it('runs the attachment as a shoal-bridge gateway on the overlay bridge, with the overlay MTU', () => {
+  it('runs the attachment as a shoal-bridge gateway on the overlay gateway link, with the overlay MTU', () => {
     const config = { ...base, isGateway: false, hairpinMode: true, mtu: 1400 } as NetConf;
     const conf = parseVxlanConf(config);
     const b = parseBridgeConf(bridgeConfig(config, conf, 1400));

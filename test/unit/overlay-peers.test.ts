@@ -17,7 +17,6 @@ function programmed(d: DesiredPeers): CurrentPeers {
   const c = emptyPeers();
   for (const [m, vtep] of d.remotes) {
     c.remotes.set(m, [vtep]);
-    c.ports.add(m);
   }
   for (const [ip, m] of d.neighbours) c.neighbours.set(ip, m);
   return c;
@@ -27,7 +26,6 @@ function programmed(d: DesiredPeers): CurrentPeers {
 function apply(current: CurrentPeers, ops: PeerOp[]): CurrentPeers {
   const c: CurrentPeers = {
     remotes: new Map([...current.remotes].map(([k, v]) => [k, [...v]])),
-    ports: new Set(current.ports),
     neighbours: new Map(current.neighbours),
     foreignMacs: new Set(current.foreignMacs),
     foreignIps: new Set(current.foreignIps),
@@ -42,9 +40,7 @@ function apply(current: CurrentPeers, ops: PeerOp[]): CurrentPeers {
       const list = (c.remotes.get(o.mac) ?? []).filter((v) => v !== o.vtep);
       if (list.length) c.remotes.set(o.mac, list);
       else c.remotes.delete(o.mac);
-    } else if (o.op === 'set-port') c.ports.add(o.mac);
-    else if (o.op === 'del-port') c.ports.delete(o.mac);
-    else if (o.op === 'set-neighbour') c.neighbours.set(o.ip, o.mac);
+    } else if (o.op === 'set-neighbour') c.neighbours.set(o.ip, o.mac);
     else c.neighbours.delete(o.ip);
   }
   return c;
@@ -107,13 +103,11 @@ describe('desiredPeers', () => {
 });
 
 describe('diffPeers', () => {
-  it('from nothing: every remote FDB entry, then the bridge entries, then the neighbours (never a neighbour before its FDB entry)', () => {
+  it('from nothing: every remote FDB entry, then the neighbours (never a neighbour before its FDB entry)', () => {
     const plan = diffPeers(emptyPeers(), desired([ep(B, 21), ep(C, 31)]));
     expect(plan.ops).toEqual([
       { op: 'set-remote', mac: mac(21), vtep: B },
       { op: 'set-remote', mac: mac(31), vtep: C },
-      { op: 'set-port', mac: mac(21) },
-      { op: 'set-port', mac: mac(31) },
       { op: 'set-neighbour', ip: '10.197.0.21', mac: mac(21) },
       { op: 'set-neighbour', ip: '10.197.0.31', mac: mac(31) },
     ]);
@@ -125,17 +119,16 @@ describe('diffPeers', () => {
     expect(diffPeers(programmed(d), d)).toEqual({ ops: [], problems: [] });
   });
 
-  it('an endpoint gone: its neighbour first, then its bridge entry, then its remote entry; nothing else touched', () => {
+  it('an endpoint gone: its neighbour first, then its remote entry; nothing else touched', () => {
     const before = desired([ep(B, 21), ep(C, 31)]);
     const plan = diffPeers(programmed(before), desired([ep(B, 21)]));
     expect(plan.ops).toEqual([
       { op: 'del-neighbour', ip: '10.197.0.31', mac: mac(31) },
-      { op: 'del-port', mac: mac(31) },
       { op: 'del-remote', mac: mac(31), vtep: C },
     ]);
   });
 
-  it('a MAC moved to another node: the remote entry is replaced in place (no gap), bridge entry and neighbour stay', () => {
+  it('a MAC moved to another node: the remote entry is replaced in place (no gap), the neighbour stays', () => {
     const plan = diffPeers(programmed(desired([ep(B, 21)])), desired([ep(C, 21)]));
     expect(plan.ops).toEqual([{ op: 'set-remote', mac: mac(21), vtep: C, from: B }]);
   });
@@ -144,9 +137,7 @@ describe('diffPeers', () => {
     const plan = diffPeers(programmed(desired([ep(B, 21)])), desired([{ vtep: B, mac: mac(22), ip: '10.197.0.21' }]));
     expect(plan.ops).toEqual([
       { op: 'set-remote', mac: mac(22), vtep: B },
-      { op: 'set-port', mac: mac(22) },
       { op: 'set-neighbour', ip: '10.197.0.21', mac: mac(22), from: mac(21) },
-      { op: 'del-port', mac: mac(21) },
       { op: 'del-remote', mac: mac(21), vtep: B },
     ]);
   });
@@ -172,7 +163,6 @@ describe('diffPeers', () => {
     const plan = diffPeers(current, desired([ep(B, 21), ep(C, 31)]));
     expect(plan.ops).toEqual([
       { op: 'set-remote', mac: mac(31), vtep: C },
-      { op: 'set-port', mac: mac(31) },
       { op: 'set-neighbour', ip: '10.197.0.21', mac: mac(21) },
     ]);
     expect(plan.problems).toEqual([
@@ -195,15 +185,14 @@ describe('diffPeers', () => {
       }
       const d = desired(endpoints);
       const plan = diffPeers(state, d);
-      // At every step of the plan, each neighbour's MAC has both of its FDB entries.
+      // At every step of the plan, each neighbour's MAC has its FDB entry.
       let partial = state;
       for (const o of plan.ops) {
         partial = apply(partial, [o]);
-        for (const m of partial.neighbours.values()) expect(partial.ports.has(m) && partial.remotes.has(m), `seed ${r.seed}, round ${round}`).toBe(true);
+        for (const m of partial.neighbours.values()) expect(partial.remotes.has(m), `seed ${r.seed}, round ${round}`).toBe(true);
       }
       state = partial;
       expect(state.remotes, `seed ${r.seed}`).toEqual(new Map([...d.remotes].map(([k, v]) => [k, [v]])));
-      expect(state.ports, `seed ${r.seed}`).toEqual(new Set(d.remotes.keys()));
       expect(state.neighbours, `seed ${r.seed}`).toEqual(d.neighbours);
       expect(diffPeers(state, d).ops, `seed ${r.seed}`).toEqual([]);
     }

@@ -29,7 +29,8 @@ export async function startOverlay({ prefix, network, subnet }) {
       /** Store, run and CNI config dirs of node 0, for the plugin's environment. */
       env: node0.env,
       /** Node 0's bridge ports other than the VXLAN device (the containers' host veths). */
-      bridgePorts: () => json('ip', ['-n', node0.netns, '-j', '-d', 'link', 'show', 'master', conf.bridge]).filter((l) => l.linkinfo?.info_kind !== 'vxlan').map((l) => l.ifname),
+      /** Macvlans left in node 0 itself: a container's link made there and not yet moved (the gateway and lb-… are the network's). */
+      hostLinks: () => json('ip', ['-n', node0.netns, '-j', 'link', 'show', 'type', 'macvlan']).filter((l) => l.ifname !== conf.bridge && !l.ifname.startsWith('lb-')).map((l) => l.ifname),
       rulesMentioning: (needle) => nftMentions(needle, node0.netns),
       rowsMentioning: (needle) => storeRows(node0.stateDir, needle),
       /** etcd keys (any prefix) naming `needle`: endpoints the node 0 daemon published. */

@@ -1,0 +1,48 @@
+/**
+ * A container's link on an overlay network: a macvlan in bridge mode on the network's VXLAN
+ * device (device.ts says why not a veth on a bridge), made in the host under a temporary name
+ * and moved into the container as CNI_IFNAME (shoal-macvlan's pattern: creating it under the
+ * final name in the host could collide with a host link). The rest of the attachment is
+ * shoal-bridge's (plugin.ts).
+ */
+import type { CniRequest } from '../../cni/skel.js';
+import type { CniInterface } from '../../cni/types.js';
+import type { ContainerLinkMaker } from '../bridge/bridge-plugin.js';
+import { AttachmentCheckError, LinkConflictError } from '../bridge/errors.js';
+import { temporaryLinkName } from '../bridge/names.js';
+import { LinkExistsError } from '../kernel/errors.js';
+import { createLink, deleteLinkIfExists, findLink, moveLinkToNetns, type Link } from '../kernel/link.js';
+import type { Rtnl } from '../kernel/rtnl.js';
+import { vxlanDeviceName } from './names.js';
+
+/** The kind of a container's link on an overlay (DEL deletes only a link of this kind). */
+export const OVERLAY_LINK_KIND = 'macvlan';
+
+/** Links on the VXLAN device of (network, VNI), the gateway being `gateway` (ensured by the caller). */
+export function overlayLinkMaker(network: string, vni: number, gateway: () => Link): ContainerLinkMaker {
+  const vxlanName = vxlanDeviceName(network, vni);
+  return {
+    kind: OVERLAY_LINK_KIND,
+    gateway: () => gateway(),
+    make(host: Rtnl, ctr: Rtnl, req: CniRequest, o: { mtu: number | undefined; mac: string | undefined }, undo): CniInterface[] {
+      if (findLink(ctr, req.ifname)) throw new LinkConflictError(`failed to create macvlan "${req.ifname}": it already exists in ${req.netns}`);
+      const temp = temporaryLinkName('mv');
+      try {
+        createLink(host, { kind: 'macvlan', name: temp, parent: vxlanName, mode: 'bridge', mtu: o.mtu, mac: o.mac });
+      } catch (err) {
+        if (err instanceof LinkExistsError) throw new LinkConflictError(`failed to create macvlan "${temp}": it already exists`, { cause: err });
+        throw err;
+      }
+      undo.push(`delete macvlan "${temp}"`, () => deleteLinkIfExists(host, temp));
+      moveLinkToNetns(host, temp, req.netns, req.ifname);
+      undo.push(`delete macvlan "${req.ifname}" in ${req.netns}`, () => deleteLinkIfExists(ctr, req.ifname));
+      return [];
+    },
+    verify(host: Rtnl, link: Link): void {
+      const vxlan = findLink(host, vxlanName);
+      if (link.kind !== OVERLAY_LINK_KIND || vxlan === undefined || link.parentIndex !== vxlan.index) {
+        throw new AttachmentCheckError(`failed to check "${link.name}": it is not a macvlan on vxlan "${vxlanName}"`);
+      }
+    },
+  };
+}
