@@ -206,7 +206,11 @@ describe('vxlan, macvlan, ipvlan', () => {
     const vx = objs.linkName();
     const u = createLink(nl, { kind: 'bridge', name: under });
     const l = createLink(nl, { kind: 'vxlan', name: vx, vni: 4242, local: '192.0.2.10', port: 4789, learning: false, dev: under });
-    expect(l.vxlan).toEqual({ vni: 4242, local: '192.0.2.10', port: 4789, learning: false, underlayIndex: u.index, ttl: 0 });
+    expect(l.vxlan).toEqual({ vni: 4242, local: '192.0.2.10', port: 4789, learning: false, proxy: false, underlayIndex: u.index, ttl: 0 });
+    // ARP/ND proxy, set at creation (the kernel refuses to change it later).
+    const px = objs.linkName();
+    expect(createLink(nl, { kind: 'vxlan', name: px, vni: 4243, local: '192.0.2.10', port: 4789, learning: false, proxy: true, dev: under }).vxlan?.proxy).toBe(true);
+    expect(ipLink(px).linkinfo?.info_data).toMatchObject({ proxy: true });
 
     const data = ipLink(vx).linkinfo?.info_data ?? {};
     expect(data).toMatchObject({ id: 4242, local: '192.0.2.10', port: 4789, learning: false, link: under });
