@@ -48,6 +48,12 @@ export type CreateLinkSpec = {
   master?: LinkRef;
   /** Bring the link up once created. */
   up?: boolean;
+  /**
+   * Create the link directly inside this handle's netns (IFLA_NET_NS_FD), e.g. a macvlan in a
+   * container on a parent in the host: nothing of it ever exists in the host, not even for a
+   * moment a crash could leave behind. The name must be free there.
+   */
+  into?: Rtnl;
 } & (
   | { kind: 'bridge'; vlanFiltering?: boolean }
   | {
@@ -115,15 +121,21 @@ export function createLink(nl: Rtnl, spec: CreateLinkSpec): Link {
   const what = op(`create ${spec.kind} link`, spec.name);
   const masterIndex = spec.master === undefined ? undefined : linkIndex(nl, spec.master);
   const parentIndex = 'parent' in spec ? linkIndex(nl, spec.parent) : undefined;
-  const send = (info: LinkInfoSpec): void => {
-    const attrs = [...commonLinkAttrs({ name: spec.name, mtu: spec.mtu, mac: spec.mac, masterIndex, parentIndex }), linkInfoAttr(info)];
+  const target = spec.into ?? nl;
+  const request = (attrs: Attr[]): void => {
     const header = encodeIfinfomsg(spec.up ? { flags: IFF_UP, change: IFF_UP } : {});
     try {
       nl.sock.request({ type: RTM_NEWLINK, flags: NLM_F_CREATE | NLM_F_EXCL, header, attrs }, what);
     } catch (err) {
-      if (err instanceof NetlinkError && err.errnoName === 'EEXIST') throw new LinkExistsError(spec.name, nl.where, { cause: err });
+      if (err instanceof NetlinkError && err.errnoName === 'EEXIST') throw new LinkExistsError(spec.name, target.where, { cause: err });
       throw err;
     }
+  };
+  const send = (info: LinkInfoSpec): void => {
+    const attrs = [...commonLinkAttrs({ name: spec.name, mtu: spec.mtu, mac: spec.mac, masterIndex, parentIndex }), linkInfoAttr(info)];
+    const into = spec.into?.netns;
+    if (into === undefined) request(attrs);
+    else withNetnsFd(into, (fd) => request([...attrs, attr.u32(IFLA_NET_NS_FD, fd)]));
   };
   switch (spec.kind) {
     case 'bridge':
@@ -148,7 +160,7 @@ export function createLink(nl: Rtnl, spec: CreateLinkSpec): Link {
       send({ kind: 'ipvlan', mode: spec.mode, flag: spec.flag });
       break;
   }
-  return getLink(nl, spec.name);
+  return getLink(target, spec.name);
 }
 
 export function deleteLink(nl: Rtnl, ref: LinkRef): void {

@@ -1,17 +1,16 @@
 /**
  * A container's link on an overlay network: a macvlan in bridge mode on the network's VXLAN
- * device (device.ts says why not a veth on a bridge), made in the host under a temporary name
- * and moved into the container as CNI_IFNAME (shoal-macvlan's pattern: creating it under the
- * final name in the host could collide with a host link). The rest of the attachment is
- * shoal-bridge's (plugin.ts).
+ * device (device.ts says why not a veth on a bridge), created directly inside the container
+ * under CNI_IFNAME (IFLA_NET_NS_FD): it never exists in the host, so no crash can leave one
+ * there, and no host link's name is in the way. The rest of the attachment is shoal-bridge's
+ * (plugin.ts).
  */
 import type { CniRequest } from '../../cni/skel.js';
 import type { CniInterface } from '../../cni/types.js';
 import type { ContainerLinkMaker } from '../bridge/bridge-plugin.js';
 import { AttachmentCheckError, LinkConflictError } from '../bridge/errors.js';
-import { temporaryLinkName } from '../bridge/names.js';
 import { LinkExistsError } from '../kernel/errors.js';
-import { createLink, deleteLinkIfExists, findLink, moveLinkToNetns, type Link } from '../kernel/link.js';
+import { createLink, deleteLinkIfExists, findLink, type Link } from '../kernel/link.js';
 import type { Rtnl } from '../kernel/rtnl.js';
 import { vxlanDeviceName } from './names.js';
 
@@ -25,16 +24,12 @@ export function overlayLinkMaker(network: string, vni: number, gateway: () => Li
     kind: OVERLAY_LINK_KIND,
     gateway: () => gateway(),
     make(host: Rtnl, ctr: Rtnl, req: CniRequest, o: { mtu: number | undefined; mac: string | undefined }, undo): CniInterface[] {
-      if (findLink(ctr, req.ifname)) throw new LinkConflictError(`failed to create macvlan "${req.ifname}": it already exists in ${req.netns}`);
-      const temp = temporaryLinkName('mv');
       try {
-        createLink(host, { kind: 'macvlan', name: temp, parent: vxlanName, mode: 'bridge', mtu: o.mtu, mac: o.mac });
+        createLink(host, { kind: 'macvlan', name: req.ifname, parent: vxlanName, mode: 'bridge', mtu: o.mtu, mac: o.mac, into: ctr });
       } catch (err) {
-        if (err instanceof LinkExistsError) throw new LinkConflictError(`failed to create macvlan "${temp}": it already exists`, { cause: err });
+        if (err instanceof LinkExistsError) throw new LinkConflictError(`failed to create macvlan "${req.ifname}": it already exists in ${req.netns}`, { cause: err });
         throw err;
       }
-      undo.push(`delete macvlan "${temp}"`, () => deleteLinkIfExists(host, temp));
-      moveLinkToNetns(host, temp, req.netns, req.ifname);
       undo.push(`delete macvlan "${req.ifname}" in ${req.netns}`, () => deleteLinkIfExists(ctr, req.ifname));
       return [];
     },

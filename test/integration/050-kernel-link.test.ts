@@ -265,6 +265,24 @@ describe('vxlan, macvlan, ipvlan', () => {
     expect(ipLink(mv).linkinfo?.info_data).toMatchObject({ mode: 'vepa' });
   });
 
+  it('creates a macvlan directly inside a netns on a parent in the host (`into`), never in the host', () => {
+    const a = objs.linkName();
+    const b = objs.linkName();
+    const ns = objs.netns();
+    const parent = createLink(nl, { kind: 'veth', name: a, peer: { name: b } });
+    const inside = openRtnl(ns.path);
+    try {
+      const l = createLink(nl, { kind: 'macvlan', name: 'eth0', parent: a, mode: 'bridge', mtu: 1400, into: inside });
+      expect(l).toMatchObject({ name: 'eth0', kind: 'macvlan', mtu: 1400, parentIndex: parent.index });
+      expect(ipLink('eth0', ns.name).linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'bridge' } });
+      expect(findLink(nl, 'eth0')?.kind, 'nothing of it in the host').not.toBe('macvlan');
+      // The name is taken inside: EEXIST there, named as such.
+      expect(() => createLink(nl, { kind: 'macvlan', name: 'eth0', parent: a, mode: 'bridge', into: inside })).toThrow(LinkExistsError);
+    } finally {
+      inside.close();
+    }
+  });
+
   it('reports the kernel refusing ipvlan (no module in this kernel) as a NetlinkError', () => {
     const a = objs.linkName();
     const b = objs.linkName();

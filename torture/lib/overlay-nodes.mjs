@@ -29,7 +29,7 @@ export async function startOverlay({ prefix, network, subnet }) {
       /** Store, run and CNI config dirs of node 0, for the plugin's environment. */
       env: node0.env,
       /** Node 0's bridge ports other than the VXLAN device (the containers' host veths). */
-      /** Macvlans left in node 0 itself: a container's link made there and not yet moved (the gateway and lb-… are the network's). */
+      /** Macvlans in node 0 itself other than the network's (the gateway, lb-…): a container's link is made inside the container, never here. */
       hostLinks: () => json('ip', ['-n', node0.netns, '-j', 'link', 'show', 'type', 'macvlan']).filter((l) => l.ifname !== conf.bridge && !l.ifname.startsWith('lb-')).map((l) => l.ifname),
       rulesMentioning: (needle) => nftMentions(needle, node0.netns),
       rowsMentioning: (needle) => storeRows(node0.stateDir, needle),
