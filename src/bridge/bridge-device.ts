@@ -4,14 +4,14 @@
  * it); the gateway address is added the same way. The bridge is never deleted by DEL, as in the
  * reference plugin: other containers may still be on it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { addAddress, deleteAddress, listAddresses } from '../kernel/address.js';
 import { LinkExistsError, NetlinkError, SysctlError } from '../kernel/errors.js';
 import { createLink, findLink, getLink, linkMacIsSet, setLinkGroup, setLinkMac, setLinkMtu, setLinkPromisc, setLinkUp, type Link } from '../kernel/link.js';
 import type { IpPrefix } from '../addr.js';
 import { afOf } from '../kernel/netlink/inet.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import { interfaceSysctlKey, sysctlPath, writeSysctl } from '../kernel/sysctl.js';
+import { ensureSysctl, interfaceSysctlKey, sysctlPath, writeSysctl } from '../kernel/sysctl.js';
 import { LinkConflictError } from './errors.js';
 import { SHOAL_BRIDGE_GROUP } from './firewall.js';
 import { bridgeMac } from './mac.js';
@@ -118,16 +118,6 @@ export function ensureGatewayAddress(host: Rtnl, bridge: Link, gateway: IpPrefix
 
 /** Routing between the bridge and the rest of the host (the reference's enableIPForward). */
 export function enableForwarding(families: { v4: boolean; v6: boolean }): void {
-  if (families.v4) writeIfDifferent('net.ipv4.ip_forward');
-  if (families.v6) writeIfDifferent('net.ipv6.conf.all.forwarding');
-}
-
-function writeIfDifferent(key: string): void {
-  // Reading is cheaper than writing and keeps the common case free of side effects.
-  try {
-    if (readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim() === '1') return;
-  } catch {
-    // fall through to the write, which reports a clear error
-  }
-  writeSysctl(key, '1');
+  if (families.v4) ensureSysctl('net.ipv4.ip_forward', 1);
+  if (families.v6) ensureSysctl('net.ipv6.conf.all.forwarding', 1);
 }

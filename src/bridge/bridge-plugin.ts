@@ -47,6 +47,9 @@ export interface ContainerLinkMaker {
   verify(host: Rtnl, link: Link): void;
 }
 
+/** What CHECK needs of a maker: the container's link is not a veth, and how to verify it. */
+export type ContainerLinkCheck = Pick<ContainerLinkMaker, 'verify'>;
+
 type Undo = { push(what: string, fn: () => unknown): void };
 
 function closeAll(...handles: Array<Rtnl | undefined>): void {
@@ -190,11 +193,11 @@ function bridgeTraces(req: CniRequest, conf: BridgeConf, hasHostVeth: boolean): 
 }
 
 /** Unknown (code 3) before anything else when no part of it exists; see check-known.ts. */
-export async function checkKnown(req: CniRequest, maker?: ContainerLinkMaker): Promise<void> {
+export async function checkKnown(req: CniRequest, maker?: ContainerLinkCheck): Promise<void> {
   await checkAttachmentKnown(req, bridgeTraces(req, parseBridgeConf(req.config), !maker));
 }
 
-export async function check(req: CniRequest, options: { knownChecked?: boolean; maker?: ContainerLinkMaker } = {}): Promise<void> {
+export async function check(req: CniRequest, options: { knownChecked?: boolean; maker?: ContainerLinkCheck } = {}): Promise<void> {
   const conf = parseBridgeConf(req.config);
   if (!options.knownChecked) await checkAttachmentKnown(req, bridgeTraces(req, conf, !options.maker));
   const prev = req.prevResult ?? {};

@@ -25,7 +25,7 @@ import { containerMac } from '../bridge/mac.js';
 import { addAddress, listAddresses } from '../kernel/address.js';
 import { createLink, deleteLinkIfExists, findLink, setLinkUp } from '../kernel/link.js';
 import type { Rtnl } from '../kernel/rtnl.js';
-import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
+import { ensureSysctl, interfaceSysctlKey } from '../kernel/sysctl.js';
 import { subnetGateway, type NetworkRecord } from '../network/model.js';
 import { ensureOverlayDevice } from '../overlay/device.js';
 import { lbEndpointName } from '../overlay/names.js';
@@ -70,13 +70,11 @@ export function ensureLbEndpoint(nl: Rtnl, net: NetworkRecord, advertiseAddr: st
   }
   // Replies from replicas arrive here while the route back to them is the gateway: strict
   // reverse-path filtering would drop them. The kernel uses max(all, this), so 2 is loose.
-  const rp = interfaceSysctlKey('ipv4', name, 'rp_filter');
-  if (readSysctl(rp).trim() !== '2') writeSysctl(rp, 2);
+  ensureSysctl(interfaceSysctlKey('ipv4', name, 'rp_filter'), 2);
   // A connection from 127.0.0.1 to a published port, DNATed to a replica on another node and
   // SNATed to this address: its replies arrive here and are un-NATed to 127.0.0.1, a martian
   // destination on any interface without route_localnet.
-  const localnet = interfaceSysctlKey('ipv4', name, 'route_localnet');
-  if (readSysctl(localnet).trim() !== '1') writeSysctl(localnet, 1);
+  ensureSysctl(interfaceSysctlKey('ipv4', name, 'route_localnet'), 1);
   const v4 = addresses.find((a) => a.family === 4);
   const v6 = addresses.find((a) => a.family === 6);
   return { network: net.name, ...(v4 ? { v4: v4.toString() } : {}), ...(v6 ? { v6: v6.toString() } : {}), mac, bridge: net.bridge! };

@@ -89,6 +89,20 @@ export function readSysctlInt(key: SysctlKey, opts?: SysctlOptions): number {
 }
 
 /**
+ * Makes `key` hold `value`, writing only when it holds something else: reading is cheaper than
+ * writing and keeps the common case (every ADD, every sync) free of side effects. A key that
+ * cannot be read is written anyway, so its error is the write's, which names the value too.
+ */
+export function ensureSysctl(key: SysctlKey, value: string | number, opts?: SysctlOptions): void {
+  try {
+    if (readSysctl(key, opts).trim() === String(value)) return;
+  } catch (err) {
+    if (!(err instanceof SysctlError)) throw err;
+  }
+  writeSysctl(key, value, opts);
+}
+
+/**
  * Write a value. Opened O_WRONLY without O_CREAT/O_TRUNC: a missing key must fail, not be
  * created. The kernel validates on write(2), so EINVAL there means the value was refused.
  */

@@ -10,7 +10,7 @@
  * Docker or Kubernetes host) sends every frame crossing a Linux bridge through the host's
  * netfilter hooks (conntrack, NAT, filter chains), once on each node. Container-to-container
  * traffic across nodes then ran at 0.81-0.84x the bare underlay; macvlans on the VXLAN device
- * switch frames below netfilter (0.94x, README.md has the numbers). Frames between containers of
+ * switch frames below netfilter (0.86-0.94x over 8 runs, median 0.91; README.md has the numbers). Frames between containers of
  * the node are switched by macvlan's bridge mode; frames for other MACs go to the VXLAN device,
  * which sends them to the VTEP its FDB names.
  *

@@ -24,7 +24,7 @@ import { AttachmentCheckError } from '../bridge/errors.js';
 import { bridgeConfig, parseVxlanConf, parseVxlanConfForDel, type VxlanConf } from './config.js';
 import { ensureOverlayDevice, overlayDeviceProblems, overlayMtu } from './device.js';
 import { resolveUnderlay } from './underlay.js';
-import { OVERLAY_LINK_KIND, overlayLinkMaker } from './attachment.js';
+import { OVERLAY_LINK_KIND, overlayLinkCheck, overlayLinkMaker } from './attachment.js';
 
 const bridgePlugin = () => import('../bridge/bridge-plugin.js');
 
@@ -50,7 +50,7 @@ export async function add(req: CniRequest): Promise<CniResult> {
     const underlay = resolveUnderlay(host, conf.underlay);
     return ensureOverlayDevice(host, { network: conf.network, vni: conf.vni, gateway: conf.bridge, underlay, mtu: conf.mtu });
   });
-  const maker = overlayLinkMaker(conf.network, conf.vni, () => device.gateway);
+  const maker = overlayLinkMaker(conf.network, conf.vni, device.gateway);
   return (await bridgePlugin()).add(withConfig(req, bridgeConfig(req.config, conf, device.mtu)), maker);
 }
 
@@ -63,9 +63,7 @@ export async function check(req: CniRequest): Promise<void> {
   const conf: VxlanConf = parseVxlanConf(req.config);
   const bridge = await bridgePlugin();
   const bridgeReq = withConfig(req, bridgeConfig(req.config, conf, undefined));
-  const maker = overlayLinkMaker(conf.network, conf.vni, () => {
-    throw new Error('CHECK makes nothing');
-  });
+  const maker = overlayLinkCheck(conf.network, conf.vni);
   // An attachment never added is unknown (code 3) even where the overlay device is missing too.
   await bridge.checkKnown(bridgeReq, maker);
   const problems = withRtnl(undefined, (host) => {

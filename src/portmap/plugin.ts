@@ -17,7 +17,7 @@ import { openRtnl } from '../kernel/rtnl.js';
 import { getLink } from '../kernel/link.js';
 import { listRoutes } from '../kernel/route.js';
 import { AF_INET } from '../kernel/netlink/constants.js';
-import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
+import { ensureSysctl, interfaceSysctlKey } from '../kernel/sysctl.js';
 import {
   attachmentFromOwner,
   attachmentOf,
@@ -115,8 +115,7 @@ function enableRouteLocalnet(plan: PortmapPlan, req: CniRequest): void {
     req.log.warn({ ip: v4.ip.toString() }, 'no host route to the container: 127.0.0.1 will not reach it');
     return;
   }
-  const key = interfaceSysctlKey('ipv4', ifname, 'route_localnet');
-  if (readSysctl(key).trim() !== '1') writeSysctl(key, 1);
+  ensureSysctl(interfaceSysctlKey('ipv4', ifname, 'route_localnet'), 1);
 }
 
 // ---- conntrack -----------------------------------------------------------------------------------

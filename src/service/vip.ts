@@ -12,7 +12,7 @@ import { parseAddress } from '../dns/ip.js';
 import { addAddress, deleteAddressIfExists, listAddresses } from '../kernel/address.js';
 import { findLink } from '../kernel/link.js';
 import { openRtnl } from '../kernel/rtnl.js';
-import { interfaceSysctlKey, readSysctl, writeSysctl } from '../kernel/sysctl.js';
+import { ensureSysctl, interfaceSysctlKey } from '../kernel/sysctl.js';
 
 const hostCidr = (vip: string) => (vip.includes(':') ? `${vip}/128` : `${vip}/32`);
 
@@ -44,6 +44,5 @@ export function removeVipAddresses(bridge: string, vips: readonly string[]): voi
 
 /** Not reverted: portmap sets the same switch on the same bridges and relies on it. */
 export function enableRouteLocalnet(bridge: string): void {
-  const key = interfaceSysctlKey('ipv4', bridge, 'route_localnet');
-  if (readSysctl(key).trim() !== '1') writeSysctl(key, 1);
+  ensureSysctl(interfaceSysctlKey('ipv4', bridge, 'route_localnet'), 1);
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsNotFoundError, SysctlError } from '../../src/kernel/errors.js';
 import { createNetns, currentNetnsInode, deleteNetns, warmThreadpool } from '../../src/kernel/netns.js';
-import { interfaceSysctlKey, readSysctl, readSysctlInt, writeSysctl } from '../../src/kernel/sysctl.js';
+import { ensureSysctl, interfaceSysctlKey, readSysctl, readSysctlInt, writeSysctl } from '../../src/kernel/sysctl.js';
 import { testRunId, uniqueName } from '../helpers/names.js';
 
 let ns = '';
@@ -58,6 +58,20 @@ describe('sysctl', () => {
     // The interface lives only in the namespace: the host has no such key.
     expect(() => readSysctl(key)).toThrow(/no such sysctl/);
     execFileSync('ip', ['-n', ns, 'link', 'del', a]);
+  });
+
+  it('ensureSysctl writes only a value that differs; an unreadable key fails with the write\'s error', () => {
+    ensureSysctl('net.ipv4.ip_forward', 0, { netns: nsPath });
+    expect(catIn(ns, '/proc/sys/net/ipv4/ip_forward')).toBe('0');
+    ensureSysctl('net.ipv4.ip_forward', 1, { netns: nsPath });
+    expect(catIn(ns, '/proc/sys/net/ipv4/ip_forward')).toBe('1');
+    // A read-only key (mode 0444, even for root): asking for what it holds writes nothing, so
+    // it succeeds; asking for anything else is the write's refusal.
+    const readOnly = 'net.ipv4.tcp_available_congestion_control';
+    ensureSysctl(readOnly, readSysctl(readOnly).trim());
+    expect(() => ensureSysctl(readOnly, 'banana')).toThrow(/failed to write sysctl "net.ipv4.tcp_available_congestion_control" = "banana"/);
+    expect(() => ensureSysctl('net.ipv4.no_such_key', 1, { netns: nsPath })).toThrow(/failed to write sysctl "net.ipv4.no_such_key" = "1" in ".*": no such sysctl/);
+    expect(currentNetnsInode()).toBe(hostInode);
   });
 
   it('raises SysctlError naming the key, and NetnsNotFoundError for a missing namespace', () => {
