@@ -8,25 +8,31 @@
 //    5 ms). Reported: the time from the ADD's exit to the last node answering, p50/p99 over the
 //    samples (goal p99 <= 1 s with 10 nodes).
 // 2. Throughput: iperf3 TCP between a container on node 1 and one on node 2 across the
-//    overlay, against the same two node namespaces over the bare underlay; rounds alternate
-//    (overlay, underlay, overlay, ...), same duration. Goal >= 0.9x.
-// 3. Encrypted (issue 15): then an `-o encrypted=true` network between the same two nodes,
+//    overlay, against the same two node namespaces over the bare underlay, as the host is set
+//    (its congestion control). Rounds are paired (one run of each path per round, the order
+//    rotating); reported: the median of the per-round ratios, and the ratio of the medians.
+//    Goal >= 0.9x.
+// 3. Cost per byte: the same two paths with both iperf3 ends pinned to one CPU and cubic, so the
+//    CPU sets the rate, next to the kernel's own VXLAN between the two node namespaces (nothing
+//    of Shoal): how much more a byte costs across the overlay, and how much of that is VXLAN's.
+// 4. Encrypted (issue 15): then an `-o encrypted=true` network between the same two nodes,
 //    iperf3 the same way, against the plain overlay's median. Measured after the plain rounds:
 //    once an encrypted network exists, the node pair's VXLAN is all ESP (one IPsec setup per
 //    pair). On a kernel without ESP/AES-GCM the network fails closed and this says so.
 //
 //   npm run bench -- overlay
-//   BENCH_NODES=10 BENCH_SAMPLES=40 BENCH_ROUNDS=5 BENCH_SECONDS=5 node bench/overlay.mjs
+//   BENCH_NODES=10 BENCH_SAMPLES=40 BENCH_ROUNDS=7 BENCH_SECONDS=5 node bench/overlay.mjs
 //
 // Every process is a child of this one, killed by its PID; every namespace goes with the cluster
 // (bench/lib/cluster-run.mjs).
 
 import { spawnSync } from 'node:child_process';
-import { ShoalCluster } from './lib/cluster-run.mjs';
+import { availableParallelism } from 'node:os';
+import { must, ShoalCluster } from './lib/cluster-run.mjs';
 
 const NODES = Number(process.env.BENCH_NODES ?? 10);
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 40);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -60,8 +66,77 @@ let buf = '';
 process.stdin.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { wanted.add(buf.slice(0, i)); buf = buf.slice(i + 1); } });
 `;
 
-async function main(sc) {
-  for (const tool of ['iperf3', 'ethtool']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`bench overlay needs ${tool} (scripts/setup.sh installs it)`);
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const fmt = (xs) => `median ${median(xs).toFixed(2)} Gbit/s (${xs.map((x) => x.toFixed(2)).join(', ')})`;
+/** The CPU both ends of a cost round run on: the last one. */
+const PIN_CPU = availableParallelism() - 1;
+
+/** Gbit/s received by one iperf3 TCP run from `clientNs` to a server on `serverIp` in `serverNs`. */
+function iperf(clientNs, serverNs, serverIp, { pin = false, cc, seconds = SECONDS } = {}) {
+  const pinned = pin ? ['taskset', '-c', String(PIN_CPU)] : [];
+  const srv = sc.spawn('ip', ['netns', 'exec', serverNs, ...pinned, 'iperf3', '-s', '-1', '-B', serverIp, '-p', '5301']);
+  srv.stdout.resume();
+  spawnSync('sleep', ['0.3']);
+  const args = ['-c', serverIp, '-p', '5301', '-t', String(seconds), '-J', ...(cc ? ['-C', cc] : [])];
+  const r = spawnSync('ip', ['netns', 'exec', clientNs, ...pinned, 'iperf3', ...args], { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
+  srv.kill('SIGKILL');
+  return JSON.parse(r.stdout).end.sum_received.bits_per_second / 1e9;
+}
+
+/**
+ * ROUNDS rounds over the named `paths` ([clientNs, serverNs, serverIp] each), every round one
+ * run of each path, the order rotated round by round so that no path always goes first. This
+ * machine's speed drifts by 10-20 % within a minute (every path at once): a ratio of two runs a
+ * few seconds apart moves less than a ratio of medians taken over the whole minute.
+ */
+function pairedRounds(paths, names, opts) {
+  const runs = Object.fromEntries(names.map((n) => [n, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(round + i) % names.length];
+      runs[name].push(iperf(...paths[name], opts));
+    }
+  }
+  return runs;
+}
+
+/** Prints each path's runs (once per result set) and the ratio `top` / `bottom`. */
+function report(runs, top, bottom, note) {
+  runs.printed ??= new Set();
+  for (const name of [top, bottom].filter((n) => !runs.printed.has(n))) {
+    console.log(`  ${name.padEnd(8)} ${fmt(runs[name])}`);
+    runs.printed.add(name);
+  }
+  const perRound = runs[top].map((x, i) => x / runs[bottom][i]).sort((x, y) => x - y);
+  console.log(`  ${top} / ${bottom} = ${median(perRound).toFixed(2)} median of rounds (${perRound.map((x) => x.toFixed(2)).join(', ')}), ${(median(runs[top]) / median(runs[bottom])).toFixed(2)} of medians ${note}`);
+}
+
+/**
+ * The kernel's own VXLAN between two node namespaces, with nothing of Shoal: a device on each
+ * node's underlay link, static FDB and neighbour entries, addresses from the benchmarking range
+ * (RFC 2544). It goes with the nodes' namespaces.
+ */
+const PLAIN_VXLAN = { vni: 16_777_000, dev: 'vxplain', ip: (k) => `198.18.250.${k}` };
+function plainVxlan(...nodes) {
+  const inNode = (node, ...args) => must('ip', ['netns', 'exec', node.netns, ...args]);
+  const macs = nodes.map((node, k) => {
+    const underlay = JSON.parse(inNode(node, 'ip', '-j', '-4', 'addr', 'show')).find((l) => l.addr_info.some((a) => a.local === node.address));
+    inNode(node, 'ip', 'link', 'add', PLAIN_VXLAN.dev, 'type', 'vxlan', 'id', String(PLAIN_VXLAN.vni), 'local', node.address, 'dev', underlay.ifname, 'dstport', '4789', 'nolearning');
+    inNode(node, 'ip', 'addr', 'add', `${PLAIN_VXLAN.ip(k + 1)}/24`, 'dev', PLAIN_VXLAN.dev);
+    inNode(node, 'ip', 'link', 'set', PLAIN_VXLAN.dev, 'up');
+    return JSON.parse(inNode(node, 'ip', '-j', 'link', 'show', 'dev', PLAIN_VXLAN.dev))[0].address;
+  });
+  nodes.forEach((node, k) =>
+    nodes.forEach((peer, j) => {
+      if (j === k) return;
+      inNode(node, 'bridge', 'fdb', 'add', macs[j], 'dev', PLAIN_VXLAN.dev, 'dst', peer.address, 'self', 'permanent');
+      inNode(node, 'ip', 'neigh', 'add', PLAIN_VXLAN.ip(j + 1), 'lladdr', macs[j], 'dev', PLAIN_VXLAN.dev, 'nud', 'permanent');
+    }),
+  );
+}
+
+async function main() {
+  for (const tool of ['iperf3', 'ethtool', 'taskset']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`bench overlay needs ${tool} (scripts/setup.sh installs it)`);
   const net = `bov${process.pid}`;
   sc.shoal(0, ['network', 'create', '--driver', 'overlay', net]);
   // A probe container per node, each with a poller asking its own node's DNS.
@@ -101,7 +176,7 @@ async function main(sc) {
   console.log(`  p50 ${quantile(spreads, 0.5)} ms  p99 ${quantile(spreads, 0.99)} ms  min ${spreads[0]} ms  max ${spreads.at(-1)} ms  (goal p99 <= 1000 ms)`);
   console.log(`  shoal-vxlan ADD itself: p50 ${quantile(addMs, 0.5).toFixed(0)} ms  p99 ${quantile(addMs, 0.99).toFixed(0)} ms`);
 
-  // 2. Throughput: overlay vs underlay between nodes 1 and 2, rounds alternating. The pollers
+  // 2. Throughput: overlay vs underlay between nodes 1 and 2, rounds paired. The pollers
   // go first: each wakes every 5 ms, and ten of them took a tenth of this 2-core machine's CPU
   // from both sides of the comparison (the underlay measured 12.7 Gbit/s with them, 13.7 without).
   for (const { p } of pollers) p.kill('SIGKILL');
@@ -109,33 +184,31 @@ async function main(sc) {
   const a = await sc.add(1, net, 'iperfa');
   const b = await sc.add(2, net, 'iperfb');
   const [n1, n2] = [sc.nodes[1], sc.nodes[2]];
-  const iperf = (clientNs, serverNs, serverIp) => {
-    const srv = sc.spawn('ip', ['netns', 'exec', serverNs, 'iperf3', '-s', '-1', '-B', serverIp, '-p', '5301']);
-    srv.stdout.resume();
-    spawnSync('sleep', ['0.3']);
-    const r = spawnSync('ip', ['netns', 'exec', clientNs, 'iperf3', '-c', serverIp, '-p', '5301', '-t', String(SECONDS), '-J'], { encoding: 'utf8', timeout: (SECONDS + 20) * 1000 });
-    srv.kill('SIGKILL');
-    const doc = JSON.parse(r.stdout);
-    return doc.end.sum_received.bits_per_second / 1e9;
+  const paths = {
+    overlay: [a.ns, b.ns, b.ip],
+    underlay: [n1.netns, n2.netns, n2.address],
   };
-  const overlay = [];
-  const underlay = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    overlay.push(iperf(a.ns, b.ns, b.ip));
-    underlay.push(iperf(n1.netns, n2.netns, n2.address));
-  }
-  const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-  const fmt = (xs) => `median ${med(xs).toFixed(2)} Gbit/s (${xs.map((x) => x.toFixed(2)).join(', ')})`;
-  console.log(`throughput, iperf3 TCP ${SECONDS} s x ${ROUNDS} rounds alternating, node 1 -> node 2:`);
-  console.log(`  overlay  ${fmt(overlay)}`);
-  console.log(`  underlay ${fmt(underlay)}`);
-  // Each overlay round next to the underlay round right after it: this machine's speed drifts by
-  // 10-20 % over a minute (both paths at once), which moves a ratio of medians more than a median
-  // of ratios taken a few seconds apart.
-  const paired = overlay.map((o, i) => o / underlay[i]);
-  console.log(`  overlay / underlay = ${(med(overlay) / med(underlay)).toFixed(2)} (goal >= 0.90); per round ${med(paired).toFixed(2)} median (${paired.map((x) => x.toFixed(2)).join(', ')})`);
+  const cc = must('ip', ['netns', 'exec', n1.netns, 'sysctl', '-n', 'net.ipv4.tcp_congestion_control']).trim();
+  const goal = pairedRounds(paths, ['overlay', 'underlay'], {});
+  console.log(`throughput, iperf3 TCP ${SECONDS} s x ${ROUNDS} rounds paired, node 1 -> node 2, as the host is set (congestion control ${cc}):`);
+  report(goal, 'overlay', 'underlay', '(goal >= 0.90)');
 
-  // 3. Encrypted overlay between the same nodes.
+  // 3. Cost per byte: the same paths, both iperf3 ends pinned to one CPU and cubic, so that the
+  // CPU sets the rate, not congestion control. BBR (this host's default) paces a flow at its
+  // estimate of the path's rate, and on these memory-speed links that cap hides most of what a
+  // byte costs: with it both paths run at ~14 Gbit/s with a third of the CPU idle; without it the
+  // bare underlay runs at 25-35. Next to them, the kernel's own VXLAN between the two node
+  // namespaces, built here with nothing of Shoal (no macvlans, no containers): what any VXLAN
+  // overlay costs on this machine.
+  plainVxlan(n1, n2);
+  paths.plain = [n1.netns, n2.netns, PLAIN_VXLAN.ip(2)];
+  const cost = pairedRounds(paths, ['overlay', 'plain', 'underlay'], { pin: true, cc: 'cubic', seconds: 3 });
+  console.log(`cost per byte, the same paths with both ends on CPU ${PIN_CPU} (cubic), iperf3 TCP 3 s x ${ROUNDS} rounds:`);
+  report(cost, 'overlay', 'underlay', '(the CPU-bound ratio)');
+  report(cost, 'plain', 'underlay', '(the kernel\'s own VXLAN, no Shoal)');
+  report(cost, 'overlay', 'plain', '(what Shoal adds to VXLAN)');
+
+  // 4. Encrypted overlay between the same nodes.
   const enc = `benc${process.pid}`;
   sc.shoal(0, ['network', 'create', '--driver', 'overlay', '-o', 'encrypted=true', enc]);
   const ea = await sc.add(1, enc, 'enca');
@@ -150,12 +223,12 @@ async function main(sc) {
   const encrypted = [];
   for (let round = 0; round < ROUNDS; round++) encrypted.push(iperf(ea.ns, eb.ns, eb.ip));
   console.log(`  encrypted overlay (ESP rfc4106 AES-GCM) ${fmt(encrypted)}`);
-  console.log(`  encrypted / plain overlay = ${(med(encrypted) / med(overlay)).toFixed(2)}`);
+  console.log(`  encrypted / plain overlay = ${(median(encrypted) / median(goal.overlay)).toFixed(2)}`);
 }
 
 const sc = await ShoalCluster.start({ nodes: NODES, prefix: 'bov' });
 try {
-  await main(sc);
+  await main();
 } catch (err) {
   console.error(err);
   process.exitCode = 1;
