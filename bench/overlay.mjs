@@ -255,10 +255,10 @@ async function main() {
   // CPU sets the rate, not congestion control. BBR (this host's default) paces a flow at its
   // estimate of the path's rate, and on these memory-speed links that cap hides most of what a
   // byte costs: with it both paths run at ~14 Gbit/s with a third of the CPU idle; without it the
-  // bare underlay runs at 25-35. A pinned run settles in one of two modes and keeps it: the
-  // receive work runs in the sending process's context (sender ~55 % of the CPU, receiver ~44)
-  // or in the receiving one's (~14 / ~84), at about half the rate (underlay 30-35 against
-  // 17-18 Gbit/s). Which one is chance, on every path (it happened with the cluster's own
+  // bare underlay runs at 25-35. A pinned run settles in one of two modes and keeps it, told
+  // apart by iperf3's own CPU split: sender ~55 % of the CPU and receiver ~44 (the receive work
+  // done in the sender's context), or ~14 / ~84 (done in the receiver's), at about half the rate
+  // (underlay 30-35 against 17-18 Gbit/s). Which one is chance, on every path (it happened with the cluster's own
   // processes moved off the CPU too), so paths are compared over the rounds in which both ran in
   // the first mode, and there are twice as many rounds.
   const cost = pairedRounds(paths, ['overlay', 'plain', 'macvlans', 'underlay'], { pin: true, cc: 'cubic', seconds: 3 }, 2 * ROUNDS);
