@@ -106,36 +106,30 @@ function pairedRounds(paths, names, opts, rounds = ROUNDS) {
   return runs;
 }
 
-/** Prints each path's runs (once per result set) and the ratio `top` / `bottom`. */
-function report(runs, top, bottom, note) {
-  const gbits = (name) => runs[name].map((r) => r.gbits);
-  runs.printed ??= new Set();
-  for (const name of [top, bottom].filter((n) => !runs.printed.has(n))) {
-    console.log(`  ${name.padEnd(8)} ${fmt(gbits(name))}`);
-    runs.printed.add(name);
-  }
-  const perRound = gbits(top).map((x, i) => x / gbits(bottom)[i]).sort((x, y) => x - y);
-  console.log(`  ${top} / ${bottom} = ${median(perRound).toFixed(2)} median of rounds (${perRound.map((x) => x.toFixed(2)).join(', ')}), ${(median(gbits(top)) / median(gbits(bottom))).toFixed(2)} of medians ${note}`);
-}
-
 /**
- * Like `report`, over the rounds in which both paths' runs did their receive work in the
- * sender's context (see the cost section); the other runs are listed, not compared.
+ * Prints each path's runs (once per result set) and the median of the per-round ratios
+ * `top` / `bottom`. With `sameMode`, a round counts only when both of its runs did their receive
+ * work in the sender's context (see the cost section); a path's other runs are listed, not
+ * compared.
  */
-function reportCost(runs, top, bottom, note) {
+function report(runs, top, bottom, note, { sameMode = false } = {}) {
+  const counts = (r) => !sameMode || r.inSender;
+  const gbits = (name, keep = true) => runs[name].filter((r) => counts(r) === keep).map((r) => r.gbits);
   runs.printed ??= new Set();
   for (const name of [top, bottom].filter((n) => !runs.printed.has(n))) {
-    const [kept, other] = [true, false].map((mode) => runs[name].filter((r) => r.inSender === mode).map((r) => r.gbits));
-    console.log(`  ${name.padEnd(8)} ${kept.length ? fmt(kept) : 'no run'} in the sender's context; ${other.length ? `in the receiver's: ${other.map((x) => x.toFixed(2)).join(', ')}` : "none in the receiver's"}`);
+    const other = gbits(name, false).map((x) => x.toFixed(2));
+    const modes = sameMode ? ` in the sender's context; ${other.length ? `in the receiver's: ${other.join(', ')}` : "none in the receiver's"}` : '';
+    console.log(`  ${name.padEnd(8)} ${gbits(name).length ? fmt(gbits(name)) : 'no run'}${modes}`);
     runs.printed.add(name);
   }
-  const perRound = runs[top].flatMap((r, i) => (r.inSender && runs[bottom][i].inSender ? [r.gbits / runs[bottom][i].gbits] : [])).sort((x, y) => x - y);
+  const perRound = runs[top].flatMap((r, i) => (counts(r) && counts(runs[bottom][i]) ? [r.gbits / runs[bottom][i].gbits] : [])).sort((x, y) => x - y);
   if (!perRound.length) return console.log(`  ${top} / ${bottom}: not compared (no round with both in the sender's context)`);
-  console.log(`  ${top} / ${bottom} = ${median(perRound).toFixed(2)} median of ${perRound.length} rounds (${perRound.map((x) => x.toFixed(2)).join(', ')}) ${note}`);
+  const ofMedians = sameMode ? '' : `, ${(median(gbits(top)) / median(gbits(bottom))).toFixed(2)} of medians`;
+  console.log(`  ${top} / ${bottom} = ${median(perRound).toFixed(2)} median of ${perRound.length} rounds (${perRound.map((x) => x.toFixed(2)).join(', ')})${ofMedians} ${note}`);
 }
 
 const inNode = (node, ...args) => must('ip', ['netns', 'exec', node.netns, ...args]);
-/** The node's underlay link (the one holding its address): name and prefix length. */
+/** The node's underlay link (the one holding its address): name and prefix length. Read once per node, in main. */
 function underlayOf(node) {
   const link = JSON.parse(inNode(node, 'ip', '-j', '-4', 'addr', 'show')).find((l) => l.addr_info.some((a) => a.local === node.address));
   return { dev: link.ifname, prefixlen: link.addr_info.find((a) => a.local === node.address).prefixlen };
@@ -144,12 +138,12 @@ function underlayOf(node) {
 /**
  * The kernel's own VXLAN between two node namespaces, with nothing of Shoal: a device on each
  * node's underlay link, static FDB and neighbour entries, addresses from the benchmarking range
- * (RFC 2544). It goes with the nodes' namespaces.
+ * (RFC 2544). It goes with the nodes' namespaces. `nodes` carry their `underlay` (underlayOf).
  */
 const PLAIN_VXLAN = { vni: 16_777_000, dev: 'vxplain', ip: (k) => `198.18.250.${k}` };
 function plainVxlan(...nodes) {
   const macs = nodes.map((node, k) => {
-    inNode(node, 'ip', 'link', 'add', PLAIN_VXLAN.dev, 'type', 'vxlan', 'id', String(PLAIN_VXLAN.vni), 'local', node.address, 'dev', underlayOf(node).dev, 'dstport', '4789', 'nolearning');
+    inNode(node, 'ip', 'link', 'add', PLAIN_VXLAN.dev, 'type', 'vxlan', 'id', String(PLAIN_VXLAN.vni), 'local', node.address, 'dev', node.underlay.dev, 'dstport', '4789', 'nolearning');
     inNode(node, 'ip', 'addr', 'add', `${PLAIN_VXLAN.ip(k + 1)}/24`, 'dev', PLAIN_VXLAN.dev);
     inNode(node, 'ip', 'link', 'set', PLAIN_VXLAN.dev, 'up');
     return JSON.parse(inNode(node, 'ip', '-j', 'link', 'show', 'dev', PLAIN_VXLAN.dev))[0].address;
@@ -166,15 +160,15 @@ function plainVxlan(...nodes) {
 /**
  * A namespace on each node with a macvlan straight on the node's underlay link and an address of
  * the underlay's subnet (.201, .202, ...): containers with no overlay at all, the cheapest way
- * from one node's container to another's. Returns the namespaces' names; they go with the
- * cluster's containers.
+ * from one node's container to another's. Returns each namespace's name and address; they go
+ * with the cluster's containers. `nodes` carry their `underlay` (underlayOf).
  */
 function underlayMacvlans(...nodes) {
   return nodes.map((node, k) => {
     const ns = `${sc.nodes[0].name}m${k}`;
     must('ip', ['netns', 'add', ns]);
     sc.containers.push(ns);
-    const { dev, prefixlen } = underlayOf(node);
+    const { dev, prefixlen } = node.underlay;
     inNode(node, 'ip', 'link', 'add', 'mvplain', 'link', dev, 'netns', ns, 'type', 'macvlan', 'mode', 'bridge');
     const ip = `${node.address.split('.').slice(0, 3).join('.')}.${201 + k}`;
     must('ip', ['netns', 'exec', ns, 'ip', 'addr', 'add', `${ip}/${prefixlen}`, 'dev', 'mvplain']);
@@ -240,9 +234,10 @@ async function main() {
   // of Shoal (no macvlans, no containers): what any VXLAN overlay costs on this machine. And
   // containers with no overlay at all (macvlans on the underlay link): what a container's own
   // namespace costs.
-  plainVxlan(n1, n2);
+  const ends = [n1, n2].map((node) => ({ ...node, underlay: underlayOf(node) }));
+  plainVxlan(...ends);
   paths.plain = [n1.netns, n2.netns, PLAIN_VXLAN.ip(2)];
-  const [m1, m2] = underlayMacvlans(n1, n2);
+  const [m1, m2] = underlayMacvlans(...ends);
   paths.macvlans = [m1.ns, m2.ns, m2.ip];
   const cc = must('ip', ['netns', 'exec', n1.netns, 'sysctl', '-n', 'net.ipv4.tcp_congestion_control']).trim();
   const goal = pairedRounds(paths, ['overlay', 'underlay', 'plain', 'macvlans'], {});
@@ -258,15 +253,15 @@ async function main() {
   // bare underlay runs at 25-35. A pinned run settles in one of two modes and keeps it, told
   // apart by iperf3's own CPU split: sender ~55 % of the CPU and receiver ~44 (the receive work
   // done in the sender's context), or ~14 / ~84 (done in the receiver's), at about half the rate
-  // (underlay 30-35 against 17-18 Gbit/s). Which one is chance, on every path (it happened with the cluster's own
-  // processes moved off the CPU too), so paths are compared over the rounds in which both ran in
-  // the first mode, and there are twice as many rounds.
+  // (underlay 30-35 against 17-18 Gbit/s). Which one is chance, on every path (it happened with
+  // the cluster's own processes moved off the CPU too), so paths are compared over the rounds in
+  // which both ran in the first mode, and there are twice as many rounds.
   const cost = pairedRounds(paths, ['overlay', 'plain', 'macvlans', 'underlay'], { pin: true, cc: 'cubic', seconds: 3 }, 2 * ROUNDS);
   console.log(`cost per byte, the same paths with both ends on CPU ${PIN_CPU} (cubic), iperf3 TCP 3 s x ${2 * ROUNDS} rounds:`);
-  reportCost(cost, 'overlay', 'underlay', '(the CPU-bound ratio)');
-  reportCost(cost, 'plain', 'underlay', "(the kernel's own VXLAN, no Shoal)");
-  reportCost(cost, 'macvlans', 'underlay', '(containers on the underlay, no overlay)');
-  reportCost(cost, 'overlay', 'plain', '(what Shoal adds to VXLAN)');
+  report(cost, 'overlay', 'underlay', '(the CPU-bound ratio)', { sameMode: true });
+  report(cost, 'plain', 'underlay', "(the kernel's own VXLAN, no Shoal)", { sameMode: true });
+  report(cost, 'macvlans', 'underlay', '(containers on the underlay, no overlay)', { sameMode: true });
+  report(cost, 'overlay', 'plain', '(what Shoal adds to VXLAN)', { sameMode: true });
 
   // 4. Encrypted overlay between the same nodes.
   const enc = `benc${process.pid}`;

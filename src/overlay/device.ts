@@ -10,9 +10,10 @@
  * Docker or Kubernetes host) sends every frame crossing a Linux bridge through the host's
  * netfilter hooks (conntrack, NAT, filter chains), once on each node. Container-to-container
  * traffic across nodes then ran at 0.81-0.84x the bare underlay; macvlans on the VXLAN device
- * switch frames below netfilter (0.86-0.94x over 8 runs, median 0.91; README.md has the numbers). Frames between containers of
- * the node are switched by macvlan's bridge mode; frames for other MACs go to the VXLAN device,
- * which sends them to the VTEP its FDB names.
+ * switch frames below netfilter (0.87-0.92x, as the kernel's own VXLAN does on the same nodes;
+ * README.md has the numbers). Frames between containers of the node are switched by macvlan's
+ * bridge mode; frames for other MACs go to the VXLAN device, which sends them to the VTEP its
+ * FDB names.
  *
  * The gateway is a macvlan in the host holding the gateway addresses, under the name the bridge
  * had ("vb-…", or the config's `bridge`), with the MAC derived from that name: the same address
@@ -47,7 +48,7 @@ export interface OverlayDeviceSpec {
   /** The network's gateway link (the config's `bridge`): created if missing, with the MAC derived from its name. */
   gateway: string;
   underlay: Underlay;
-  /** MTU of the VXLAN device, of a bridge created here, and what containers should get. Default: underlay MTU − overhead. */
+  /** MTU of the VXLAN device and the gateway, and what containers should get. Default: underlay MTU − overhead. */
   mtu?: number | undefined;
 }
 
@@ -116,8 +117,8 @@ function createOrFind(nl: Rtnl, spec: OverlayDeviceSpec, name: string, mtu: numb
   }
 }
 
-/** Corrects what differs and can change in place; refuses what cannot. */
-function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): void {
+/** Corrects what differs and can change in place; refuses what cannot. True when it changed something. */
+function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): boolean {
   const name = link.name;
   if (link.kind !== 'vxlan') throw new LinkConflictError(`failed to use vxlan "${name}": a link of kind ${link.kind ?? 'unknown'} already has that name`);
   const vx = link.vxlan;
@@ -130,7 +131,8 @@ function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): 
   if (vx.local !== spec.underlay.address) change.local = spec.underlay.address;
   if (vx.underlayIndex !== spec.underlay.link.index) change.dev = spec.underlay.link.index;
   if (vx.learning !== false) change.learning = false;
-  if (Object.keys(change).length > 0) {
+  const changed = Object.keys(change).length > 0;
+  if (changed) {
     try {
       changeLinkInfo(nl, link, { kind: 'vxlan', vni: spec.vni, ...change });
     } catch (err) {
@@ -139,6 +141,7 @@ function reconcile(nl: Rtnl, link: Link, spec: OverlayDeviceSpec, mtu: number): 
     }
   }
   if (link.mtu !== mtu) setLinkMtu(nl, link, mtu);
+  return changed || link.mtu !== mtu;
 }
 
 /** What a link found under the gateway's name is, for the refusal. */
@@ -149,13 +152,15 @@ function foreignGateway(link: Link): string {
 
 /**
  * The gateway macvlan on `vxlan`: created if missing (DAD off before it is up, as for a bridge),
- * up, in Shoal's device group, with the derived MAC and the overlay MTU.
+ * up, in Shoal's device group, with the derived MAC and the overlay MTU. `found`: the link under
+ * `name` as the caller already looked it up.
  */
-function ensureGateway(nl: Rtnl, name: string, vxlan: Link, mtu: number): Link {
-  let link = findLink(nl, name);
+function ensureGateway(nl: Rtnl, name: string, found: Link | undefined, vxlan: Link, mtu: number): Link {
+  let link = found;
   if (!link) {
     // One gateway per network: another one on the device means the network's `bridge` changed.
-    const other = listLinks(nl).find((l) => l.kind === 'macvlan' && l.parentIndex === vxlan.index && l.group === SHOAL_BRIDGE_GROUP);
+    // One under this very name was made by a racing ADD since the caller looked: it is used below.
+    const other = listLinks(nl).find((l) => l.kind === 'macvlan' && l.parentIndex === vxlan.index && l.group === SHOAL_BRIDGE_GROUP && l.name !== name);
     if (other) throw new LinkConflictError(`failed to add gateway "${name}" to vxlan "${vxlan.name}": its gateway is "${other.name}" (did the network's bridge change?)`);
     try {
       link = createLink(nl, { kind: 'macvlan', name, parent: vxlan.index, mode: 'bridge', mac: bridgeMac(name), mtu });
@@ -165,6 +170,7 @@ function ensureGateway(nl: Rtnl, name: string, vxlan: Link, mtu: number): Link {
     }
   }
   if (link.kind !== 'macvlan' || link.parentIndex !== vxlan.index) throw new LinkConflictError(`failed to use gateway "${name}": it is ${foreignGateway(link)}`);
+  if (link.up && link.group === SHOAL_BRIDGE_GROUP && link.mtu === mtu) return link;
   if (!link.up) {
     skipLinkLocalDad(nl, name);
     setLinkUp(nl, link.index);
@@ -189,10 +195,11 @@ export function ensureOverlayDevice(nl: Rtnl, spec: OverlayDeviceSpec): OverlayD
   let created = false;
   if (!vxlan) ({ link: vxlan, created } = createOrFind(nl, spec, name, mtu));
   try {
-    if (!created) reconcile(nl, vxlan, spec, mtu);
-    if (!vxlan.up) setLinkUp(nl, vxlan.index);
-    const gateway = ensureGateway(nl, spec.gateway, vxlan, mtu);
-    return { vxlan: getLink(nl, vxlan.index), gateway, mtu };
+    const changed = !created && reconcile(nl, vxlan, spec, mtu);
+    const wasUp = vxlan.up;
+    if (!wasUp) setLinkUp(nl, vxlan.index);
+    const gateway = ensureGateway(nl, spec.gateway, existingGateway, vxlan, mtu);
+    return { vxlan: changed || !wasUp ? getLink(nl, vxlan.index) : vxlan, gateway, mtu };
   } catch (err) {
     // Made here and not usable: leave nothing (a racing ADD that found it fails the same way).
     if (created) deleteLinkIfExists(nl, vxlan.index);
